@@ -1,0 +1,66 @@
+//! The admin listener: `/metrics` for Prometheus, `/healthz` (the process is alive) and
+//! `/readyz` (configured and the queue answers).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::queue::Queue;
+
+/// How long `/readyz` waits for the queue.
+const READY_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub metrics: PrometheusHandle,
+    pub queue: Arc<dyn Queue>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    state.metrics.run_upkeep();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(state): State<AdminState>) -> Response {
+    match tokio::time::timeout(READY_TIMEOUT, state.queue.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %crate::telemetry::chain(&err), "not ready: queue unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "queue unreachable\n").into_response()
+        }
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "queue timed out\n").into_response(),
+    }
+}
+
+/// Drains histogram samples into their buckets even when nobody scrapes, so memory stays
+/// flat. Runs until the process exits.
+pub fn spawn_upkeep(handle: PrometheusHandle) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    });
+}

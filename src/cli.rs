@@ -1,0 +1,223 @@
+//! The command line.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::{DEFAULT_CONFIG_PATH, SecretResolver, Settings};
+use crate::synthetic::{self, SyntheticJob};
+
+/// Autoscales ephemeral GitHub Actions self-hosted runners on Amazon ECS.
+///
+/// Configuration layers: built-in defaults, then the TOML file given by --config (default
+/// config/dockhand.toml, if present), then DOCKHAND_* environment variables with `__` for
+/// nesting (DOCKHAND_QUEUE__KIND=sqs). Logs go to stdout as JSON unless stdout is a
+/// terminal; RUST_LOG overrides [log] level.
+#[derive(Debug, Parser)]
+#[command(name = "dockhand", version, propagate_version = true)]
+pub struct Cli {
+    /// The TOML configuration file [default: config/dockhand.toml, when it exists]
+    #[arg(long, global = true, env = "DOCKHAND_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Single node: run everything in one process (today the webhook ingress and the admin
+    /// endpoints), on the embedded queue by default
+    Serve,
+    /// Run the webhook ingress and the admin endpoints (/metrics, /healthz, /readyz)
+    Ingress,
+    /// Work with the configuration
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Send a correctly signed synthetic workflow_job delivery to a running ingress, to
+    /// smoke-test it. Exits non-zero unless the answer is 2xx
+    SendEvent(SendEventArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print the effective settings, secrets redacted
+    Check,
+}
+
+/// A workflow_job action.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ActionArg {
+    Queued,
+    Waiting,
+    #[value(name = "in_progress")]
+    InProgress,
+    Completed,
+}
+
+impl ActionArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Waiting => "waiting",
+            Self::InProgress => "in_progress",
+            Self::Completed => "completed",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SendEventArgs {
+    /// Where to POST [default: http://<server.listen><server.path> from the configuration]
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// A file holding the webhook secret to sign with [default: the configuration's first
+    /// webhook secret]
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// The webhook secret to sign with (prefer --secret-file: arguments are visible to
+    /// other users of the machine)
+    #[arg(
+        long,
+        env = "DOCKHAND_SEND_SECRET",
+        hide_env_values = true,
+        conflicts_with = "secret_file"
+    )]
+    pub secret: Option<String>,
+    /// The workflow_job action
+    #[arg(long, value_enum, default_value = "queued")]
+    pub action: ActionArg,
+    /// The job's labels (runs-on), comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "self-hosted,linux,x64")]
+    pub labels: Vec<String>,
+    /// The workflow job id [default: random]
+    #[arg(long)]
+    pub job_id: Option<u64>,
+    /// The workflow run id [default: random]
+    #[arg(long)]
+    pub run_id: Option<u64>,
+    /// The repository, as owner/name
+    #[arg(long, default_value = "octo-org/hello-world")]
+    pub repo: String,
+    /// The GitHub App installation id to put in the event [default: none]
+    #[arg(long)]
+    pub installation_id: Option<u64>,
+    /// Steps in the job: each adds about 130 bytes to the payload
+    #[arg(long, default_value_t = 4)]
+    pub steps: usize,
+}
+
+impl SendEventArgs {
+    /// Sends the delivery and prints the answer; the exit code says whether it was 2xx.
+    pub async fn run(self, config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+        let (url, secret) = self.target(config).await?;
+        let spec = SyntheticJob {
+            action: self.action.as_str().to_string(),
+            job_id: self.job_id.unwrap_or_else(random_id),
+            run_id: self.run_id.unwrap_or_else(random_id),
+            labels: self.labels,
+            repo: self.repo,
+            installation_id: self.installation_id,
+            steps: self.steps,
+        };
+        let body = synthetic::workflow_job_payload(&spec).to_string();
+        let delivery = uuid::Uuid::new_v4().to_string();
+        let (status, answer) =
+            synthetic::deliver(&url, secret.expose_secret().as_bytes(), &delivery, &body)
+                .await
+                .with_context(|| format!("sending to {url}"))?;
+        println!(
+            "{} {} job {} ({} bytes) -> HTTP {}: {}",
+            spec.action,
+            spec.repo,
+            spec.job_id,
+            body.len(),
+            status.as_u16(),
+            answer.trim()
+        );
+        Ok(if status.is_success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+
+    async fn target(
+        &self,
+        config: Option<&std::path::Path>,
+    ) -> anyhow::Result<(String, SecretString)> {
+        let explicit_secret = match (&self.secret, &self.secret_file) {
+            (Some(secret), _) => Some(SecretString::from(secret.clone())),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                Some(SecretString::from(text.trim_end_matches(['\r', '\n'])))
+            }
+            (None, None) => None,
+        };
+        if let (Some(url), Some(secret)) = (&self.url, &explicit_secret) {
+            return Ok((url.clone(), secret.clone()));
+        }
+        let settings = Settings::load(config).with_context(|| {
+            format!(
+                "pass --url and --secret-file, or a valid --config (default {DEFAULT_CONFIG_PATH})"
+            )
+        })?;
+        let url = self.url.clone().unwrap_or_else(|| {
+            let mut addr = settings.server.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+            }
+            format!("http://{addr}{}", settings.server.path)
+        });
+        let secret = match explicit_secret {
+            Some(secret) => secret,
+            None => SecretResolver::new(&settings.aws)
+                .resolve(&settings.webhook.secrets[0])
+                .await
+                .context("webhook.secrets[0]")?,
+        };
+        Ok((url, secret))
+    }
+}
+
+fn random_id() -> u64 {
+    // Positive and below 2^53, like GitHub's ids, so JSON tools read them exactly.
+    (uuid::Uuid::new_v4().as_u128() as u64) >> 11
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn send_event_parses_its_flags() {
+        let cli = Cli::parse_from([
+            "dockhand",
+            "send-event",
+            "--action",
+            "in_progress",
+            "--labels",
+            "a,b",
+            "--job-id",
+            "7",
+        ]);
+        let Command::SendEvent(args) = cli.command else {
+            panic!("not send-event")
+        };
+        assert_eq!(args.labels, ["a", "b"]);
+        assert_eq!(args.job_id, Some(7));
+        assert_eq!(args.action.as_str(), "in_progress");
+    }
+}

@@ -1,0 +1,464 @@
+//! Settings: built-in defaults, then a TOML file, then `DOCKHAND_*` environment variables
+//! (`__` separates nesting levels: `DOCKHAND_QUEUE__KIND=sqs`). Everything is validated at
+//! start-up, and every problem names its key.
+
+pub mod aws;
+pub mod secret;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+pub use aws::AwsSettings;
+pub use secret::{SecretResolver, SecretSource};
+
+/// Where `--config` points when it is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "config/dockhand.toml";
+
+/// The top-level sections; environment variables outside them are not configuration.
+const SECTIONS: &[&str] = &["server", "admin", "webhook", "queue", "aws", "log", "pool"];
+
+/// The whole configuration tree.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub admin: AdminSettings,
+    pub webhook: WebhookSettings,
+    pub queue: QueueSettings,
+    pub aws: AwsSettings,
+    pub log: LogSettings,
+    #[serde(rename = "pool")]
+    pub pools: Vec<PoolSettings>,
+}
+
+/// `[server]`: where GitHub's webhooks arrive.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// The path GitHub POSTs to.
+    pub path: String,
+    /// How long a shutdown waits for in-flight requests and queue sends.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            path: "/webhook".to_string(),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// `[admin]`: `/metrics`, `/healthz` and `/readyz`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+        }
+    }
+}
+
+/// `[webhook]`: what the ingress accepts.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// Any of these may sign a delivery, so a secret can be rotated without downtime.
+    pub secrets: Vec<SecretSource>,
+    /// Larger bodies are refused with 413 before they are read in full.
+    pub max_body_bytes: usize,
+    /// Jobs asking for more labels than this are refused as malformed.
+    pub max_labels: usize,
+    /// When either allowlist is non-empty, only these orgs (owners) or `owner/name`
+    /// repositories are accepted; others are answered 202 and dropped.
+    pub allowed_orgs: Vec<String>,
+    pub allowed_repos: Vec<String>,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            secrets: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            max_labels: 64,
+            allowed_orgs: Vec::new(),
+            allowed_repos: Vec::new(),
+        }
+    }
+}
+
+/// `[queue]`: the durable queue between ingress and workers.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSettings {
+    pub kind: QueueKind,
+    pub sqs: SqsSettings,
+    pub embedded: EmbeddedQueueSettings,
+    pub batch: BatchSettings,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueKind {
+    #[default]
+    Embedded,
+    Sqs,
+}
+
+/// `[queue.sqs]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqsSettings {
+    pub url: Option<String>,
+    /// The dead-letter queue; unset means the one named by the main queue's RedrivePolicy.
+    pub dead_letter_url: Option<String>,
+    /// Long-poll wait for receives (at most 20s).
+    #[serde(with = "humantime_serde")]
+    pub wait_time: Duration,
+    #[serde(with = "humantime_serde")]
+    pub visibility_timeout: Duration,
+}
+
+impl Default for SqsSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            dead_letter_url: None,
+            wait_time: Duration::from_secs(20),
+            visibility_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[queue.embedded]`: a SQLite file with SQS's semantics, for single-node use.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedQueueSettings {
+    pub path: PathBuf,
+    #[serde(with = "humantime_serde")]
+    pub visibility_timeout: Duration,
+    /// A message received this many times without being deleted goes to dead-letter
+    /// on its next receive (SQS's maxReceiveCount).
+    pub max_receives: u32,
+    /// How often a long-polling receive looks again for messages whose visibility expired.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for EmbeddedQueueSettings {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("data/queue.db"),
+            visibility_timeout: Duration::from_secs(60),
+            max_receives: 5,
+            poll_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// `[queue.batch]`: how the ingress groups concurrent sends into batches of up to 10.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchSettings {
+    /// How long a batch waits for company once started; a lone message waits no longer.
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+    /// Batches in flight at once; more requests wait and so fill the next batch.
+    pub max_in_flight: usize,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        Self {
+            linger: Duration::from_millis(2),
+            max_in_flight: 16,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// A tracing filter, e.g. `info` or `dockhand=debug,info`. `RUST_LOG` wins when set.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".to_string(),
+            format: LogFormat::Auto,
+        }
+    }
+}
+
+/// `auto` is human-readable on a terminal and JSON otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Auto,
+    Json,
+    Pretty,
+}
+
+/// One `[[pool]]`: a kind of runner dockhand can launch.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSettings {
+    /// Lower-case letters, digits and `-`; it becomes part of runner names.
+    pub name: String,
+    /// Every label the pool's runners carry, including `self-hosted`, OS and arch if jobs
+    /// ask for them: a job is served when its labels are a subset of these.
+    pub labels: Vec<String>,
+}
+
+/// Most labels one pool may carry (GitHub's limit for a JIT runner).
+const MAX_POOL_LABELS: usize = 100;
+const MAX_POOL_NAME: usize = 32;
+
+impl Settings {
+    /// Loads and validates: defaults, then `path` (or the default path if it exists), then
+    /// `DOCKHAND_*` variables.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, Env::prefixed("DOCKHAND_"))
+    }
+
+    fn load_with_env(path: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match path {
+            Some(path) if !path.is_file() => {
+                return Err(ConfigError::Missing(path.to_path_buf()));
+            }
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None => figment = figment.merge(Toml::file(DEFAULT_CONFIG_PATH)),
+        }
+        let env = env.split("__").filter(|key| {
+            let section = key.as_str().split('.').next().unwrap_or_default();
+            SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
+        });
+        let settings: Settings = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Every problem with the settings, each naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut p = Problems::default();
+        if !self.server.path.starts_with('/') || self.server.path.contains(char::is_whitespace) {
+            p.add("server.path", "must start with `/` and contain no spaces");
+        }
+        if self.server.listen == self.admin.listen && self.server.listen.port() != 0 {
+            p.add("admin.listen", "must differ from server.listen");
+        }
+        self.webhook.check(&mut p);
+        self.queue.check(&mut p);
+        self.aws.check(&mut p);
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            p.add(
+                "log.level",
+                "not a valid filter (e.g. `info`, `dockhand=debug,info`)",
+            );
+        }
+        check_pools(&self.pools, &mut p);
+        p.into_result()
+    }
+
+    /// The settings as TOML with every secret replaced by `<redacted>`.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+impl WebhookSettings {
+    fn check(&self, p: &mut Problems) {
+        if self.secrets.is_empty() {
+            p.add(
+                "webhook.secrets",
+                "at least one secret is required (`{ value = .. }`, `{ file = .. }` or `{ ssm = .. }`)",
+            );
+        }
+        for (i, secret) in self.secrets.iter().enumerate() {
+            secret.check(&format!("webhook.secrets[{i}]"), p);
+        }
+        if !(1024..=25 * 1024 * 1024).contains(&self.max_body_bytes) {
+            p.add(
+                "webhook.max_body_bytes",
+                "must be between 1024 and 26214400 (GitHub caps payloads at 25 MB)",
+            );
+        }
+        if !(1..=1000).contains(&self.max_labels) {
+            p.add("webhook.max_labels", "must be between 1 and 1000");
+        }
+        for (i, repo) in self.allowed_repos.iter().enumerate() {
+            let parts: Vec<&str> = repo.split('/').collect();
+            if parts.len() != 2 || parts.iter().any(|s| s.is_empty()) {
+                p.add(
+                    format!("webhook.allowed_repos[{i}]"),
+                    "must be `owner/name`",
+                );
+            }
+        }
+        if self
+            .allowed_orgs
+            .iter()
+            .any(|o| o.is_empty() || o.contains('/'))
+        {
+            p.add("webhook.allowed_orgs", "entries are bare owner names");
+        }
+    }
+}
+
+impl QueueSettings {
+    fn check(&self, p: &mut Problems) {
+        match self.kind {
+            QueueKind::Sqs => {
+                match &self.sqs.url {
+                    None => p.add("queue.sqs.url", "required when queue.kind = \"sqs\""),
+                    Some(url) => check_http_url("queue.sqs.url", url, p),
+                }
+                if let Some(url) = &self.sqs.dead_letter_url {
+                    check_http_url("queue.sqs.dead_letter_url", url, p);
+                }
+                if self.sqs.wait_time > Duration::from_secs(20) {
+                    p.add("queue.sqs.wait_time", "SQS allows at most 20s");
+                }
+                if self.sqs.visibility_timeout > Duration::from_secs(12 * 3600) {
+                    p.add("queue.sqs.visibility_timeout", "SQS allows at most 12h");
+                }
+            }
+            QueueKind::Embedded => {
+                if self.embedded.path.as_os_str().is_empty() {
+                    p.add("queue.embedded.path", "must not be empty");
+                }
+                if self.embedded.visibility_timeout < Duration::from_secs(1) {
+                    p.add("queue.embedded.visibility_timeout", "must be at least 1s");
+                }
+                if self.embedded.max_receives == 0 {
+                    p.add("queue.embedded.max_receives", "must be at least 1");
+                }
+                if self.embedded.poll_interval.is_zero() {
+                    p.add("queue.embedded.poll_interval", "must be greater than zero");
+                }
+            }
+        }
+        if self.batch.linger > Duration::from_millis(50) {
+            p.add(
+                "queue.batch.linger",
+                "at most 50ms: longer holds every lone webhook back",
+            );
+        }
+        if !(1..=256).contains(&self.batch.max_in_flight) {
+            p.add("queue.batch.max_in_flight", "must be between 1 and 256");
+        }
+    }
+}
+
+fn check_pools(pools: &[PoolSettings], p: &mut Problems) {
+    if pools.is_empty() {
+        p.add("pool", "at least one [[pool]] is required");
+    }
+    for (i, pool) in pools.iter().enumerate() {
+        let key = format!("pool[{i}]");
+        let name_ok = !pool.name.is_empty()
+            && pool.name.len() <= MAX_POOL_NAME
+            && pool
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !pool.name.starts_with('-');
+        if !name_ok {
+            p.add(
+                format!("{key}.name"),
+                format!(
+                    "`{}`: use 1-{MAX_POOL_NAME} lower-case letters, digits or `-`, not starting with `-`",
+                    pool.name
+                ),
+            );
+        }
+        if pools[..i].iter().any(|other| other.name == pool.name) {
+            p.add(
+                format!("{key}.name"),
+                format!("`{}` is used by another pool", pool.name),
+            );
+        }
+        if pool.labels.is_empty() || pool.labels.len() > MAX_POOL_LABELS {
+            p.add(
+                format!("{key}.labels"),
+                format!("give between 1 and {MAX_POOL_LABELS} labels"),
+            );
+        }
+        if pool.labels.iter().any(|l| l.trim().is_empty()) {
+            p.add(format!("{key}.labels"), "labels must not be blank");
+        }
+    }
+}
+
+fn check_http_url(key: &str, url: &str, p: &mut Problems) {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        _ => p.add(key, format!("`{url}` is not an http(s) URL")),
+    }
+}
+
+/// Problems found while validating, each with the key it concerns.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<(String, String)>);
+
+impl Problems {
+    pub fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push((key.into(), message.into()));
+    }
+
+    fn into_result(self) -> Result<(), ConfigError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Problems(self))
+        }
+    }
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (key, message) in &self.0 {
+            writeln!(f, "  {key}: {message}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {} does not exist", .0.display())]
+    Missing(PathBuf),
+    /// A type error or unknown key; figment's message names the key.
+    #[error("invalid configuration: {0}")]
+    Invalid(Box<figment::Error>),
+    #[error("invalid configuration:\n{0}")]
+    Problems(Problems),
+}
+
+#[cfg(test)]
+mod tests;

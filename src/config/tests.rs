@@ -1,0 +1,154 @@
+use std::io::Write;
+
+use figment::providers::Env;
+
+use super::*;
+
+const MINIMAL: &str = r#"
+[webhook]
+secrets = [{ value = "s3cret-value" }]
+
+[[pool]]
+name = "linux"
+labels = ["self-hosted", "linux"]
+"#;
+
+fn write_config(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    file
+}
+
+fn load(text: &str) -> Result<Settings, ConfigError> {
+    let file = write_config(text);
+    Settings::load_with_env(Some(file.path()), Env::prefixed("DOCKHAND_UNIT_NEVER_SET_"))
+}
+
+fn problems(text: &str) -> String {
+    load(text).unwrap_err().to_string()
+}
+
+#[test]
+fn a_minimal_file_gets_the_defaults() {
+    let s = load(MINIMAL).unwrap();
+    assert_eq!(s.server.path, "/webhook");
+    assert_eq!(s.queue.kind, QueueKind::Embedded);
+    assert_eq!(s.webhook.max_body_bytes, 1024 * 1024);
+    assert_eq!(s.pools[0].labels, ["self-hosted", "linux"]);
+}
+
+#[test]
+fn the_reference_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_PATH);
+    Settings::load_with_env(Some(&path), Env::prefixed("DOCKHAND_UNIT_NEVER_SET_")).unwrap();
+    let dev = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dev.toml");
+    Settings::load_with_env(Some(&dev), Env::prefixed("DOCKHAND_UNIT_NEVER_SET_")).unwrap();
+}
+
+#[test]
+fn environment_variables_override_the_file_with_double_underscore_nesting() {
+    // SAFETY: the variables' prefix is unique to this test, so no other test reads them.
+    unsafe {
+        std::env::set_var("DOCKHAND_UNIT_ENV_QUEUE__KIND", "sqs");
+        std::env::set_var(
+            "DOCKHAND_UNIT_ENV_QUEUE__SQS__URL",
+            "http://127.0.0.1:1/000000000000/q",
+        );
+        std::env::set_var("DOCKHAND_UNIT_ENV_QUEUE__SQS__WAIT_TIME", "5s");
+        std::env::set_var("DOCKHAND_UNIT_ENV_WEBHOOK__ALLOWED_ORGS", "[acme, octo]");
+        std::env::set_var("DOCKHAND_UNIT_ENV_WEBHOOK__SECRETS", "[{value=from-env}]");
+        std::env::set_var("DOCKHAND_UNIT_ENV_TEST_SOMETHING_ELSE", "ignored");
+    }
+    let file = write_config(MINIMAL);
+    let s =
+        Settings::load_with_env(Some(file.path()), Env::prefixed("DOCKHAND_UNIT_ENV_")).unwrap();
+    assert_eq!(s.queue.kind, QueueKind::Sqs);
+    assert_eq!(s.queue.sqs.wait_time, Duration::from_secs(5));
+    assert_eq!(s.webhook.allowed_orgs, ["acme", "octo"]);
+    let secret = s.webhook.secrets[0].value.as_ref().unwrap();
+    assert_eq!(secrecy::ExposeSecret::expose_secret(secret), "from-env");
+}
+
+#[test]
+fn an_explicit_missing_file_is_an_error() {
+    let err = Settings::load(Some(Path::new("/nonexistent/dockhand.toml"))).unwrap_err();
+    assert!(matches!(err, ConfigError::Missing(_)), "{err}");
+}
+
+#[test]
+fn unknown_keys_and_wrong_types_name_the_key() {
+    let err = problems(&format!("{MINIMAL}\n[server]\nlisten = 12\n"));
+    assert!(err.contains("server.listen"), "{err}");
+    let err = problems(&format!("{MINIMAL}\n[queue]\nkidn = \"sqs\"\n"));
+    assert!(err.contains("kidn"), "{err}");
+}
+
+#[test]
+fn every_problem_is_reported_with_its_key() {
+    let err = problems(
+        r#"
+[server]
+path = "webhook"
+[webhook]
+secrets = [{ value = "a", file = "/b" }]
+max_body_bytes = 10
+allowed_repos = ["just-a-name"]
+[queue]
+kind = "sqs"
+[queue.sqs]
+wait_time = "30s"
+[queue.batch]
+linger = "1s"
+[[pool]]
+name = "Bad Name"
+labels = []
+[[pool]]
+name = "Bad Name"
+labels = ["x"]
+"#,
+    );
+    for key in [
+        "server.path",
+        "webhook.secrets[0]",
+        "webhook.max_body_bytes",
+        "webhook.allowed_repos[0]",
+        "queue.sqs.url",
+        "queue.sqs.wait_time",
+        "queue.batch.linger",
+        "pool[0].name",
+        "pool[0].labels",
+        "pool[1].name",
+    ] {
+        assert!(
+            err.contains(&format!("  {key}: ")),
+            "missing {key} in:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn no_pool_and_no_secret_are_refused() {
+    let err = problems("");
+    assert!(err.contains("  pool: "), "{err}");
+    assert!(err.contains("  webhook.secrets: "), "{err}");
+}
+
+#[test]
+fn the_redacted_rendering_hides_secrets_and_reloads() {
+    let text = format!(
+        "{MINIMAL}\n[aws.credentials]\naccess_key_id = \"AKIDEXAMPLE\"\nsecret_access_key = \"aws-secret-value\"\n"
+    );
+    let rendered = load(&text).unwrap().to_redacted_toml();
+    assert!(!rendered.contains("s3cret-value"), "{rendered}");
+    assert!(!rendered.contains("aws-secret-value"), "{rendered}");
+    assert!(rendered.contains("<redacted>"), "{rendered}");
+    // Apart from the secrets, what it prints is itself a loadable config.
+    let reloaded = load(&rendered).unwrap();
+    assert_eq!(reloaded.pools[0].name, "linux");
+}
+
+#[test]
+fn debug_output_never_shows_a_secret() {
+    let s = load(MINIMAL).unwrap();
+    assert!(!format!("{s:?}").contains("s3cret-value"));
+}

@@ -1,0 +1,17 @@
+//! dockhand: GitHub `workflow_job` webhooks in, one ephemeral ECS runner per job out.
+//!
+//! The flow, in module order: `ingress` verifies and parses webhooks into `domain` values,
+//! matches them against `pool`s and puts an envelope on the `queue`. `config`, `metrics`,
+//! `telemetry`, `admin` and `startup` serve every process; `synthetic` makes test traffic.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod ingress;
+pub mod metrics;
+pub mod pool;
+pub mod queue;
+pub mod startup;
+pub mod synthetic;
+pub mod telemetry;

@@ -1,0 +1,70 @@
+//! Metric names, their help texts, and the Prometheus exporter. Every metric dockhand
+//! emits is named here; label values come from closed sets (`as_str()` of an enum).
+
+use std::sync::OnceLock;
+
+use metrics::Unit;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const BUILD_INFO: &str = "dockhand_build_info";
+pub const WEBHOOK_REQUESTS_TOTAL: &str = "dockhand_webhook_requests_total";
+pub const WEBHOOK_REQUEST_SECONDS: &str = "dockhand_webhook_request_seconds";
+pub const QUEUE_SEND_TOTAL: &str = "dockhand_queue_send_total";
+pub const QUEUE_SEND_SECONDS: &str = "dockhand_queue_send_seconds";
+pub const QUEUE_BATCH_SIZE: &str = "dockhand_queue_batch_size";
+
+/// Latency buckets in seconds, from sub-millisecond up to SQS's slowest sensible answer.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
+
+/// Installs the process-wide recorder once and returns the handle that renders it.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(QUEUE_BATCH_SIZE.into()), BATCH_BUCKETS)
+                })
+                .expect("bucket lists are non-empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).expect("no other metrics recorder is installed");
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_gauge!(BUILD_INFO, "Always 1; the labels tell the running version.");
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics::describe_counter!(
+        WEBHOOK_REQUESTS_TOTAL,
+        Unit::Count,
+        "Webhook deliveries answered, by event, workflow_job action and outcome."
+    );
+    metrics::describe_histogram!(
+        WEBHOOK_REQUEST_SECONDS,
+        Unit::Seconds,
+        "Time to answer a webhook delivery, queue send included."
+    );
+    metrics::describe_counter!(
+        QUEUE_SEND_TOTAL,
+        Unit::Count,
+        "Messages sent to the queue, by outcome (ok, unavailable, rejected)."
+    );
+    metrics::describe_histogram!(
+        QUEUE_SEND_SECONDS,
+        Unit::Seconds,
+        "Time for one send or batch send to the queue."
+    );
+    metrics::describe_histogram!(
+        QUEUE_BATCH_SIZE,
+        Unit::Count,
+        "Messages per queue send batch."
+    );
+}

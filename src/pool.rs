@@ -1,0 +1,121 @@
+//! Runner pools and the rule that decides which pool can serve a job.
+
+use crate::config::PoolSettings;
+use crate::domain::{Labels, label_eq};
+
+/// A pool of identical runners dockhand can launch.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    pub name: String,
+    /// Every label a runner of this pool carries.
+    pub labels: Vec<String>,
+}
+
+impl Pool {
+    /// GitHub's rule: a runner can take a job when it has every one of the job's labels.
+    pub fn can_serve(&self, job_labels: &Labels) -> bool {
+        job_labels
+            .iter()
+            .all(|wanted| self.labels.iter().any(|have| label_eq(have, wanted)))
+    }
+}
+
+/// The configured pools, in configuration order.
+#[derive(Debug, Clone, Default)]
+pub struct Pools(Vec<Pool>);
+
+impl Pools {
+    pub fn from_settings(settings: &[PoolSettings]) -> Self {
+        Self(
+            settings
+                .iter()
+                .map(|p| Pool {
+                    name: p.name.clone(),
+                    labels: p.labels.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    /// The first pool, in configuration order, whose runners can take a job with these
+    /// labels. Order is the tie-break so that operators control it.
+    pub fn match_job(&self, job_labels: &Labels) -> Option<&Pool> {
+        self.0.iter().find(|pool| pool.can_serve(job_labels))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Pool> {
+        self.0.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pools(spec: &[(&str, &[&str])]) -> Pools {
+        Pools(
+            spec.iter()
+                .map(|(name, labels)| Pool {
+                    name: name.to_string(),
+                    labels: labels.iter().map(|l| l.to_string()).collect(),
+                })
+                .collect(),
+        )
+    }
+
+    fn job(labels: &[&str]) -> Labels {
+        Labels(labels.iter().map(|l| l.to_string()).collect())
+    }
+
+    #[test]
+    fn a_pool_serves_a_job_whose_labels_it_all_has() {
+        let p = pools(&[("linux", &["self-hosted", "linux", "x64"])]);
+        assert_eq!(
+            p.match_job(&job(&["self-hosted", "linux"])).unwrap().name,
+            "linux"
+        );
+        assert_eq!(
+            p.match_job(&job(&["self-hosted", "linux", "x64"]))
+                .unwrap()
+                .name,
+            "linux"
+        );
+    }
+
+    #[test]
+    fn a_job_label_the_pool_lacks_means_no_match() {
+        let p = pools(&[("linux", &["self-hosted", "linux", "x64"])]);
+        assert!(
+            p.match_job(&job(&["self-hosted", "linux", "gpu"]))
+                .is_none()
+        );
+        assert!(p.match_job(&job(&["ubuntu-latest"])).is_none());
+    }
+
+    #[test]
+    fn matching_ignores_case() {
+        let p = pools(&[("linux", &["Self-Hosted", "Linux", "X64"])]);
+        assert!(p.match_job(&job(&["self-hosted", "LINUX"])).is_some());
+    }
+
+    #[test]
+    fn the_first_matching_pool_in_config_order_wins() {
+        let p = pools(&[
+            ("big", &["self-hosted", "linux", "x64", "large"]),
+            ("small", &["self-hosted", "linux", "x64"]),
+        ]);
+        assert_eq!(p.match_job(&job(&["linux"])).unwrap().name, "big");
+        assert_eq!(p.match_job(&job(&["large"])).unwrap().name, "big");
+        let p = pools(&[
+            ("small", &["self-hosted", "linux", "x64"]),
+            ("big", &["self-hosted", "linux", "x64", "large"]),
+        ]);
+        assert_eq!(p.match_job(&job(&["linux"])).unwrap().name, "small");
+        assert_eq!(p.match_job(&job(&["large"])).unwrap().name, "big");
+    }
+
+    #[test]
+    fn no_pools_match_nothing() {
+        assert!(Pools::default().match_job(&job(&["linux"])).is_none());
+    }
+}

@@ -1,0 +1,156 @@
+//! The durable queue between ingress and workers: one trait, two backends (SQS, and an
+//! embedded SQLite file with the same semantics), plus the envelope that travels on it.
+
+pub mod batch;
+pub mod embedded;
+pub mod envelope;
+pub mod sqs;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+
+use crate::config::{AwsSettings, QueueKind, QueueSettings};
+
+/// SQS's limit on messages per batch, which the embedded queue keeps too.
+pub const MAX_BATCH: usize = 10;
+
+/// Message attributes: small string values beside the body (SQS `MessageAttributes`).
+pub type Attributes = BTreeMap<String, String>;
+
+/// A message to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    pub body: String,
+    pub attributes: Attributes,
+}
+
+impl From<&ReceivedMessage> for OutgoingMessage {
+    /// The same body and attributes, to send on to another queue.
+    fn from(message: &ReceivedMessage) -> Self {
+        Self {
+            body: message.body.clone(),
+            attributes: message.attributes.clone(),
+        }
+    }
+}
+
+/// The queue's id for a message, stable across receives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MessageId(pub String);
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The handle of one receive of a message: needed to delete it or change its visibility,
+/// and void once the message is received again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReceiptHandle(pub String);
+
+/// A message as received.
+#[derive(Debug, Clone)]
+pub struct ReceivedMessage {
+    pub id: MessageId,
+    pub receipt: ReceiptHandle,
+    pub body: String,
+    pub attributes: Attributes,
+    /// How many times the message has been received, this time included.
+    pub receive_count: u32,
+    pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Why a queue operation failed. Callers branch on [`QueueError::is_transient`].
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The queue could not be reached or answered with a server-side or throttling
+    /// error: trying again later may succeed.
+    #[error("queue unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The queue refused the request itself (too large, bad attribute, no such queue):
+    /// trying again will not help.
+    #[error("queue refused the request")]
+    Rejected(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The receipt handle is unknown or void (the message was deleted or received again).
+    #[error("receipt handle is no longer valid")]
+    InvalidReceipt,
+}
+
+impl QueueError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
+        Self::Unavailable(message.into().into())
+    }
+}
+
+/// One queue. Implementations are cheap to share behind an `Arc`.
+#[async_trait]
+pub trait Queue: Send + Sync + fmt::Debug {
+    /// Sends up to [`MAX_BATCH`] messages; one result per message, in order.
+    async fn send_batch(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<Result<MessageId, QueueError>>, QueueError>;
+
+    /// Receives up to `max` messages, waiting up to `wait` for the first to arrive. Each is
+    /// invisible to other receivers until its visibility timeout passes.
+    async fn receive(&self, max: usize, wait: Duration)
+    -> Result<Vec<ReceivedMessage>, QueueError>;
+
+    /// Makes a received message visible again after `timeout` from now.
+    async fn change_visibility(
+        &self,
+        receipt: &ReceiptHandle,
+        timeout: Duration,
+    ) -> Result<(), QueueError>;
+
+    async fn delete(&self, receipt: &ReceiptHandle) -> Result<(), QueueError>;
+
+    /// Approximately how many messages wait to be received.
+    async fn approximate_depth(&self) -> Result<u64, QueueError>;
+
+    /// Whether the queue answers at all (for `/readyz`).
+    async fn ping(&self) -> Result<(), QueueError>;
+
+    /// The queue this one dead-letters into, if it has one.
+    async fn dead_letter_queue(&self) -> Result<Option<Arc<dyn Queue>>, QueueError>;
+}
+
+impl dyn Queue {
+    /// Sends one message.
+    pub async fn send(&self, message: OutgoingMessage) -> Result<MessageId, QueueError> {
+        self.send_batch(vec![message])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(QueueError::unavailable("empty batch result")))
+    }
+}
+
+/// Opens the configured main queue.
+pub async fn connect(
+    settings: &QueueSettings,
+    aws: &AwsSettings,
+) -> anyhow::Result<Arc<dyn Queue>> {
+    Ok(match settings.kind {
+        QueueKind::Embedded => Arc::new(
+            embedded::EmbeddedQueue::open(&settings.embedded)
+                .await
+                .with_context(|| {
+                    format!(
+                        "opening the embedded queue at {}",
+                        settings.embedded.path.display()
+                    )
+                })?,
+        ),
+        QueueKind::Sqs => Arc::new(sqs::SqsQueue::new(aws.sqs_client().await, &settings.sqs)),
+    })
+}

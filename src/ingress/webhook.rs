@@ -93,6 +93,11 @@ pub fn parse_workflow_job(
     if std::str::from_utf8(body).is_err() {
         return Err(ParseError::NotUtf8);
     }
+    // serde's derived structs also accept a JSON array of the fields in order; GitHub
+    // never sends one, so refuse anything but an object up front.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ParseError::NotAnObject);
+    }
     let raw: RawEvent = serde_json::from_slice(body).map_err(|_| explain(body))?;
     let action = raw.action.ok_or(ParseError::MissingField("action"))?;
     let Some(action) = JobAction::parse(&action) else {
@@ -175,7 +180,6 @@ fn explain(body: &[u8]) -> ParseError {
         Err(err) => {
             let path = err.path().to_string();
             match err.inner().classify() {
-                serde_json::error::Category::Data if path == "." => ParseError::NotAnObject,
                 serde_json::error::Category::Data => ParseError::InvalidField(path),
                 _ => ParseError::Syntax,
             }

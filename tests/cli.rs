@@ -1,0 +1,287 @@
+//! The `dockhand` binary itself: serve, send-event, config check, and a clean exit on
+//! SIGTERM.
+
+mod common;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use dockhand::config::EmbeddedQueueSettings;
+use dockhand::queue::embedded::EmbeddedQueue;
+
+const BIN: &str = env!("CARGO_BIN_EXE_dockhand");
+
+fn dockhand(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("DOCKHAND_CONFIG")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_config(dir: &Path, webhook_port: u16, admin_port: u16) -> std::path::PathBuf {
+    let path = dir.join("dockhand.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{webhook_port}"
+[admin]
+listen = "127.0.0.1:{admin_port}"
+[webhook]
+secrets = [{{ file = "{secret}" }}]
+[queue.embedded]
+path = "{queue}"
+[[pool]]
+name = "linux-x64"
+labels = ["self-hosted", "linux", "x64"]
+"#,
+            secret = dir.join("secret").display(),
+            queue = dir.join("queue.db").display(),
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("secret"), format!("{SECRET}\n")).unwrap();
+    path
+}
+
+async fn wait_until_ready(admin: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = reqwest::Client::new();
+    loop {
+        if let Ok(r) = client.get(format!("{admin}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dockhand serve never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn serve_takes_a_send_event_onto_the_embedded_queue_shows_it_in_metrics_and_exits_0_on_sigterm()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let (webhook_port, admin_port) = (free_port(), free_port());
+    let config = write_config(dir.path(), webhook_port, admin_port);
+    let config = config.to_str().unwrap();
+    let mut serve = dockhand(&["serve", "--config", config])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    wait_until_ready(&admin).await;
+
+    let sent = dockhand(&["send-event", "--config", config, "--job-id", "31337"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&sent.stdout);
+    assert!(
+        sent.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    assert!(stdout.contains("HTTP 202"), "{stdout}");
+    assert!(stdout.contains("\"outcome\":\"enqueued\""), "{stdout}");
+
+    let queue = EmbeddedQueue::open(&EmbeddedQueueSettings {
+        path: dir.path().join("queue.db"),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let messages = drain(&queue).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].attributes["job-id"], "31337");
+
+    let metrics = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        sample(
+            &metrics,
+            "dockhand_webhook_requests_total{event=\"workflow_job\",action=\"queued\",outcome=\"enqueued\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# HELP dockhand_webhook_requests_total"),
+        "{metrics}"
+    );
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = wait_with_timeout(&mut serve, Duration::from_secs(20));
+    assert!(status.success(), "exit status {status:?}");
+
+    let mut logs = String::new();
+    serve
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let request_line = logs
+        .lines()
+        .find(|l| l.contains("\"job.id\":31337"))
+        .unwrap_or_else(|| panic!("no request log line in:\n{logs}"));
+    let line: serde_json::Value = serde_json::from_str(request_line).expect("JSON logs");
+    assert_eq!(line["outcome"], "enqueued");
+    assert_eq!(line["job.action"], "queued");
+    assert!(line["github.delivery"].is_string());
+    assert!(!logs.contains(SECRET), "the webhook secret was logged");
+    assert!(!logs.contains("hooks_url"), "the webhook body was logged");
+    assert!(logs.contains("shutting down"), "{logs}");
+}
+
+fn wait_with_timeout(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("dockhand did not exit within {limit:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// Multi-threaded: the binary runs blocking while the in-process ingress answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_event_signs_what_a_running_ingress_accepts_and_fails_on_a_wrong_secret() {
+    let app = spawn_embedded_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("good"), SECRET).unwrap();
+    std::fs::write(dir.path().join("bad"), "not-the-secret").unwrap();
+    let good = dir.path().join("good");
+    let bad = dir.path().join("bad");
+
+    let sent = dockhand(&[
+        "send-event",
+        "--url",
+        &app.webhook_url,
+        "--secret-file",
+        good.to_str().unwrap(),
+        "--action",
+        "completed",
+        "--labels",
+        "self-hosted,linux",
+        "--job-id",
+        "55",
+        "--repo",
+        "acme/widgets",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stdout)
+    );
+    let messages = app.drain().await;
+    assert_eq!(messages.len(), 1);
+    let envelope = dockhand::queue::envelope::Envelope::decode(&messages[0].body).unwrap();
+    assert_eq!(envelope.event.job.id.0, 55);
+    assert_eq!(envelope.event.action.as_str(), "completed");
+    assert_eq!(envelope.event.repository.full_name, "acme/widgets");
+    assert_eq!(envelope.event.job.labels.0, ["self-hosted", "linux"]);
+
+    let refused = dockhand(&[
+        "send-event",
+        "--url",
+        &app.webhook_url,
+        "--secret-file",
+        bad.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("HTTP 401"));
+    assert!(app.drain().await.is_empty());
+    app.stop().await;
+}
+
+#[test]
+fn config_check_prints_the_effective_config_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[webhook]\nsecrets = [{ value = \"hunter2-secret\" }]\n[[pool]]\nname = \"p\"\nlabels = [\"x\"]\n",
+    )
+    .unwrap();
+    let out = dockhand(&["config", "check", "--config", path.to_str().unwrap()])
+        .env("DOCKHAND_QUEUE__EMBEDDED__MAX_RECEIVES", "9")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("<redacted>"), "{stdout}");
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+    assert!(
+        stdout.contains("max_receives = 9"),
+        "the env layer applies: {stdout}"
+    );
+}
+
+#[test]
+fn config_check_names_the_bad_key_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[webhook]\nsecrets = [{ value = \"s\" }]\n[queue]\nkind = \"sqs\"\n[[pool]]\nname = \"p\"\nlabels = [\"x\"]\n",
+    )
+    .unwrap();
+    let out = dockhand(&["config", "check", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("queue.sqs.url: required when queue.kind = \"sqs\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["ingress", "--help"],
+        vec!["config", "check", "--help"],
+        vec!["send-event", "--help"],
+    ] {
+        let out = dockhand(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(!out.stdout.is_empty(), "{args:?}");
+    }
+}

@@ -278,6 +278,12 @@ mod tests {
                 format!("[\"{secretish}\"]").into_bytes(),
                 ParseError::NotAnObject,
             ),
+            // Well-typed fields in order would satisfy serde's sequence form of a struct.
+            (
+                br#"["queued", {"id": 1}, {"full_name": "a/b"}, null]"#.to_vec(),
+                ParseError::NotAnObject,
+            ),
+            (b"42".to_vec(), ParseError::NotAnObject),
             (
                 labels_not_list.to_string().into_bytes(),
                 ParseError::InvalidField("workflow_job.labels".into()),

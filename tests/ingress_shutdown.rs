@@ -1,0 +1,49 @@
+//! Graceful shutdown: requests in flight when the signal comes are finished and their
+//! messages sent; no 2xx is ever given for a message the queue does not hold.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_flight_requests_and_every_202_is_on_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = embedded_settings(&dir);
+    // Each batch lingers, so requests are still waiting on their send when shutdown comes.
+    settings.queue.batch.linger = Duration::from_millis(50);
+    settings.queue.batch.max_in_flight = 1;
+    let app = spawn_app(settings).await;
+
+    let mut requests = tokio::task::JoinSet::new();
+    for job_id in 1..=40u64 {
+        let client = app.client.clone();
+        let url = app.webhook_url.clone();
+        requests.spawn(async move {
+            let body = queued_job(job_id);
+            let sent = client
+                .post(url)
+                .header("x-github-event", "workflow_job")
+                .header("x-github-delivery", format!("shutdown-{job_id}"))
+                .header("x-hub-signature-256", sign(SECRET, &body))
+                .body(body)
+                .send()
+                .await;
+            sent.ok().map(|r| r.status().as_u16())
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let queue = app.queue.clone();
+    app.shutdown.cancel();
+    app.server.await.unwrap().expect("a clean shutdown");
+
+    let statuses = requests.join_all().await;
+    let accepted = statuses.iter().filter(|s| **s == Some(202)).count();
+    assert!(
+        statuses.iter().all(|s| matches!(s, Some(202) | None)),
+        "only 202s or refused connections: {statuses:?}"
+    );
+    assert!(accepted > 0, "some requests were in flight: {statuses:?}");
+    assert_eq!(drain(&*queue).await.len(), accepted);
+}

@@ -28,6 +28,7 @@ pub struct AwsSettings {
     pub operation_timeout: Duration,
     pub sqs: AwsClientSettings,
     pub ssm: AwsClientSettings,
+    pub ecs: AwsClientSettings,
 }
 
 impl Default for AwsSettings {
@@ -40,6 +41,7 @@ impl Default for AwsSettings {
             operation_timeout: Duration::from_secs(10),
             sqs: AwsClientSettings::default(),
             ssm: AwsClientSettings::default(),
+            ecs: AwsClientSettings::default(),
         }
     }
 }
@@ -66,6 +68,7 @@ impl AwsSettings {
             ("aws.endpoint_url", &self.endpoint_url),
             ("aws.sqs.endpoint_url", &self.sqs.endpoint_url),
             ("aws.ssm.endpoint_url", &self.ssm.endpoint_url),
+            ("aws.ecs.endpoint_url", &self.ecs.endpoint_url),
         ] {
             if let Some(url) = url {
                 super::check_http_url(key, url, problems);
@@ -124,6 +127,14 @@ impl AwsSettings {
             config = config.endpoint_url(url);
         }
         aws_sdk_sqs::Client::from_conf(config.build())
+    }
+
+    pub async fn ecs_client(&self) -> aws_sdk_ecs::Client {
+        let mut config = aws_sdk_ecs::config::Builder::from(&self.sdk_config().await);
+        if let Some(url) = &self.ecs.endpoint_url {
+            config = config.endpoint_url(url);
+        }
+        aws_sdk_ecs::Client::from_conf(config.build())
     }
 
     pub async fn ssm_client(&self) -> aws_sdk_ssm::Client {

@@ -3,7 +3,10 @@
 //! start-up, and every problem names its key.
 
 pub mod aws;
+pub mod github;
+pub mod pool;
 pub mod secret;
+pub mod worker;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -15,13 +18,18 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use aws::AwsSettings;
+pub use github::GitHubSettings;
+pub use pool::{EcsLaunchSettings, LaunchType, PoolSettings, RunnerScopeKind};
 pub use secret::{SecretResolver, SecretSource};
+pub use worker::{StoreSettings, WorkerSettings};
 
 /// Where `--config` points when it is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/dockhand.toml";
 
 /// The top-level sections; environment variables outside them are not configuration.
-const SECTIONS: &[&str] = &["server", "admin", "webhook", "queue", "aws", "log", "pool"];
+const SECTIONS: &[&str] = &[
+    "server", "admin", "webhook", "queue", "aws", "github", "worker", "store", "log", "pool",
+];
 
 /// The whole configuration tree.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -32,6 +40,9 @@ pub struct Settings {
     pub webhook: WebhookSettings,
     pub queue: QueueSettings,
     pub aws: AwsSettings,
+    pub github: GitHubSettings,
+    pub worker: WorkerSettings,
+    pub store: StoreSettings,
     pub log: LogSettings,
     #[serde(rename = "pool")]
     pub pools: Vec<PoolSettings>,
@@ -219,21 +230,6 @@ pub enum LogFormat {
     Pretty,
 }
 
-/// One `[[pool]]`: a kind of runner dockhand can launch.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PoolSettings {
-    /// Lower-case letters, digits and `-`; it becomes part of runner names.
-    pub name: String,
-    /// Every label the pool's runners carry, including `self-hosted`, OS and arch if jobs
-    /// ask for them: a job is served when its labels are a subset of these.
-    pub labels: Vec<String>,
-}
-
-/// Most labels one pool may carry (GitHub's limit for a JIT runner).
-const MAX_POOL_LABELS: usize = 100;
-const MAX_POOL_NAME: usize = 32;
-
 impl Settings {
     /// Loads and validates: defaults, then `path` (or the default path if it exists), then
     /// `DOCKHAND_*` variables.
@@ -280,7 +276,28 @@ impl Settings {
                 "not a valid filter (e.g. `info`, `dockhand=debug,info`)",
             );
         }
-        check_pools(&self.pools, &mut p);
+        self.github.check(&mut p);
+        self.worker.check(&mut p);
+        self.store.check(&mut p);
+        pool::check_pools(&self.pools, &mut p);
+        p.into_result()
+    }
+
+    /// The stricter checks for a process that launches runners: the GitHub App and every
+    /// pool's `[pool.ecs]` must be set, unless the worker is in dry-run mode.
+    pub fn validate_for_workers(&self) -> Result<(), ConfigError> {
+        let mut p = Problems::default();
+        if !self.worker.dry_run {
+            self.github.check_for_launching(&mut p);
+        }
+        for (i, pool) in self.pools.iter().enumerate() {
+            if pool.ecs.is_none() {
+                p.add(
+                    format!("pool[{i}].ecs"),
+                    "workers need [pool.ecs] launch settings",
+                );
+            }
+        }
         p.into_result()
     }
 
@@ -374,47 +391,7 @@ impl QueueSettings {
     }
 }
 
-fn check_pools(pools: &[PoolSettings], p: &mut Problems) {
-    if pools.is_empty() {
-        p.add("pool", "at least one [[pool]] is required");
-    }
-    for (i, pool) in pools.iter().enumerate() {
-        let key = format!("pool[{i}]");
-        let name_ok = !pool.name.is_empty()
-            && pool.name.len() <= MAX_POOL_NAME
-            && pool
-                .name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !pool.name.starts_with('-');
-        if !name_ok {
-            p.add(
-                format!("{key}.name"),
-                format!(
-                    "`{}`: use 1-{MAX_POOL_NAME} lower-case letters, digits or `-`, not starting with `-`",
-                    pool.name
-                ),
-            );
-        }
-        if pools[..i].iter().any(|other| other.name == pool.name) {
-            p.add(
-                format!("{key}.name"),
-                format!("`{}` is used by another pool", pool.name),
-            );
-        }
-        if pool.labels.is_empty() || pool.labels.len() > MAX_POOL_LABELS {
-            p.add(
-                format!("{key}.labels"),
-                format!("give between 1 and {MAX_POOL_LABELS} labels"),
-            );
-        }
-        if pool.labels.iter().any(|l| l.trim().is_empty()) {
-            p.add(format!("{key}.labels"), "labels must not be blank");
-        }
-    }
-}
-
-fn check_http_url(key: &str, url: &str, p: &mut Problems) {
+pub(crate) fn check_http_url(key: &str, url: &str, p: &mut Problems) {
     match reqwest::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
         _ => p.add(key, format!("`{url}` is not an http(s) URL")),

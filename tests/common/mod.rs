@@ -90,10 +90,10 @@ pub fn base_settings() -> Settings {
         value: Some(SecretString::from(SECRET)),
         ..SecretSource::default()
     }];
-    s.pools = vec![PoolSettings {
-        name: "linux-x64".into(),
-        labels: vec!["self-hosted".into(), "linux".into(), "x64".into()],
-    }];
+    s.pools = vec![PoolSettings::new(
+        "linux-x64",
+        &["self-hosted", "linux", "x64"],
+    )];
     s
 }
 

@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod pool;
 pub mod queue;
 pub mod startup;
+pub mod store;
 pub mod synthetic;
 pub mod telemetry;

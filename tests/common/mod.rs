@@ -15,6 +15,8 @@ use secrecy::SecretString;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod stores;
+
 pub const SECRET: &str = "test-webhook-secret";
 
 /// The moto_server `scripts/test` started.

@@ -1,0 +1,194 @@
+//! The store's claim and lease rules, on SQLite and on Postgres.
+
+mod common;
+
+use std::time::Duration;
+
+use dockhand::domain::{DeliveryId, JobEvent, JobId, RunnerId};
+use dockhand::ingress::webhook::{Parsed, parse_workflow_job};
+use dockhand::store::{Claim, JobState, RunnerState, Store, StoreError};
+use dockhand::synthetic::{SyntheticJob, workflow_job_payload};
+
+const LEASE: Duration = Duration::from_secs(60);
+
+fn event(action: &str, job_id: u64) -> JobEvent {
+    let body = workflow_job_payload(&SyntheticJob {
+        action: action.into(),
+        job_id,
+        installation_id: Some(3),
+        ..SyntheticJob::default()
+    })
+    .to_string();
+    match parse_workflow_job(body.as_bytes(), DeliveryId("d".into()), 64).unwrap() {
+        Parsed::Job(e) => *e,
+        Parsed::UnknownAction => unreachable!(),
+    }
+}
+
+async fn a_first_claim_acquires_and_a_second_is_held(store: Store) {
+    let job = event("queued", 1);
+    assert_eq!(
+        store.claim(&job, "pool", "worker-a", LEASE).await.unwrap(),
+        Claim::Acquired {
+            attempt: 1,
+            prior: None
+        }
+    );
+    assert!(matches!(
+        store.claim(&job, "pool", "worker-b", LEASE).await.unwrap(),
+        Claim::Held(_)
+    ));
+    let row = store.job(JobId(1)).await.unwrap().unwrap();
+    assert_eq!(row.state, JobState::Launching);
+    assert_eq!(row.lease_owner.as_deref(), Some("worker-a"));
+    assert_eq!(row.repo, "octo-org/hello-world");
+}
+
+async fn concurrent_claims_of_one_job_give_exactly_one_lease(store: Store) {
+    let job = event("queued", 2);
+    let mut claims = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let (store, job) = (store.clone(), job.clone());
+        claims.spawn(async move { store.claim(&job, "pool", &format!("w{i}"), LEASE).await });
+    }
+    let results = claims.join_all().await;
+    let acquired = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Claim::Acquired { .. })))
+        .count();
+    assert_eq!(acquired, 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(Claim::Acquired { .. } | Claim::Held(_))))
+    );
+}
+
+async fn an_expired_lease_is_taken_over_with_what_the_first_attempt_left(store: Store) {
+    let job = event("queued", 3);
+    store
+        .claim(&job, "pool", "crashed", Duration::from_millis(1))
+        .await
+        .unwrap();
+    store
+        .record_intent(JobId(3), "crashed", "dh-pool-3-1")
+        .await
+        .unwrap();
+    store
+        .record_registration(JobId(3), "crashed", "pool", "dh-pool-3-1", RunnerId(77))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let claim = store.claim(&job, "pool", "rescuer", LEASE).await.unwrap();
+    let Claim::Acquired {
+        attempt,
+        prior: Some(prior),
+    } = claim
+    else {
+        panic!("{claim:?}")
+    };
+    assert_eq!(attempt, 2);
+    assert_eq!(prior.runner_name.as_deref(), Some("dh-pool-3-1"));
+    assert_eq!(prior.runner_id, Some(RunnerId(77)));
+    assert_eq!(prior.task_arn, None);
+    // The crashed worker's late writes are refused.
+    assert!(matches!(
+        store
+            .record_launched(JobId(3), "crashed", "dh-pool-3-1", "arn:task")
+            .await,
+        Err(StoreError::LeaseLost(JobId(3)))
+    ));
+}
+
+async fn a_launched_job_is_done_and_counts_as_a_live_runner(store: Store) {
+    let job = event("queued", 4);
+    store.claim(&job, "pool", "w", LEASE).await.unwrap();
+    store
+        .record_intent(JobId(4), "w", "dh-pool-4-1")
+        .await
+        .unwrap();
+    store
+        .record_registration(JobId(4), "w", "pool", "dh-pool-4-1", RunnerId(5))
+        .await
+        .unwrap();
+    store
+        .record_launched(JobId(4), "w", "dh-pool-4-1", "arn:aws:ecs:task/1")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim(&job, "pool", "w2", LEASE).await.unwrap(),
+        Claim::Done(JobState::Launched)
+    );
+    assert_eq!(store.live_runners("pool").await.unwrap(), 1);
+    let row = store.job(JobId(4)).await.unwrap().unwrap();
+    assert_eq!(row.task_arn.as_deref(), Some("arn:aws:ecs:task/1"));
+    assert_eq!(row.lease_owner, None);
+
+    // GitHub gives the runner the job, then it completes: the runner is no longer live.
+    let mut running = event("in_progress", 4);
+    running.job.runner.as_mut().unwrap().name = Some("dh-pool-4-1".into());
+    store.track(&running, Some("pool")).await.unwrap();
+    assert_eq!(
+        store.job(JobId(4)).await.unwrap().unwrap().state,
+        JobState::Running
+    );
+    let mut done = event("completed", 4);
+    done.job.runner.as_mut().unwrap().name = Some("dh-pool-4-1".into());
+    store.track(&done, Some("pool")).await.unwrap();
+    let row = store.job(JobId(4)).await.unwrap().unwrap();
+    assert_eq!(row.state, JobState::Completed);
+    assert_eq!(row.conclusion.as_deref(), Some("success"));
+    assert_eq!(store.live_runners("pool").await.unwrap(), 0);
+    let runner = &store.runners().await.unwrap()[0];
+    assert_eq!(runner.state, RunnerState::Finished);
+    assert_eq!(runner.ran_job_id, Some(JobId(4)));
+}
+
+async fn a_released_job_is_claimed_again_with_a_new_attempt(store: Store) {
+    let job = event("queued", 5);
+    store.claim(&job, "pool", "w", LEASE).await.unwrap();
+    store
+        .record_intent(JobId(5), "w", "dh-pool-5-1")
+        .await
+        .unwrap();
+    store.release(JobId(5), "w", "no capacity").await.unwrap();
+    let row = store.job(JobId(5)).await.unwrap().unwrap();
+    assert_eq!(row.state, JobState::Pending);
+    assert_eq!(row.reason.as_deref(), Some("no capacity"));
+    assert_eq!(
+        store.claim(&job, "pool", "w", LEASE).await.unwrap(),
+        Claim::Acquired {
+            attempt: 2,
+            prior: None
+        }
+    );
+}
+
+async fn a_job_cancelled_while_queued_is_never_claimed(store: Store) {
+    let mut cancelled = event("completed", 6);
+    cancelled.job.runner = None;
+    store.track(&cancelled, None).await.unwrap();
+    assert_eq!(
+        store
+            .claim(&event("queued", 6), "pool", "w", LEASE)
+            .await
+            .unwrap(),
+        Claim::Done(JobState::Cancelled)
+    );
+}
+
+async fn migrating_twice_is_harmless(store: Store) {
+    store.migrate().await.unwrap();
+    store.ping().await.unwrap();
+}
+
+on_both_stores!(
+    a_first_claim_acquires_and_a_second_is_held,
+    concurrent_claims_of_one_job_give_exactly_one_lease,
+    an_expired_lease_is_taken_over_with_what_the_first_attempt_left,
+    a_launched_job_is_done_and_counts_as_a_live_runner,
+    a_released_job_is_claimed_again_with_a_new_attempt,
+    a_job_cancelled_while_queued_is_never_claimed,
+    migrating_twice_is_harmless,
+);

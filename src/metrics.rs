@@ -13,6 +13,9 @@ pub const QUEUE_SEND_TOTAL: &str = "dockhand_queue_send_total";
 pub const QUEUE_SEND_SECONDS: &str = "dockhand_queue_send_seconds";
 pub const QUEUE_BATCH_SIZE: &str = "dockhand_queue_batch_size";
 
+pub const GITHUB_REQUESTS_TOTAL: &str = "dockhand_github_requests_total";
+pub const GITHUB_RATE_LIMIT_REMAINING: &str = "dockhand_github_rate_limit_remaining";
+
 /// Latency buckets in seconds, from sub-millisecond up to SQS's slowest sensible answer.
 const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -66,5 +69,15 @@ fn describe() {
         QUEUE_BATCH_SIZE,
         Unit::Count,
         "Messages per queue send batch."
+    );
+
+    metrics::describe_counter!(
+        GITHUB_REQUESTS_TOTAL,
+        Unit::Count,
+        "GitHub API calls, by endpoint and HTTP status (`error` when there was no answer)."
+    );
+    metrics::describe_gauge!(
+        GITHUB_RATE_LIMIT_REMAINING,
+        "GitHub API calls left in the current rate-limit window, per installation (`app` for the App's own)."
     );
 }

@@ -2,6 +2,8 @@
 //! parallel against one moto_server.
 #![allow(dead_code)]
 
+pub mod fake_github;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

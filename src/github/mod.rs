@@ -1,0 +1,371 @@
+//! dockhand as a GitHub App: App JWT auth, cached installation tokens, just-in-time runner
+//! configs, and clean-up of runner registrations.
+//!
+//! Every call goes through octocrab's raw methods so the answer's status and headers are
+//! ours to classify ([`GitHubError`]); octocrab's own retries are off, because the worker
+//! retries transient failures through the queue.
+
+mod error;
+mod request;
+mod runner_groups;
+mod tokens;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use octocrab::Octocrab;
+use octocrab::models::AppId;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+pub use self::error::GitHubError;
+use self::request::{Answer, Endpoint, Method, RateScope, segment};
+use self::tokens::Tokens;
+use crate::config::{GitHubSettings, SecretResolver};
+use crate::domain::{InstallationId, RunnerId};
+
+/// The id of every organization's and repository's default runner group.
+pub const DEFAULT_RUNNER_GROUP_ID: u64 = 1;
+/// Page size for runner and runner-group listings (GitHub's maximum).
+const PER_PAGE: usize = 100;
+
+/// Where a runner registers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RunnerTarget {
+    /// An organization: the runner serves any of its repositories its group allows.
+    Org(String),
+    /// One repository.
+    Repo { owner: String, repo: String },
+}
+
+impl RunnerTarget {
+    /// The API path of the target's runner endpoints' parent, e.g. `/orgs/acme`.
+    fn path(&self) -> String {
+        match self {
+            Self::Org(org) => format!("/orgs/{}", segment(org)),
+            Self::Repo { owner, repo } => format!("/repos/{}/{}", segment(owner), segment(repo)),
+        }
+    }
+}
+
+impl fmt::Display for RunnerTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Org(org) => write!(f, "org {org}"),
+            Self::Repo { owner, repo } => write!(f, "repo {owner}/{repo}"),
+        }
+    }
+}
+
+/// What to register a just-in-time runner as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JitRequest {
+    /// The runner's name: unique per target (GitHub answers 409 otherwise).
+    pub name: String,
+    /// The runner group's name, resolved to its id for an organization (and cached).
+    /// Ignored for a repository, whose runners always join the default group.
+    pub runner_group: String,
+    pub labels: Vec<String>,
+    pub work_folder: String,
+}
+
+/// A just-in-time runner config: hand `encoded` to exactly one runner, which registers
+/// with it and serves one job.
+#[derive(Debug, Clone)]
+pub struct JitConfig {
+    pub runner_id: RunnerId,
+    /// The runner's credentials; `Debug` shows it redacted.
+    pub encoded: SecretString,
+}
+
+/// A runner GitHub has registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredRunner {
+    pub id: RunnerId,
+    pub name: String,
+    pub busy: bool,
+    /// `online` or `offline`, as GitHub says.
+    pub status: String,
+}
+
+/// dockhand's GitHub App: cheap to clone, all clones sharing one set of caches (tokens
+/// per installation, runner-group ids, installation lookups).
+#[derive(Clone)]
+pub struct GitHubApp {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Authenticated as the App (a fresh JWT per call).
+    app: Octocrab,
+    app_id: u64,
+    api_url: String,
+    timeout: Duration,
+    tokens: Tokens,
+    runner_groups: Mutex<HashMap<(String, String), u64>>,
+    installations: Mutex<HashMap<RunnerTarget, InstallationId>>,
+}
+
+impl fmt::Debug for GitHubApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GitHubApp")
+            .field("app_id", &self.inner.app_id)
+            .field("api_url", &self.inner.api_url)
+            .field("installations", &self.inner.tokens.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct JitAnswer {
+    runner: JitRunner,
+    encoded_jit_config: SecretString,
+}
+
+#[derive(Deserialize)]
+struct JitRunner {
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct RunnerPage {
+    runners: Vec<RunnerEntry>,
+}
+
+#[derive(Deserialize)]
+struct RunnerEntry {
+    id: u64,
+    name: String,
+    busy: bool,
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct InstallationAnswer {
+    id: u64,
+}
+
+impl GitHubApp {
+    /// Builds the App client from `[github]`: reads the private key (from wherever its
+    /// source says), proves it can sign a JWT, and points octocrab at `api_url` with
+    /// `request_timeout`. Errors name the setting at fault.
+    pub async fn from_settings(
+        settings: &GitHubSettings,
+        secrets: &SecretResolver<'_>,
+    ) -> anyhow::Result<Self> {
+        let app_id = settings
+            .app_id
+            .context("github.app_id: required to act as a GitHub App")?;
+        let source = settings
+            .private_key
+            .as_ref()
+            .context("github.private_key: required to act as a GitHub App")?;
+        let pem = secrets
+            .resolve(source)
+            .await
+            .context("github.private_key")?;
+        Self::new(settings, app_id, &pem)
+    }
+
+    fn new(settings: &GitHubSettings, app_id: u64, pem: &SecretString) -> anyhow::Result<Self> {
+        let key = octocrab::EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes())
+            .context("github.private_key: not an RSA private key in PEM form")?;
+        octocrab::auth::create_jwt(AppId(app_id), &key)
+            .context("github.private_key: cannot sign a JWT with this key")?;
+        let timeout = settings.request_timeout;
+        let app = Octocrab::builder()
+            .base_uri(settings.api_url.as_str())
+            .context("github.api_url: not a valid URL")?
+            .app(AppId(app_id), key)
+            .set_connect_timeout(Some(timeout))
+            .set_read_timeout(Some(timeout))
+            .set_write_timeout(Some(timeout))
+            .build()
+            .context("building the GitHub client")?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                app,
+                app_id,
+                api_url: settings.api_url.clone(),
+                timeout,
+                tokens: Tokens::default(),
+                runner_groups: Mutex::new(HashMap::new()),
+                installations: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Registers a just-in-time runner on `target` and returns its config. For an
+    /// organization the runner group's id is looked up by name on first use and cached;
+    /// an unknown group is `NotFound` (permanent: fix the pool's `runner_group`).
+    #[tracing::instrument(skip_all, fields(github.installation = %installation, github.target = %target, runner.name = %request.name))]
+    pub async fn generate_jit_config(
+        &self,
+        installation: InstallationId,
+        target: &RunnerTarget,
+        request: &JitRequest,
+    ) -> Result<JitConfig, GitHubError> {
+        let runner_group_id = match target {
+            RunnerTarget::Org(org) => {
+                self.runner_group_id(installation, org, &request.runner_group)
+                    .await?
+            }
+            RunnerTarget::Repo { .. } => DEFAULT_RUNNER_GROUP_ID,
+        };
+        let body = serde_json::json!({
+            "name": request.name,
+            "runner_group_id": runner_group_id,
+            "labels": request.labels,
+            "work_folder": request.work_folder,
+        });
+        let path = format!("{}/actions/runners/generate-jitconfig", target.path());
+        let answer = self
+            .as_installation(
+                installation,
+                Endpoint::JitConfig,
+                Method::Post(&body),
+                &path,
+            )
+            .await;
+        if let (Err(GitHubError::NotFound), RunnerTarget::Org(org)) = (&answer, target) {
+            // The group may have been deleted since it was cached: look it up afresh
+            // next time.
+            self.lock_groups()
+                .remove(&(org.clone(), request.runner_group.clone()));
+        }
+        let JitAnswer {
+            runner,
+            encoded_jit_config,
+        } = answer?.json()?;
+        Ok(JitConfig {
+            runner_id: RunnerId(runner.id),
+            encoded: encoded_jit_config,
+        })
+    }
+
+    /// The runner registered on `target` under exactly `name`, if any.
+    #[tracing::instrument(skip_all, fields(github.installation = %installation, github.target = %target, runner.name = %name))]
+    pub async fn find_runner(
+        &self,
+        installation: InstallationId,
+        target: &RunnerTarget,
+        name: &str,
+    ) -> Result<Option<RegisteredRunner>, GitHubError> {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("name", name)
+            .append_pair("per_page", &PER_PAGE.to_string())
+            .finish();
+        let path = format!("{}/actions/runners?{query}", target.path());
+        let page: RunnerPage = self
+            .as_installation(installation, Endpoint::ListRunners, Method::Get, &path)
+            .await?
+            .json()?;
+        Ok(page
+            .runners
+            .into_iter()
+            .find(|r| r.name == name)
+            .map(|r| RegisteredRunner {
+                id: RunnerId(r.id),
+                name: r.name,
+                busy: r.busy,
+                status: r.status,
+            }))
+    }
+
+    /// Removes a runner's registration. 404 counts as success: the runner is already
+    /// gone. A busy runner cannot be removed (GitHub answers 422: `Validation`).
+    #[tracing::instrument(skip_all, fields(github.installation = %installation, github.target = %target, runner.id = %runner))]
+    pub async fn delete_runner(
+        &self,
+        installation: InstallationId,
+        target: &RunnerTarget,
+        runner: RunnerId,
+    ) -> Result<(), GitHubError> {
+        let path = format!("{}/actions/runners/{runner}", target.path());
+        match self
+            .as_installation(installation, Endpoint::DeleteRunner, Method::Delete, &path)
+            .await
+        {
+            Ok(_) | Err(GitHubError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The App's installation on `target`'s account, for events that carry no
+    /// `installation` (org or repo webhooks rather than the App's). Asked with the App
+    /// JWT (`GET /orgs/{org}/installation` or `/repos/{owner}/{repo}/installation`) once
+    /// per target, then cached. `NotFound` when the App is not installed there.
+    #[tracing::instrument(skip_all, fields(github.target = %target))]
+    pub async fn installation_for(
+        &self,
+        target: &RunnerTarget,
+    ) -> Result<InstallationId, GitHubError> {
+        if let Some(id) = self.lock_installations().get(target) {
+            return Ok(*id);
+        }
+        let path = format!("{}/installation", target.path());
+        let answer: InstallationAnswer = request::send(
+            &self.inner.app,
+            self.inner.timeout,
+            Endpoint::Installation,
+            RateScope::App,
+            Method::Get,
+            &path,
+        )
+        .await?
+        .json()?;
+        let id = InstallationId(answer.id);
+        self.lock_installations().insert(target.clone(), id);
+        Ok(id)
+    }
+
+    /// One call with the installation's token. A cached token that GitHub refuses (401:
+    /// revoked, or expired early) is replaced and the call made once more.
+    async fn as_installation(
+        &self,
+        installation: InstallationId,
+        endpoint: Endpoint,
+        method: Method<'_>,
+        path: &str,
+    ) -> Result<Answer, GitHubError> {
+        let inner = &*self.inner;
+        let scope = RateScope::Installation(installation);
+        let client = inner
+            .tokens
+            .client(&inner.app, inner.timeout, installation, None)
+            .await?;
+        match request::send(&client.client, inner.timeout, endpoint, scope, method, path).await {
+            Err(GitHubError::Unauthorized) if !client.fresh => {
+                tracing::info!(
+                    github.installation = %installation,
+                    "GitHub refused a cached installation token; minting a new one"
+                );
+                let client = inner
+                    .tokens
+                    .client(&inner.app, inner.timeout, installation, Some(client.serial))
+                    .await?;
+                request::send(&client.client, inner.timeout, endpoint, scope, method, path).await
+            }
+            other => other,
+        }
+    }
+
+    fn lock_groups(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u64>> {
+        self.inner
+            .runner_groups
+            .lock()
+            .expect("runner group cache lock")
+    }
+
+    fn lock_installations(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<RunnerTarget, InstallationId>> {
+        self.inner
+            .installations
+            .lock()
+            .expect("installation cache lock")
+    }
+}

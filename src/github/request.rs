@@ -1,0 +1,205 @@
+//! One GitHub API call: sent through octocrab's raw methods, bounded by the request
+//! timeout, counted by endpoint and status, and classified into a [`GitHubError`] from
+//! the status and headers when it is not a success.
+
+use std::time::{Duration, SystemTime};
+
+use axum::http::{HeaderMap, StatusCode};
+use http_body_util::BodyExt;
+use octocrab::Octocrab;
+use serde::de::DeserializeOwned;
+
+use super::error::{GitHubError, classify, header_u64};
+use crate::domain::InstallationId;
+use crate::metrics::{GITHUB_RATE_LIMIT_REMAINING, GITHUB_REQUESTS_TOTAL};
+
+/// The GitHub endpoints dockhand calls: the closed set behind the `endpoint` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Endpoint {
+    InstallationToken,
+    JitConfig,
+    RunnerGroups,
+    ListRunners,
+    DeleteRunner,
+    Installation,
+}
+
+impl Endpoint {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Self::InstallationToken => "installation_token",
+            Self::JitConfig => "jitconfig",
+            Self::RunnerGroups => "runner_groups",
+            Self::ListRunners => "list_runners",
+            Self::DeleteRunner => "delete_runner",
+            Self::Installation => "installation",
+        }
+    }
+}
+
+/// Whose rate limit an answer's `x-ratelimit-remaining` reports: the App's own (JWT
+/// calls) or one installation's (token calls).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum RateScope {
+    App,
+    Installation(InstallationId),
+}
+
+impl RateScope {
+    fn label(self) -> String {
+        match self {
+            Self::App => "app".to_string(),
+            Self::Installation(id) => id.to_string(),
+        }
+    }
+}
+
+/// The HTTP method and, for a POST, its JSON body.
+#[derive(Clone, Copy)]
+pub(super) enum Method<'a> {
+    Get,
+    Post(&'a serde_json::Value),
+    Delete,
+}
+
+/// A successful (2xx) answer.
+pub(super) struct Answer {
+    pub status: StatusCode,
+    body: axum::body::Bytes,
+    endpoint: Endpoint,
+}
+
+impl Answer {
+    /// The body as `T`. A body that does not parse is `Unexpected`; the parse error is
+    /// logged by position only, because bodies can hold secrets (JIT configs, tokens).
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, GitHubError> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            tracing::warn!(
+                github.endpoint = self.endpoint.as_str(),
+                http.status = self.status.as_u16(),
+                json.line = e.line(),
+                json.column = e.column(),
+                "GitHub's answer does not have the expected shape"
+            );
+            GitHubError::Unexpected {
+                status: self.status.as_u16(),
+            }
+        })
+    }
+}
+
+/// Sends one request on `client` (whose auth is the App JWT or an installation token) to
+/// `path`, relative to the API root. Resolves to the answer when it is a success.
+pub(super) async fn send(
+    client: &Octocrab,
+    timeout: Duration,
+    endpoint: Endpoint,
+    scope: RateScope,
+    method: Method<'_>,
+    path: &str,
+) -> Result<Answer, GitHubError> {
+    let mut answered = false;
+    let call = async {
+        let response = match method {
+            Method::Get => client._get(path).await,
+            Method::Post(body) => client._post(path, Some(body)).await,
+            Method::Delete => client._delete(path, None::<&()>).await,
+        }
+        .map_err(|e| GitHubError::Transport(Box::new(e)))?;
+        answered = true;
+        let (parts, body) = response.into_parts();
+        observe(endpoint, scope, parts.status, &parts.headers);
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| GitHubError::Transport(Box::new(e)))?
+            .to_bytes();
+        Ok::<_, GitHubError>((parts.status, parts.headers, body))
+    };
+    let result = match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result,
+        Err(elapsed) => Err(GitHubError::Transport(Box::new(elapsed))),
+    };
+    if !answered {
+        metrics::counter!(
+            GITHUB_REQUESTS_TOTAL,
+            "endpoint" => endpoint.as_str(),
+            "status" => "error",
+        )
+        .increment(1);
+    }
+    let (status, headers, body) = result?;
+    if status.is_success() {
+        Ok(Answer {
+            status,
+            body,
+            endpoint,
+        })
+    } else {
+        Err(classify(status, &headers, &body, SystemTime::now()))
+    }
+}
+
+/// Counts an answer and records the rate-limit quota it reports.
+fn observe(endpoint: Endpoint, scope: RateScope, status: StatusCode, headers: &HeaderMap) {
+    metrics::counter!(
+        GITHUB_REQUESTS_TOTAL,
+        "endpoint" => endpoint.as_str(),
+        "status" => status.as_str().to_owned(),
+    )
+    .increment(1);
+    if let Some(remaining) = header_u64(headers, "x-ratelimit-remaining") {
+        metrics::gauge!(GITHUB_RATE_LIMIT_REMAINING, "installation" => scope.label())
+            .set(remaining as f64);
+    }
+}
+
+/// Percent-encodes one path segment (an org, repo or owner name), so a name can never
+/// change which endpoint is called.
+pub(super) fn segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_keep_github_names_and_escape_the_rest() {
+        assert_eq!(segment("acme-corp_1.x"), "acme-corp_1.x");
+        assert_eq!(segment("a/b?c"), "a%2Fb%3Fc");
+        assert_eq!(segment("ä"), "%C3%A4");
+    }
+
+    #[test]
+    fn endpoint_labels_are_the_documented_set() {
+        let all = [
+            Endpoint::InstallationToken,
+            Endpoint::JitConfig,
+            Endpoint::RunnerGroups,
+            Endpoint::ListRunners,
+            Endpoint::DeleteRunner,
+            Endpoint::Installation,
+        ];
+        let labels: Vec<_> = all.iter().map(|e| e.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "installation_token",
+                "jitconfig",
+                "runner_groups",
+                "list_runners",
+                "delete_runner",
+                "installation"
+            ]
+        );
+    }
+}

@@ -1,0 +1,1096 @@
+//! The GitHub App client against the fake GitHub: exact requests (path, body, auth), token
+//! and runner-group caching, and how each failure is classified.
+
+mod common;
+
+use std::time::Duration;
+
+use common::fake_github::{Auth, Endpoint, Failure, FakeGitHub, Recorded};
+use dockhand::config::{AwsSettings, GitHubSettings, SecretResolver, SecretSource};
+use dockhand::domain::{InstallationId, RunnerId};
+use dockhand::github::{GitHubApp, GitHubError, JitRequest, RunnerTarget};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+const APP_ID: u64 = 4242;
+const INSTALLATION: InstallationId = InstallationId(99);
+
+async fn app_for(settings: &GitHubSettings) -> anyhow::Result<GitHubApp> {
+    let aws = AwsSettings::default();
+    GitHubApp::from_settings(settings, &SecretResolver::new(&aws)).await
+}
+
+async fn start() -> (FakeGitHub, GitHubApp) {
+    let fake = FakeGitHub::start(APP_ID).await;
+    let app = app_for(&fake.settings())
+        .await
+        .expect("building the App client");
+    (fake, app)
+}
+
+fn org(name: &str) -> RunnerTarget {
+    RunnerTarget::Org(name.to_string())
+}
+
+fn repo(owner: &str, repo: &str) -> RunnerTarget {
+    RunnerTarget::Repo {
+        owner: owner.to_string(),
+        repo: repo.to_string(),
+    }
+}
+
+fn jit_request(name: &str, group: &str) -> JitRequest {
+    JitRequest {
+        name: name.to_string(),
+        runner_group: group.to_string(),
+        labels: vec!["self-hosted".into(), "linux".into(), "x64".into()],
+        work_folder: "_work".to_string(),
+    }
+}
+
+fn app_jwt() -> Auth {
+    Auth::AppJwt {
+        iss: APP_ID.to_string(),
+    }
+}
+
+fn token(installation: InstallationId) -> Auth {
+    Auth::InstallationToken {
+        installation: installation.0,
+    }
+}
+
+fn recorded(method: &str, path: &str, query: Option<&str>, auth: Auth) -> Recorded {
+    Recorded {
+        method: method.to_string(),
+        path: path.to_string(),
+        query: query.map(str::to_string),
+        body: None,
+        auth,
+    }
+}
+
+fn retry_after(err: &GitHubError) -> Duration {
+    match err {
+        GitHubError::RateLimited { retry_after } => *retry_after,
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_org_jit_config_mints_a_token_resolves_the_group_and_posts_the_exact_body() {
+    let (fake, app) = start().await;
+
+    let config = app
+        .generate_jit_config(
+            INSTALLATION,
+            &org("acme"),
+            &jit_request("dockhand-1", "Default"),
+        )
+        .await
+        .unwrap();
+
+    let mut mint = recorded(
+        "POST",
+        "/app/installations/99/access_tokens",
+        None,
+        app_jwt(),
+    );
+    mint.body = Some(json!({}));
+    let groups = recorded(
+        "GET",
+        "/orgs/acme/actions/runner-groups",
+        Some("per_page=100&page=1"),
+        token(INSTALLATION),
+    );
+    let mut jit = recorded(
+        "POST",
+        "/orgs/acme/actions/runners/generate-jitconfig",
+        None,
+        token(INSTALLATION),
+    );
+    jit.body = Some(json!({
+        "name": "dockhand-1",
+        "runner_group_id": 1,
+        "labels": ["self-hosted", "linux", "x64"],
+        "work_folder": "_work",
+    }));
+    assert_eq!(fake.requests(), vec![mint, groups, jit]);
+
+    let runners = fake.runners();
+    assert_eq!(runners.len(), 1);
+    assert_eq!(runners[0].target, org("acme"));
+    assert_eq!(runners[0].name, "dockhand-1");
+    assert_eq!(runners[0].runner_group_id, 1);
+    assert_eq!(config.runner_id, RunnerId(runners[0].id));
+    assert_eq!(
+        config.encoded.expose_secret(),
+        runners[0].encoded_jit_config
+    );
+}
+
+#[tokio::test]
+async fn a_repo_jit_config_joins_the_default_group_without_a_lookup() {
+    let (fake, app) = start().await;
+
+    let config = app
+        .generate_jit_config(
+            INSTALLATION,
+            &repo("acme", "widgets"),
+            &jit_request("dockhand-2", "ignored-for-repos"),
+        )
+        .await
+        .unwrap();
+
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    assert_eq!(requests[0].path, "/app/installations/99/access_tokens");
+    assert_eq!(requests[0].auth, app_jwt());
+    assert_eq!(requests[1].method, "POST");
+    assert_eq!(
+        requests[1].path,
+        "/repos/acme/widgets/actions/runners/generate-jitconfig"
+    );
+    assert_eq!(requests[1].auth, token(INSTALLATION));
+    assert_eq!(
+        requests[1].body,
+        Some(json!({
+            "name": "dockhand-2",
+            "runner_group_id": 1,
+            "labels": ["self-hosted", "linux", "x64"],
+            "work_folder": "_work",
+        }))
+    );
+    assert_eq!(fake.count(Endpoint::RunnerGroups), 0);
+    let runners = fake.runners();
+    assert_eq!(runners[0].target, repo("acme", "widgets"));
+    assert_eq!(config.runner_id, RunnerId(runners[0].id));
+}
+
+#[tokio::test]
+async fn installation_tokens_are_minted_once_per_installation() {
+    let (fake, app) = start().await;
+
+    for i in 0..5 {
+        app.generate_jit_config(
+            INSTALLATION,
+            &org("acme"),
+            &jit_request(&format!("r-{i}"), "Default"),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(fake.count(Endpoint::InstallationToken), 1);
+    assert_eq!(fake.count(Endpoint::JitConfig), 5);
+
+    let other = InstallationId(100);
+    app.generate_jit_config(other, &org("globex"), &jit_request("r-0", "Default"))
+        .await
+        .unwrap();
+    let mints = fake.requests_to(Endpoint::InstallationToken);
+    assert_eq!(mints.len(), 2);
+    assert_eq!(mints[1].path, "/app/installations/100/access_tokens");
+    assert!(
+        fake.requests_to(Endpoint::JitConfig)
+            .iter()
+            .all(|r| r.auth != Auth::None)
+    );
+}
+
+#[tokio::test]
+async fn clones_share_one_token_cache() {
+    let (fake, app) = start().await;
+    let clone = app.clone();
+
+    app.find_runner(INSTALLATION, &org("acme"), "x")
+        .await
+        .unwrap();
+    clone
+        .find_runner(INSTALLATION, &org("acme"), "x")
+        .await
+        .unwrap();
+
+    assert_eq!(fake.count(Endpoint::InstallationToken), 1);
+}
+
+#[tokio::test]
+async fn a_token_close_to_expiry_is_replaced_before_it_is_used() {
+    let (fake, app) = start().await;
+    // Shorter than the client's refresh margin: every call needs a new token.
+    fake.set_token_lifetime(Duration::from_secs(4 * 60));
+    app.find_runner(INSTALLATION, &org("acme"), "x")
+        .await
+        .unwrap();
+    app.find_runner(INSTALLATION, &org("acme"), "x")
+        .await
+        .unwrap();
+    assert_eq!(fake.count(Endpoint::InstallationToken), 2);
+
+    fake.set_token_lifetime(Duration::from_secs(3600));
+    for _ in 0..3 {
+        app.find_runner(INSTALLATION, &org("acme"), "x")
+            .await
+            .unwrap();
+    }
+    assert_eq!(fake.count(Endpoint::InstallationToken), 3);
+}
+
+#[tokio::test]
+async fn a_refused_cached_token_is_replaced_and_the_call_made_once_more() {
+    let (fake, app) = start().await;
+    app.generate_jit_config(
+        INSTALLATION,
+        &repo("acme", "w"),
+        &jit_request("r-1", "Default"),
+    )
+    .await
+    .unwrap();
+    fake.fail_next(Endpoint::JitConfig, Failure::Status(401));
+
+    app.generate_jit_config(
+        INSTALLATION,
+        &repo("acme", "w"),
+        &jit_request("r-2", "Default"),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(fake.count(Endpoint::InstallationToken), 2);
+    assert_eq!(fake.count(Endpoint::JitConfig), 3);
+    assert_eq!(fake.runners().len(), 2);
+}
+
+#[tokio::test]
+async fn a_refused_fresh_token_is_unauthorized_without_a_retry_loop() {
+    let (fake, app) = start().await;
+    fake.fail_next(Endpoint::JitConfig, Failure::Status(401));
+
+    let err = app
+        .generate_jit_config(
+            INSTALLATION,
+            &repo("acme", "w"),
+            &jit_request("r-1", "Default"),
+        )
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, GitHubError::Unauthorized), "{err:?}");
+    assert_eq!(fake.count(Endpoint::InstallationToken), 1);
+    assert_eq!(fake.count(Endpoint::JitConfig), 1);
+}
+
+#[tokio::test]
+async fn the_runner_group_id_is_looked_up_once_and_cached() {
+    let (fake, app) = start().await;
+    fake.add_runner_group("acme", "gpu", 7);
+
+    for i in 0..3 {
+        app.generate_jit_config(
+            INSTALLATION,
+            &org("acme"),
+            &jit_request(&format!("r-{i}"), "gpu"),
+        )
+        .await
+        .unwrap();
+    }
+
+    assert_eq!(fake.count(Endpoint::RunnerGroups), 1);
+    let bodies: Vec<_> = fake
+        .requests_to(Endpoint::JitConfig)
+        .into_iter()
+        .map(|r| r.body.unwrap()["runner_group_id"].clone())
+        .collect();
+    assert_eq!(bodies, [json!(7), json!(7), json!(7)]);
+    assert!(fake.runners().iter().all(|r| r.runner_group_id == 7));
+}
+
+#[tokio::test]
+async fn a_runner_group_on_the_second_page_is_found() {
+    let (fake, app) = start().await;
+    for id in 2..=150 {
+        fake.add_runner_group("acme", &format!("group-{id}"), id);
+    }
+
+    app.generate_jit_config(INSTALLATION, &org("acme"), &jit_request("r", "group-140"))
+        .await
+        .unwrap();
+
+    let queries: Vec<_> = fake
+        .requests_to(Endpoint::RunnerGroups)
+        .into_iter()
+        .map(|r| r.query.unwrap())
+        .collect();
+    assert_eq!(queries, ["per_page=100&page=1", "per_page=100&page=2"]);
+    assert_eq!(fake.runners()[0].runner_group_id, 140);
+}
+
+#[tokio::test]
+async fn an_unknown_runner_group_is_a_permanent_not_found_and_registers_nothing() {
+    let (fake, app) = start().await;
+    fake.add_runner_group("acme", "gpu", 7);
+
+    let err = app
+        .generate_jit_config(INSTALLATION, &org("acme"), &jit_request("r", "arm64"))
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, GitHubError::NotFound), "{err:?}");
+    assert!(!err.is_transient());
+    assert_eq!(fake.count(Endpoint::JitConfig), 0);
+    assert!(fake.runners().is_empty());
+}
+
+#[tokio::test]
+async fn a_taken_runner_name_is_a_conflict() {
+    let (fake, app) = start().await;
+    fake.register_runner(&org("acme"), "dockhand-7", false);
+
+    let err = app
+        .generate_jit_config(
+            INSTALLATION,
+            &org("acme"),
+            &jit_request("dockhand-7", "Default"),
+        )
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, GitHubError::Conflict), "{err:?}");
+    assert!(!err.is_transient());
+    assert_eq!(err.kind(), "conflict");
+    assert_eq!(fake.runners().len(), 1);
+}
+
+#[tokio::test]
+async fn find_runner_then_delete_runner_removes_a_stale_registration() {
+    let (fake, app) = start().await;
+    let target = org("acme");
+    let stale = fake.register_runner(&target, "dockhand-stale", false);
+    let other = fake.register_runner(&target, "dockhand-other", true);
+
+    let found = app
+        .find_runner(INSTALLATION, &target, "dockhand-stale")
+        .await
+        .unwrap()
+        .expect("the stale runner is found");
+    assert_eq!(found.id, RunnerId(stale));
+    assert_eq!(found.name, "dockhand-stale");
+    assert!(!found.busy);
+    assert_eq!(found.status, "offline");
+    let list = fake.requests_to(Endpoint::ListRunners);
+    assert_eq!(list[0].path, "/orgs/acme/actions/runners");
+    assert_eq!(
+        list[0].query.as_deref(),
+        Some("name=dockhand-stale&per_page=100")
+    );
+    assert_eq!(list[0].auth, token(INSTALLATION));
+
+    app.delete_runner(INSTALLATION, &target, found.id)
+        .await
+        .unwrap();
+
+    let delete = fake.requests_to(Endpoint::DeleteRunner);
+    assert_eq!(
+        delete,
+        [recorded(
+            "DELETE",
+            &format!("/orgs/acme/actions/runners/{stale}"),
+            None,
+            token(INSTALLATION)
+        )]
+    );
+    let left: Vec<_> = fake.runners().into_iter().map(|r| r.id).collect();
+    assert_eq!(left, [other]);
+    assert_eq!(
+        app.find_runner(INSTALLATION, &target, "dockhand-stale")
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn find_and_delete_work_on_a_repository_too() {
+    let (fake, app) = start().await;
+    let target = repo("acme", "widgets");
+    let id = fake.register_runner(&target, "dockhand-r", false);
+    // Same name on the org: not the repository's runner.
+    fake.register_runner(&org("acme"), "dockhand-r", false);
+
+    let found = app
+        .find_runner(INSTALLATION, &target, "dockhand-r")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, RunnerId(id));
+    app.delete_runner(INSTALLATION, &target, found.id)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        fake.requests_to(Endpoint::DeleteRunner)[0].path,
+        format!("/repos/acme/widgets/actions/runners/{id}")
+    );
+    assert_eq!(fake.runners().len(), 1);
+    assert_eq!(fake.runners()[0].target, org("acme"));
+}
+
+#[tokio::test]
+async fn deleting_an_unknown_runner_is_ok() {
+    let (fake, app) = start().await;
+
+    app.delete_runner(INSTALLATION, &org("acme"), RunnerId(424242))
+        .await
+        .expect("404 means already gone");
+
+    assert_eq!(fake.count(Endpoint::DeleteRunner), 1);
+}
+
+#[tokio::test]
+async fn deleting_a_busy_runner_is_a_validation_error() {
+    let (fake, app) = start().await;
+    let id = fake.register_runner(&org("acme"), "dockhand-busy", true);
+
+    let err = app
+        .delete_runner(INSTALLATION, &org("acme"), RunnerId(id))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GitHubError::Validation { .. }), "{err:?}");
+    assert_eq!(fake.runners().len(), 1);
+
+    fake.set_busy(id, false);
+    app.delete_runner(INSTALLATION, &org("acme"), RunnerId(id))
+        .await
+        .unwrap();
+    assert!(fake.runners().is_empty());
+}
+
+#[tokio::test]
+async fn an_exhausted_rate_limit_is_rate_limited_until_the_reset() {
+    let (fake, app) = start().await;
+    fake.fail_next(
+        Endpoint::JitConfig,
+        Failure::RateLimited {
+            reset_in: Duration::from_secs(120),
+        },
+    );
+
+    let err = app
+        .generate_jit_config(
+            INSTALLATION,
+            &repo("acme", "w"),
+            &jit_request("r", "Default"),
+        )
+        .await
+        .unwrap_err();
+
+    let wait = retry_after(&err);
+    assert!(
+        (Duration::from_secs(115)..=Duration::from_secs(121)).contains(&wait),
+        "{wait:?}"
+    );
+    assert!(err.is_transient());
+    assert_eq!(err.kind(), "rate_limited");
+}
+
+#[tokio::test]
+async fn a_secondary_rate_limit_is_rate_limited_for_retry_after() {
+    let (fake, app) = start().await;
+    fake.fail_next(
+        Endpoint::ListRunners,
+        Failure::RetryAfter(Duration::from_secs(30)),
+    );
+
+    let err = app
+        .find_runner(INSTALLATION, &org("acme"), "r")
+        .await
+        .unwrap_err();
+
+    assert_eq!(retry_after(&err), Duration::from_secs(30));
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn a_rate_limited_token_mint_is_rate_limited() {
+    let (fake, app) = start().await;
+    fake.fail_next(
+        Endpoint::InstallationToken,
+        Failure::RetryAfter(Duration::from_secs(45)),
+    );
+
+    let err = app
+        .find_runner(INSTALLATION, &org("acme"), "r")
+        .await
+        .unwrap_err();
+
+    assert_eq!(retry_after(&err), Duration::from_secs(45));
+    assert_eq!(fake.count(Endpoint::ListRunners), 0);
+    // The next call mints again and goes through.
+    app.find_runner(INSTALLATION, &org("acme"), "r")
+        .await
+        .unwrap();
+    assert_eq!(fake.count(Endpoint::InstallationToken), 2);
+}
+
+#[tokio::test]
+async fn a_500_is_a_transient_server_error() {
+    let (fake, app) = start().await;
+    fake.fail_next(Endpoint::JitConfig, Failure::Status(500));
+
+    let err = app
+        .generate_jit_config(
+            INSTALLATION,
+            &repo("acme", "w"),
+            &jit_request("r", "Default"),
+        )
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(err, GitHubError::Server { status: 500 }),
+        "{err:?}"
+    );
+    assert!(err.is_transient());
+    assert!(fake.runners().is_empty());
+}
+
+#[tokio::test]
+async fn a_403_without_a_rate_limit_is_forbidden() {
+    let (fake, app) = start().await;
+    fake.fail_next(Endpoint::JitConfig, Failure::Status(403));
+
+    let err = app
+        .generate_jit_config(
+            INSTALLATION,
+            &repo("acme", "w"),
+            &jit_request("r", "Default"),
+        )
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, GitHubError::Forbidden), "{err:?}");
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn a_key_github_does_not_know_is_unauthorized() {
+    let fake = FakeGitHub::start(APP_ID).await;
+    let mut settings = fake.settings();
+    settings.private_key = Some(SecretSource {
+        file: Some(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/github-app-other-key.pem"),
+        ),
+        ..SecretSource::default()
+    });
+    let app = app_for(&settings).await.unwrap();
+
+    let err = app
+        .generate_jit_config(INSTALLATION, &org("acme"), &jit_request("r", "Default"))
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, GitHubError::Unauthorized), "{err:?}");
+    assert!(!err.is_transient());
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].auth, Auth::None);
+}
+
+#[tokio::test]
+async fn another_apps_id_is_unauthorized() {
+    let fake = FakeGitHub::start(APP_ID).await;
+    let mut settings = fake.settings();
+    settings.app_id = Some(APP_ID + 1);
+    let app = app_for(&settings).await.unwrap();
+
+    let err = app.installation_for(&org("acme")).await.unwrap_err();
+
+    assert!(matches!(err, GitHubError::Unauthorized), "{err:?}");
+    assert_eq!(
+        fake.requests()[0].auth,
+        Auth::AppJwt {
+            iss: (APP_ID + 1).to_string()
+        }
+    );
+}
+
+#[tokio::test]
+async fn no_answer_is_a_transient_transport_error() {
+    let fake = FakeGitHub::start(APP_ID).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut settings = fake.settings();
+    settings.api_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let app = app_for(&settings).await.unwrap();
+
+    let err = app
+        .find_runner(INSTALLATION, &org("acme"), "r")
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, GitHubError::Transport(_)), "{err:?}");
+    assert!(err.is_transient());
+    assert_eq!(err.kind(), "transport");
+}
+
+#[tokio::test]
+async fn installation_for_asks_with_the_app_jwt_once_per_target() {
+    let (fake, app) = start().await;
+
+    let first = app.installation_for(&org("acme")).await.unwrap();
+    let again = app.installation_for(&org("acme")).await.unwrap();
+    let via_repo = app
+        .installation_for(&repo("acme", "widgets"))
+        .await
+        .unwrap();
+
+    assert_eq!(first, again);
+    assert_eq!(
+        first, via_repo,
+        "a repository is served by its owner's installation"
+    );
+    assert_eq!(
+        fake.requests_to(Endpoint::Installation),
+        [
+            recorded("GET", "/orgs/acme/installation", None, app_jwt()),
+            recorded("GET", "/repos/acme/widgets/installation", None, app_jwt()),
+        ]
+    );
+
+    // The installation found is one whose token reaches the org.
+    app.generate_jit_config(first, &org("acme"), &jit_request("r", "Default"))
+        .await
+        .unwrap();
+    assert_eq!(fake.runners().len(), 1);
+}
+
+#[tokio::test]
+async fn installation_for_an_account_without_the_app_is_not_found() {
+    let (fake, app) = start().await;
+    fake.fail_next(Endpoint::Installation, Failure::Status(404));
+
+    let err = app.installation_for(&org("nobody")).await.unwrap_err();
+
+    assert!(matches!(err, GitHubError::NotFound), "{err:?}");
+    // Failures are not cached.
+    app.installation_for(&org("nobody")).await.unwrap();
+    assert_eq!(fake.count(Endpoint::Installation), 2);
+}
+
+#[tokio::test]
+async fn debug_output_shows_no_key_token_or_jit_config() {
+    let (fake, app) = start().await;
+    let config = app
+        .generate_jit_config(INSTALLATION, &org("acme"), &jit_request("r", "Default"))
+        .await
+        .unwrap();
+    let encoded = fake.runners()[0].encoded_jit_config.clone();
+    let pem = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/github-app-test-key.pem"),
+    )
+    .unwrap();
+    let key_line = pem.lines().nth(1).unwrap();
+
+    let app_debug = format!("{app:?}");
+    let config_debug = format!("{config:?}");
+
+    assert!(app_debug.contains("4242"), "{app_debug}");
+    for secret in ["ghs_", key_line, "PRIVATE", &encoded] {
+        assert!(!app_debug.contains(secret), "{app_debug}");
+        assert!(!config_debug.contains(secret), "{config_debug}");
+    }
+    assert!(config_debug.contains(&config.runner_id.0.to_string()));
+}
+
+#[tokio::test]
+async fn from_settings_names_the_setting_that_is_missing_or_invalid() {
+    let fake = FakeGitHub::start(APP_ID).await;
+
+    let mut settings = fake.settings();
+    settings.app_id = None;
+    let err = app_for(&settings).await.unwrap_err();
+    assert!(format!("{err:#}").contains("github.app_id"), "{err:#}");
+
+    let mut settings = fake.settings();
+    settings.private_key = None;
+    let err = app_for(&settings).await.unwrap_err();
+    assert!(format!("{err:#}").contains("github.private_key"), "{err:#}");
+
+    let mut settings = fake.settings();
+    settings.private_key = Some(SecretSource {
+        value: Some(SecretString::from(
+            "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----",
+        )),
+        ..SecretSource::default()
+    });
+    let err = app_for(&settings).await.unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("github.private_key"), "{text}");
+    assert!(!text.contains("bm90IGEga2V5"), "{text}");
+
+    let mut settings = fake.settings();
+    settings.private_key = Some(SecretSource {
+        file: Some("/nonexistent/key.pem".into()),
+        ..SecretSource::default()
+    });
+    let err = app_for(&settings).await.unwrap_err();
+    assert!(format!("{err:#}").contains("github.private_key"), "{err:#}");
+    assert!(fake.requests().is_empty());
+}
+
+/// The value of the sample whose line carries all of `labels`.
+fn sample(rendered: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    rendered
+        .lines()
+        .filter(|l| l.starts_with(metric) && labels.iter().all(|label| l.contains(label)))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn calls_are_counted_by_endpoint_and_status_and_the_quota_is_a_gauge() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    // The test's runtime has one thread, so a local recorder sees every call.
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let (fake, app) = start().await;
+
+    for i in 0..2 {
+        app.generate_jit_config(
+            INSTALLATION,
+            &org("acme"),
+            &jit_request(&format!("r-{i}"), "Default"),
+        )
+        .await
+        .unwrap();
+    }
+    fake.fail_next(Endpoint::DeleteRunner, Failure::Status(502));
+    app.delete_runner(INSTALLATION, &org("acme"), RunnerId(1))
+        .await
+        .unwrap_err();
+    app.installation_for(&org("acme")).await.unwrap();
+
+    let rendered = handle.render();
+    let requests = "dockhand_github_requests_total";
+    let count = |endpoint: &str, status: &str| {
+        sample(
+            &rendered,
+            requests,
+            &[
+                &format!("endpoint=\"{endpoint}\""),
+                &format!("status=\"{status}\""),
+            ],
+        )
+    };
+    assert_eq!(count("installation_token", "201"), Some(1.0), "{rendered}");
+    assert_eq!(count("runner_groups", "200"), Some(1.0), "{rendered}");
+    assert_eq!(count("jitconfig", "201"), Some(2.0), "{rendered}");
+    assert_eq!(count("delete_runner", "502"), Some(1.0), "{rendered}");
+    assert_eq!(count("installation", "200"), Some(1.0), "{rendered}");
+    // The fake counts down from 5000 per credential: the installation made 4 calls
+    // (groups, 2 JITs, delete), the App 2 (mint, installation lookup).
+    let quota = "dockhand_github_rate_limit_remaining";
+    assert_eq!(
+        sample(&rendered, quota, &["installation=\"99\""]),
+        Some(4996.0),
+        "{rendered}"
+    );
+    assert_eq!(
+        sample(&rendered, quota, &["installation=\"app\""]),
+        Some(4998.0),
+        "{rendered}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_connection_is_counted_as_an_error() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let settings = GitHubSettings {
+        api_url: format!("http://{}", closed.local_addr().unwrap()),
+        ..FakeGitHub::start(APP_ID).await.settings()
+    };
+    drop(closed);
+    let app = app_for(&settings).await.unwrap();
+
+    app.installation_for(&org("acme")).await.unwrap_err();
+
+    let rendered = handle.render();
+    assert_eq!(
+        sample(
+            &rendered,
+            "dockhand_github_requests_total",
+            &["endpoint=\"installation\"", "status=\"error\""]
+        ),
+        Some(1.0),
+        "{rendered}"
+    );
+}
+
+#[tokio::test]
+async fn a_github_that_never_answers_times_out_as_a_transport_error() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let settings = GitHubSettings {
+        api_url: format!("http://{}", silent.local_addr().unwrap()),
+        request_timeout: Duration::from_millis(300),
+        ..FakeGitHub::start(APP_ID).await.settings()
+    };
+    // Accept connections and hold them open without a word.
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let app = app_for(&settings).await.unwrap();
+
+    let started = std::time::Instant::now();
+    let err = app.installation_for(&org("acme")).await.unwrap_err();
+
+    assert!(matches!(err, GitHubError::Transport(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    holder.abort();
+}
+
+// The fake's own checks: it must refuse what GitHub refuses, or the tests above prove
+// nothing.
+
+/// One request straight to the fake, as (status, JSON body).
+async fn raw(
+    fake: &FakeGitHub,
+    method: reqwest::Method,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}{path}", fake.url))
+        .header("user-agent", "dockhand-tests");
+    if let Some(bearer) = bearer {
+        request = request.header("authorization", format!("Bearer {bearer}"));
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// An App JWT signed with `key` (a fixture file), issued `iat` and expiring `exp` seconds
+/// from now.
+fn jwt(key: &str, iss: u64, iat: i64, exp: i64) -> String {
+    let pem = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(key),
+    )
+    .unwrap();
+    let now = chrono::Utc::now().timestamp();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &json!({"iss": iss, "iat": now + iat, "exp": now + exp}),
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
+    )
+    .unwrap()
+}
+
+const TEST_KEY: &str = "github-app-test-key.pem";
+
+async fn mint(fake: &FakeGitHub, installation: u64) -> String {
+    let (status, body) = raw(
+        fake,
+        reqwest::Method::POST,
+        &format!("/app/installations/{installation}/access_tokens"),
+        Some(&jwt(TEST_KEY, APP_ID, -60, 540)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body["token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn the_fake_accepts_only_good_app_jwts_for_minting() {
+    let fake = FakeGitHub::start(APP_ID).await;
+    let path = "/app/installations/5/access_tokens";
+    let post = reqwest::Method::POST;
+    let refused = [
+        ("no credentials", None),
+        (
+            "another key",
+            Some(jwt("github-app-other-key.pem", APP_ID, -60, 540)),
+        ),
+        ("another app", Some(jwt(TEST_KEY, APP_ID + 1, -60, 540))),
+        ("expired", Some(jwt(TEST_KEY, APP_ID, -700, -100))),
+        (
+            "longer than 10 minutes",
+            Some(jwt(TEST_KEY, APP_ID, -60, 600)),
+        ),
+        ("not a JWT", Some("ghs_not_minted".to_string())),
+    ];
+    for (why, bearer) in refused {
+        let (status, _) = raw(&fake, post.clone(), path, bearer.as_deref(), None).await;
+        assert_eq!(status, 401, "{why}");
+    }
+    assert_eq!(fake.count(Endpoint::InstallationToken), 6);
+
+    let (status, body) = raw(
+        &fake,
+        post,
+        path,
+        Some(&jwt(TEST_KEY, APP_ID, -60, 540)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert!(body["token"].as_str().unwrap().starts_with("ghs_"));
+    let expires_at: chrono::DateTime<chrono::Utc> =
+        body["expires_at"].as_str().unwrap().parse().unwrap();
+    let lifetime = expires_at - chrono::Utc::now();
+    assert!(lifetime > chrono::Duration::minutes(59), "{lifetime}");
+}
+
+#[tokio::test]
+async fn the_fake_accepts_only_tokens_it_minted_on_runner_endpoints() {
+    let fake = FakeGitHub::start(APP_ID).await;
+    let path = "/orgs/acme/actions/runners";
+    let get = reqwest::Method::GET;
+
+    let (status, _) = raw(&fake, get.clone(), path, Some("ghs_made_up"), None).await;
+    assert_eq!(status, 401);
+    let app_jwt = jwt(TEST_KEY, APP_ID, -60, 540);
+    let (status, _) = raw(&fake, get.clone(), path, Some(&app_jwt), None).await;
+    assert_eq!(status, 401, "runner endpoints need an installation token");
+    let (status, _) = raw(&fake, get.clone(), path, None, None).await;
+    assert_eq!(status, 401);
+
+    let token = mint(&fake, 5).await;
+    let (status, body) = raw(&fake, get.clone(), path, Some(&token), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total_count"], 0);
+    assert_eq!(
+        fake.requests().last().unwrap().auth,
+        Auth::InstallationToken { installation: 5 }
+    );
+
+    // Installation 5 now holds acme; another installation's token does not reach it.
+    let other = mint(&fake, 6).await;
+    let (status, _) = raw(&fake, get.clone(), path, Some(&other), None).await;
+    assert_eq!(status, 404);
+    let (status, _) = raw(&fake, get, path, Some(&other), None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn the_fake_validates_jit_bodies_like_github() {
+    let fake = FakeGitHub::start(APP_ID).await;
+    let token = mint(&fake, 5).await;
+    let path = "/orgs/acme/actions/runners/generate-jitconfig";
+    let good = json!({
+        "name": "r-1", "runner_group_id": 1, "labels": ["self-hosted"], "work_folder": "_work"
+    });
+    let with = |key: &str, value: serde_json::Value| {
+        let mut body = good.clone();
+        body[key] = value;
+        body
+    };
+    let without = |key: &str| {
+        let mut body = good.clone();
+        body.as_object_mut().unwrap().remove(key);
+        body
+    };
+    let cases = [
+        ("no name", without("name"), 422),
+        ("empty name", with("name", json!("")), 422),
+        (
+            "group as a string",
+            with("runner_group_id", json!("1")),
+            422,
+        ),
+        ("no labels", without("labels"), 422),
+        ("empty labels", with("labels", json!([])), 422),
+        (
+            "a label that is not a string",
+            with("labels", json!(["a", 1])),
+            422,
+        ),
+        ("no work folder", without("work_folder"), 422),
+        ("an unknown key", with("ephemeral", json!(true)), 422),
+        ("not an object", json!(["r-1"]), 422),
+        (
+            "a group the org lacks",
+            with("runner_group_id", json!(9)),
+            404,
+        ),
+    ];
+    let post = reqwest::Method::POST;
+    for (why, body, expected) in cases {
+        let (status, _) = raw(&fake, post.clone(), path, Some(&token), Some(body)).await;
+        assert_eq!(status, expected, "{why}");
+    }
+    assert!(fake.runners().is_empty());
+
+    let (status, first) = raw(&fake, post.clone(), path, Some(&token), Some(good.clone())).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, _) = raw(&fake, post.clone(), path, Some(&token), Some(good.clone())).await;
+    assert_eq!(status, 409, "the name is taken");
+    let (status, second) = raw(
+        &fake,
+        post,
+        path,
+        Some(&token),
+        Some(with("name", json!("r-2"))),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_ne!(first["encoded_jit_config"], second["encoded_jit_config"]);
+    assert_eq!(fake.runners().len(), 2);
+}
+
+#[tokio::test]
+async fn the_fake_refuses_requests_without_a_user_agent_or_with_a_broken_body() {
+    let fake = FakeGitHub::start(APP_ID).await;
+    let token = mint(&fake, 5).await;
+    let url = format!("{}/orgs/acme/actions/runners", fake.url);
+
+    let response = reqwest::Client::new()
+        .get(&url)
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+
+    let response = reqwest::Client::new()
+        .post(format!("{url}/generate-jitconfig"))
+        .header("user-agent", "dockhand-tests")
+        .header("authorization", format!("Bearer {token}"))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+
+    let (status, _) = raw(
+        &fake,
+        reqwest::Method::GET,
+        "/orgs/acme/actions/runners?per_page=1000",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 422);
+}

@@ -12,6 +12,7 @@ pub const WEBHOOK_REQUEST_SECONDS: &str = "dockhand_webhook_request_seconds";
 pub const QUEUE_SEND_TOTAL: &str = "dockhand_queue_send_total";
 pub const QUEUE_SEND_SECONDS: &str = "dockhand_queue_send_seconds";
 pub const QUEUE_BATCH_SIZE: &str = "dockhand_queue_batch_size";
+pub const ECS_REQUESTS_TOTAL: &str = "dockhand_ecs_requests_total";
 
 /// Latency buckets in seconds, from sub-millisecond up to SQS's slowest sensible answer.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -66,5 +67,11 @@ fn describe() {
         QUEUE_BATCH_SIZE,
         Unit::Count,
         "Messages per queue send batch."
+    );
+    metrics::describe_counter!(
+        ECS_REQUESTS_TOTAL,
+        Unit::Count,
+        "ECS API requests, by operation (run_task, list_tasks, describe_tasks, stop_task) and \
+         outcome (ok, capacity, throttled, unavailable, rejected)."
     );
 }

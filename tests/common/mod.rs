@@ -2,6 +2,8 @@
 //! parallel against one moto_server.
 #![allow(dead_code)]
 
+pub mod moto_ecs;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,13 +1,17 @@
-//! The ECS launcher against moto: the tasks it creates, adopting and stopping them, and
-//! what moto's refusals classify as.
+//! The ECS launcher against moto: the tasks it creates, the capacity fallback (with a
+//! fault-injecting proxy, since moto never runs out of capacity), adopting and stopping.
 
 mod common;
 
+use std::time::Duration;
+
+use aws_sdk_ecs::config::retry::RetryConfig;
 use aws_sdk_ecs::types::Task;
-use common::moto_aws;
+use common::moto_ecs::faults::{Call, FARGATE_NO_CAPACITY, FaultyEcs};
 use common::moto_ecs::{
     MotoEcs, RUNNER_CONTAINER, network_interface_groups, register_container_instance,
 };
+use common::{moto_aws, sample};
 use dockhand::config::pool::JIT_CONFIG_ENV;
 use dockhand::config::{EcsLaunchSettings, LaunchType};
 use dockhand::domain::JobId;
@@ -58,6 +62,17 @@ async fn launcher() -> Launcher {
     Launcher::new(moto_aws().ecs_client().await)
 }
 
+/// A launcher whose ECS calls go through `proxy`; retries back off briefly.
+async fn launcher_through(proxy: &FaultyEcs) -> Launcher {
+    let client = proxy.aws_settings().ecs_client().await;
+    let config = client
+        .config()
+        .to_builder()
+        .retry_config(RetryConfig::standard().with_initial_backoff(Duration::from_millis(10)))
+        .build();
+    Launcher::new(aws_sdk_ecs::Client::from_conf(config))
+}
+
 fn tag<'t>(task: &'t Task, key: &str) -> Option<&'t str> {
     task.tags()
         .iter()
@@ -83,6 +98,20 @@ fn runner_environment(task: &Task) -> Vec<(String, String)> {
                 kv.value().unwrap_or_default().to_string(),
             )
         })
+        .collect()
+}
+
+fn run_task_calls(proxy: &FaultyEcs) -> Vec<(Option<String>, bool)> {
+    proxy
+        .run_task_calls()
+        .into_iter()
+        .map(
+            |Call {
+                 capacity_provider,
+                 injected,
+                 ..
+             }| (capacity_provider, injected),
+        )
         .collect()
 }
 
@@ -158,6 +187,151 @@ async fn the_first_capacity_provider_is_used_when_it_has_capacity() {
     assert_eq!(moto.task_arns().await, [launched.arn.0.as_str()]);
     let task = moto.describe(&launched.arn.0).await;
     assert_eq!(task.capacity_provider_name(), Some("FARGATE_SPOT"));
+}
+
+#[tokio::test]
+async fn a_capacity_failure_on_fargate_spot_launches_on_fargate() {
+    let metrics = dockhand::metrics::install();
+    let moto = MotoEcs::setup().await;
+    let proxy = FaultyEcs::start().await;
+    proxy.fail_run_task_on("FARGATE_SPOT", FARGATE_NO_CAPACITY);
+    let ecs = EcsLaunchSettings {
+        launch_type: None,
+        capacity_providers: vec!["FARGATE_SPOT".into(), "FARGATE".into()],
+        ..moto.launch_settings()
+    };
+    let job = Job::new();
+
+    let launched = launcher_through(&proxy)
+        .await
+        .run_task(&job.spec(&ecs))
+        .await
+        .unwrap();
+
+    assert_eq!(launched.capacity_provider.as_deref(), Some("FARGATE"));
+    assert_eq!(
+        run_task_calls(&proxy),
+        [
+            (Some("FARGATE_SPOT".to_string()), true),
+            (Some("FARGATE".to_string()), false),
+        ]
+    );
+    // One provider per RunTask, weight 1; the fallback sends its own client token (ECS
+    // refuses a token reused for a different request).
+    let requests: Vec<serde_json::Value> = proxy
+        .run_task_calls()
+        .into_iter()
+        .map(|c| c.request)
+        .collect();
+    for (request, provider) in requests.iter().zip(["FARGATE_SPOT", "FARGATE"]) {
+        assert_eq!(
+            request["capacityProviderStrategy"],
+            serde_json::json!([{ "capacityProvider": provider, "weight": 1, "base": 0 }])
+        );
+        assert_eq!(request["launchType"], serde_json::Value::Null);
+        assert_eq!(request["enableECSManagedTags"], true);
+        assert_eq!(request["propagateTags"], serde_json::Value::Null);
+        assert_eq!(request["startedBy"], job.started_by.as_str());
+        assert_eq!(request["count"], 1);
+    }
+    assert_eq!(requests[0]["clientToken"], job.token.as_str());
+    let fallback_token = requests[1]["clientToken"].as_str().unwrap();
+    assert_eq!(fallback_token.len(), 64);
+    assert_ne!(fallback_token, job.token);
+    // The task really exists in moto, on FARGATE, and it is the only one.
+    assert_eq!(moto.task_arns().await, [launched.arn.0.as_str()]);
+    let task = moto.describe(&launched.arn.0).await;
+    assert_eq!(task.capacity_provider_name(), Some("FARGATE"));
+    assert_eq!(task.started_by(), Some(job.started_by.as_str()));
+    assert!(runner_environment(&task).contains(&(JIT_CONFIG_ENV.to_string(), job.jit())));
+    // Other tests in this process (under `cargo test`) may count too.
+    let rendered = metrics.render();
+    for outcome in ["capacity", "ok"] {
+        let series =
+            format!("dockhand_ecs_requests_total{{operation=\"run_task\",outcome=\"{outcome}\"}}");
+        assert!(
+            sample(&rendered, &series).is_some_and(|n| n >= 1.0),
+            "{series} in {rendered}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_capacity_on_any_provider_is_no_capacity_and_launches_nothing() {
+    let moto = MotoEcs::setup().await;
+    let proxy = FaultyEcs::start().await;
+    proxy.fail_run_task_on("FARGATE_SPOT", FARGATE_NO_CAPACITY);
+    proxy.fail_run_task_on("FARGATE", "RESOURCE:ENI");
+    let ecs = EcsLaunchSettings {
+        launch_type: None,
+        capacity_providers: vec!["FARGATE_SPOT".into(), "FARGATE".into()],
+        ..moto.launch_settings()
+    };
+
+    let err = launcher_through(&proxy)
+        .await
+        .run_task(&Job::new().spec(&ecs))
+        .await
+        .unwrap_err();
+
+    let LaunchError::NoCapacity { tried } = &err else {
+        panic!("expected NoCapacity, got {err:?}");
+    };
+    assert_eq!(tried, &["FARGATE_SPOT", "FARGATE"]);
+    assert!(err.is_transient());
+    assert_eq!(run_task_calls(&proxy).len(), 2);
+    assert!(moto.task_arns().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_failure_that_is_not_about_capacity_is_rejected_without_trying_the_next_provider() {
+    let moto = MotoEcs::setup().await;
+    let proxy = FaultyEcs::start().await;
+    proxy.fail_run_task_on("FARGATE_SPOT", "ATTRIBUTE");
+    let ecs = EcsLaunchSettings {
+        launch_type: None,
+        capacity_providers: vec!["FARGATE_SPOT".into(), "FARGATE".into()],
+        ..moto.launch_settings()
+    };
+
+    let err = launcher_through(&proxy)
+        .await
+        .run_task(&Job::new().spec(&ecs))
+        .await
+        .unwrap_err();
+
+    let LaunchError::Rejected { reason } = &err else {
+        panic!("expected Rejected, got {err:?}");
+    };
+    assert!(reason.starts_with("ATTRIBUTE ("), "{reason}");
+    assert!(!err.is_transient());
+    assert_eq!(
+        run_task_calls(&proxy),
+        [(Some("FARGATE_SPOT".to_string()), true)]
+    );
+    assert!(moto.task_arns().await.is_empty());
+}
+
+#[tokio::test]
+async fn throttling_is_reported_once_the_sdks_retries_are_spent() {
+    let moto = MotoEcs::setup().await;
+    let proxy = FaultyEcs::start().await;
+    proxy.throttle_run_task();
+
+    let err = launcher_through(&proxy)
+        .await
+        .run_task(&Job::new().spec(&moto.launch_settings()))
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, LaunchError::Throttled(_)), "{err:?}");
+    assert!(err.is_transient());
+    // The SDK's standard retry mode makes three attempts.
+    assert_eq!(
+        run_task_calls(&proxy),
+        [(None, true), (None, true), (None, true)]
+    );
+    assert!(moto.task_arns().await.is_empty());
 }
 
 #[tokio::test]

@@ -4,6 +4,8 @@
 //! EC2 is set up with raw query-protocol requests (moto routes them to EC2 by the credential
 //! scope in the Authorization header) rather than the large EC2 SDK crate.
 
+pub mod faults;
+
 use std::collections::BTreeMap;
 
 use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode, Task, TaskField};

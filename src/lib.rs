@@ -8,6 +8,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod ecs;
 pub mod github;
 pub mod ingress;
 pub mod metrics;

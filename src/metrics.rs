@@ -12,6 +12,7 @@ pub const WEBHOOK_REQUEST_SECONDS: &str = "dockhand_webhook_request_seconds";
 pub const QUEUE_SEND_TOTAL: &str = "dockhand_queue_send_total";
 pub const QUEUE_SEND_SECONDS: &str = "dockhand_queue_send_seconds";
 pub const QUEUE_BATCH_SIZE: &str = "dockhand_queue_batch_size";
+pub const ECS_REQUESTS_TOTAL: &str = "dockhand_ecs_requests_total";
 
 pub const GITHUB_REQUESTS_TOTAL: &str = "dockhand_github_requests_total";
 pub const GITHUB_RATE_LIMIT_REMAINING: &str = "dockhand_github_rate_limit_remaining";
@@ -79,5 +80,11 @@ fn describe() {
     metrics::describe_gauge!(
         GITHUB_RATE_LIMIT_REMAINING,
         "GitHub API calls left in the current rate-limit window, per installation (`app` for the App's own)."
+    );
+    metrics::describe_counter!(
+        ECS_REQUESTS_TOTAL,
+        Unit::Count,
+        "ECS API requests, by operation (run_task, list_tasks, describe_tasks, stop_task) and \
+         outcome (ok, capacity, throttled, unavailable, rejected)."
     );
 }

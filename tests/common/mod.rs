@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_github;
+pub mod moto_ecs;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

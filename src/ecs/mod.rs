@@ -1,0 +1,273 @@
+//! ECS: one RunTask per job, finding a job's task again after a crash, and stopping it.
+//!
+//! Every call is counted in `dockhand_ecs_requests_total{operation,outcome}`. The JIT config
+//! travels only inside the RunTask request: nothing here logs a request or an answer (a
+//! RunTask answer echoes the container overrides), and errors drop the raw HTTP response.
+
+mod error;
+mod launch;
+
+use std::fmt;
+
+use aws_sdk_ecs::Client;
+use aws_sdk_ecs::types::DesiredStatus;
+use secrecy::SecretString;
+
+use crate::config::EcsLaunchSettings;
+use crate::domain::JobId;
+use crate::metrics::ECS_REQUESTS_TOTAL;
+pub use error::LaunchError;
+use error::{OperationError, classify};
+
+/// Tag keys dockhand puts on every task, next to the pool's own `ecs.tags`.
+pub const TAG_JOB_ID: &str = "dockhand:job-id";
+pub const TAG_POOL: &str = "dockhand:pool";
+pub const TAG_RUNNER: &str = "dockhand:runner";
+
+/// DescribeTasks takes at most this many tasks per call.
+const DESCRIBE_BATCH: usize = 100;
+
+/// A task's ARN.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TaskArn(pub String);
+
+impl fmt::Display for TaskArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Everything one runner's RunTask needs. Its `Debug` shows the JIT config as `[REDACTED]`.
+#[derive(Debug, Clone, Copy)]
+pub struct LaunchSpec<'a> {
+    pub pool: &'a str,
+    pub ecs: &'a EcsLaunchSettings,
+    pub job_id: JobId,
+    pub runner_name: &'a str,
+    pub jit_config: &'a SecretString,
+    /// Idempotency token (ECS honours it; moto doesn't). ≤ 64 chars. The first launch option
+    /// sends it as given; each later one (a fallback capacity provider) sends the SHA-256 hex
+    /// of the token and the provider's name, because ECS refuses a token reused for a
+    /// different request. Both are deterministic, so a retry with the same token is
+    /// idempotent per option.
+    pub client_token: &'a str,
+    /// ECS `startedBy` (≤ 128 chars), marks the job: e.g. "dockhand/job/<id>".
+    pub started_by: &'a str,
+}
+
+/// A task RunTask created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchedTask {
+    pub arn: TaskArn,
+    /// The capacity provider the task runs on, as ECS reports it (or, if it reports none,
+    /// the one asked for); `None` with a launch type.
+    pub capacity_provider: Option<String>,
+    /// The launch type ECS reports, e.g. `FARGATE`, `EC2`.
+    pub launch_type: Option<String>,
+}
+
+/// The ECS calls the worker makes.
+#[derive(Clone, Debug)]
+pub struct Launcher {
+    client: Client,
+}
+
+impl Launcher {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// RunTask; with capacity providers, tries each in order on a capacity failure, and only
+    /// then. Returns [`LaunchError::NoCapacity`] when every option reported no capacity.
+    pub async fn run_task(&self, spec: &LaunchSpec<'_>) -> Result<LaunchedTask, LaunchError> {
+        launch::run_task(&self.client, spec).await
+    }
+
+    /// A live (not STOPPED) task started with this `startedBy` on the cluster, for adopting
+    /// a launch after a crash. With several (a duplicate launch), the oldest.
+    pub async fn find_task(
+        &self,
+        cluster: &str,
+        started_by: &str,
+    ) -> Result<Option<TaskArn>, LaunchError> {
+        let mut arns = Vec::new();
+        let mut pages = self
+            .client
+            .list_tasks()
+            .cluster(cluster)
+            .started_by(started_by)
+            .desired_status(DesiredStatus::Running)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| failed(Operation::ListTasks, e))?;
+            record(Operation::ListTasks, Outcome::Ok);
+            arns.extend(page.task_arns.unwrap_or_default());
+        }
+        // ListTasks is eventually consistent: a task stopped a moment ago may still be
+        // listed, so DescribeTasks has the last word.
+        let mut live = Vec::new();
+        for batch in arns.chunks(DESCRIBE_BATCH) {
+            let out = self
+                .client
+                .describe_tasks()
+                .cluster(cluster)
+                .set_tasks(Some(batch.to_vec()))
+                .send()
+                .await
+                .map_err(|e| failed(Operation::DescribeTasks, e))?;
+            record(Operation::DescribeTasks, Outcome::Ok);
+            live.extend(
+                out.tasks
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|task| {
+                        let stopped = task.last_status() == Some("STOPPED")
+                            || task.desired_status() == Some("STOPPED");
+                        let arn = task.task_arn?.to_string();
+                        (!stopped).then_some((task.created_at, arn))
+                    }),
+            );
+        }
+        live.sort();
+        Ok(live.into_iter().next().map(|(_, arn)| TaskArn(arn)))
+    }
+
+    /// StopTask. `reason` (≤ 255 chars) shows in the task's `stoppedReason`.
+    pub async fn stop_task(
+        &self,
+        cluster: &str,
+        task: &TaskArn,
+        reason: &str,
+    ) -> Result<(), LaunchError> {
+        self.client
+            .stop_task()
+            .cluster(cluster)
+            .task(&task.0)
+            .reason(reason)
+            .send()
+            .await
+            .map_err(|e| failed(Operation::StopTask, e))?;
+        record(Operation::StopTask, Outcome::Ok);
+        Ok(())
+    }
+}
+
+/// The `operation` label of `dockhand_ecs_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    RunTask,
+    ListTasks,
+    DescribeTasks,
+    StopTask,
+}
+
+impl Operation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::RunTask => "run_task",
+            Self::ListTasks => "list_tasks",
+            Self::DescribeTasks => "describe_tasks",
+            Self::StopTask => "stop_task",
+        }
+    }
+}
+
+/// The `outcome` label of `dockhand_ecs_requests_total`: how one request went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    /// RunTask answered, but the launch option had no capacity.
+    Capacity,
+    Throttled,
+    Unavailable,
+    Rejected,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Capacity => "capacity",
+            Self::Throttled => "throttled",
+            Self::Unavailable => "unavailable",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    fn of(err: &LaunchError) -> Self {
+        match err {
+            LaunchError::NoCapacity { .. } => Self::Capacity,
+            LaunchError::Throttled(_) => Self::Throttled,
+            LaunchError::Unavailable(_) => Self::Unavailable,
+            LaunchError::Rejected { .. } => Self::Rejected,
+        }
+    }
+}
+
+fn record(operation: Operation, outcome: Outcome) {
+    metrics::counter!(
+        ECS_REQUESTS_TOTAL,
+        "operation" => operation.as_str(),
+        "outcome" => outcome.as_str(),
+    )
+    .increment(1);
+}
+
+/// Classifies a failed call and counts it.
+fn failed<E: OperationError>(
+    operation: Operation,
+    err: aws_sdk_ecs::error::SdkError<E, aws_sdk_ecs::config::http::HttpResponse>,
+) -> LaunchError {
+    let err = classify(err);
+    record(operation, Outcome::of(&err));
+    err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_debug_of_a_launch_spec_hides_the_jit_config() {
+        let ecs: EcsLaunchSettings = toml::from_str(
+            r#"
+            cluster = "runners"
+            task_definition = "runner"
+            launch_type = "FARGATE"
+            subnets = ["subnet-1"]
+            "#,
+        )
+        .unwrap();
+        let jit = SecretString::from("eyJzZWNyZXQiOiJqaXQifQ==");
+        let spec = LaunchSpec {
+            pool: "linux",
+            ecs: &ecs,
+            job_id: JobId(7),
+            runner_name: "dockhand-linux-7",
+            jit_config: &jit,
+            client_token: "dockhand-7",
+            started_by: "dockhand/job/7",
+        };
+        let printed = format!("{spec:?}");
+        assert!(printed.contains("dockhand-linux-7"), "{printed}");
+        assert!(!printed.contains("eyJzZWNyZXQiOiJqaXQifQ=="), "{printed}");
+    }
+
+    #[test]
+    fn outcomes_follow_the_error_kind() {
+        let outcomes: Vec<&str> = [
+            LaunchError::NoCapacity { tried: vec![] },
+            LaunchError::Throttled("x".into()),
+            LaunchError::Unavailable("x".into()),
+            LaunchError::Rejected { reason: "x".into() },
+        ]
+        .iter()
+        .map(|e| Outcome::of(e).as_str())
+        .collect();
+        assert_eq!(
+            outcomes,
+            ["capacity", "throttled", "unavailable", "rejected"]
+        );
+    }
+}

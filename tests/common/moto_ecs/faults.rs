@@ -1,0 +1,222 @@
+//! A fault-injecting proxy in front of moto's ECS. moto never answers RunTask with
+//! `failures[]` (Fargate always has room; EC2 without room answers an empty list, or a 500
+//! with no instances at all), so the proxy answers RunTask for chosen capacity providers the
+//! way ECS does when it has no capacity, and can throttle RunTask. Every other request goes
+//! to moto unchanged, and every request is recorded.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use dockhand::config::AwsSettings;
+use tokio::task::JoinHandle;
+
+use crate::common::{moto_aws, moto_url};
+
+/// What Fargate says when it has no capacity (ECS's documented failure reason).
+pub const FARGATE_NO_CAPACITY: &str = "Capacity is unavailable at this time. Please try again later or in a different availability zone";
+
+const JSON_1_1: &str = "application/x-amz-json-1.1";
+
+/// One request the proxy saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// The ECS operation, e.g. `RunTask`.
+    pub operation: String,
+    /// RunTask's first capacity provider, if it named one.
+    pub capacity_provider: Option<String>,
+    /// Answered by the proxy rather than moto.
+    pub injected: bool,
+    /// The JSON request body (`Null` if it was not JSON).
+    pub request: serde_json::Value,
+}
+
+#[derive(Default)]
+struct Faults {
+    /// Capacity provider → the failure reason RunTask answers for it.
+    failing_providers: HashMap<String, String>,
+    throttle_run_task: bool,
+    calls: Vec<Call>,
+}
+
+#[derive(Clone)]
+struct Proxy {
+    faults: Arc<Mutex<Faults>>,
+    upstream: String,
+    http: reqwest::Client,
+}
+
+/// The running proxy; it stops when dropped.
+pub struct FaultyEcs {
+    pub url: String,
+    faults: Arc<Mutex<Faults>>,
+    server: JoinHandle<()>,
+}
+
+impl Drop for FaultyEcs {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl FaultyEcs {
+    /// A proxy on a free loopback port, forwarding to the moto_server of this test run.
+    pub async fn start() -> Self {
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        let proxy = Proxy {
+            faults: faults.clone(),
+            upstream: moto_url(),
+            http: reqwest::Client::new(),
+        };
+        let app = Router::new().fallback(handle).with_state(proxy);
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            url,
+            faults,
+            server,
+        }
+    }
+
+    /// RunTask with `provider` first in its capacityProviderStrategy answers 200 with this
+    /// failure reason and no task.
+    pub fn fail_run_task_on(&self, provider: &str, reason: &str) {
+        let mut faults = self.faults.lock().unwrap();
+        faults
+            .failing_providers
+            .insert(provider.to_string(), reason.to_string());
+    }
+
+    /// Every RunTask answers 400 ThrottlingException.
+    pub fn throttle_run_task(&self) {
+        self.faults.lock().unwrap().throttle_run_task = true;
+    }
+
+    /// Every request so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.faults.lock().unwrap().calls.clone()
+    }
+
+    /// The RunTask requests so far.
+    pub fn run_task_calls(&self) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.operation == "RunTask")
+            .collect()
+    }
+
+    /// moto's AWS settings with the ECS endpoint pointed at the proxy.
+    pub fn aws_settings(&self) -> AwsSettings {
+        let mut aws = moto_aws();
+        aws.ecs.endpoint_url = Some(self.url.clone());
+        aws
+    }
+}
+
+async fn handle(
+    State(proxy): State<Proxy>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // awsJson 1.1: `X-Amz-Target: AmazonEC2ContainerServiceV20141113.RunTask`.
+    let operation = headers
+        .get("x-amz-target")
+        .and_then(|t| t.to_str().ok())
+        .and_then(|t| t.rsplit('.').next())
+        .unwrap_or_default()
+        .to_string();
+    let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let capacity_provider = request["capacityProviderStrategy"][0]["capacityProvider"]
+        .as_str()
+        .map(String::from);
+    let injected = {
+        let mut faults = proxy.faults.lock().unwrap();
+        let injected = if operation != "RunTask" {
+            None
+        } else if faults.throttle_run_task {
+            Some(throttled())
+        } else {
+            capacity_provider
+                .as_ref()
+                .and_then(|p| faults.failing_providers.get(p).map(|r| (p, r)))
+                .map(|(provider, reason)| no_capacity(provider, reason))
+        };
+        faults.calls.push(Call {
+            operation,
+            capacity_provider,
+            injected: injected.is_some(),
+            request,
+        });
+        injected
+    };
+    match injected {
+        Some(response) => response,
+        None => forward(&proxy, method, uri, headers, body).await,
+    }
+}
+
+fn no_capacity(provider: &str, reason: &str) -> Response {
+    let body = serde_json::json!({
+        "tasks": [],
+        "failures": [{
+            "arn": format!("arn:aws:ecs:us-east-1:123456789012:capacity-provider/{provider}"),
+            "reason": reason,
+        }],
+    });
+    ([(header::CONTENT_TYPE, JSON_1_1)], body.to_string()).into_response()
+}
+
+fn throttled() -> Response {
+    let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, JSON_1_1)],
+        body,
+    )
+        .into_response()
+}
+
+async fn forward(
+    proxy: &Proxy,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut upstream_headers = headers;
+    for hop in [header::HOST, header::CONTENT_LENGTH, header::CONNECTION] {
+        upstream_headers.remove(hop);
+    }
+    let answer = proxy
+        .http
+        .request(method, format!("{}{path}", proxy.upstream))
+        .headers(upstream_headers)
+        .body(body)
+        .send()
+        .await
+        .expect("moto answers the proxy");
+    let status = answer.status();
+    let mut headers = answer.headers().clone();
+    for hop in [
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::CONNECTION,
+    ] {
+        headers.remove(hop);
+    }
+    let body = answer.bytes().await.expect("moto's answer body");
+    (status, headers, body).into_response()
+}

@@ -12,6 +12,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::queue::Queue;
+use crate::store::Store;
 
 /// How long `/readyz` waits for the queue.
 const READY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -20,6 +21,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct AdminState {
     pub metrics: PrometheusHandle,
     pub queue: Arc<dyn Queue>,
+    /// Checked by `/readyz` where the process uses the store (workers).
+    pub store: Option<Store>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -44,13 +47,26 @@ async fn metrics(State(state): State<AdminState>) -> Response {
 
 async fn readyz(State(state): State<AdminState>) -> Response {
     match tokio::time::timeout(READY_TIMEOUT, state.queue.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(Ok(())) => {}
         Ok(Err(err)) => {
             tracing::warn!(error = %crate::telemetry::chain(&err), "not ready: queue unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "queue unreachable\n").into_response()
+            return (StatusCode::SERVICE_UNAVAILABLE, "queue unreachable\n").into_response();
         }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "queue timed out\n").into_response(),
+        Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "queue timed out\n").into_response(),
     }
+    if let Some(store) = &state.store {
+        match tokio::time::timeout(READY_TIMEOUT, store.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %crate::telemetry::chain(&err), "not ready: store unreachable");
+                return (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n").into_response();
+            }
+            Err(_) => {
+                return (StatusCode::SERVICE_UNAVAILABLE, "store timed out\n").into_response();
+            }
+        }
+    }
+    (StatusCode::OK, "ready\n").into_response()
 }
 
 /// Drains histogram samples into their buckets even when nobody scrapes, so memory stays

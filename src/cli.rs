@@ -30,17 +30,30 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Single node: run everything in one process (today the webhook ingress and the admin
-    /// endpoints), on the embedded queue by default
-    Serve,
+    /// Single node: run the webhook ingress and the workers in one process, on the embedded
+    /// queue and a SQLite store by default
+    Serve(RunArgs),
     /// Run the webhook ingress and the admin endpoints (/metrics, /healthz, /readyz)
     Ingress,
+    /// Run a worker: consume the queue, launch one runner per queued job, follow jobs to
+    /// completion; plus the admin endpoints
+    Worker(RunArgs),
+    /// Run the store's database migrations (Postgres or SQLite) and exit
+    Migrate,
     /// Work with the configuration
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Send a correctly signed synthetic workflow_job delivery to a running ingress, to
     /// smoke-test it. Exits non-zero unless the answer is 2xx
     SendEvent(SendEventArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Do everything except the GitHub and ECS calls: log and record what would launch
+    /// (same as worker.dry_run = true)
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,7 +3,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use dockhand::cli::{Cli, Command, ConfigCommand};
 use dockhand::config::Settings;
-use dockhand::startup::{IngressServer, shutdown_on_signal};
+use dockhand::startup::{Application, Roles, shutdown_on_signal};
+use dockhand::store::Store;
 use dockhand::telemetry::{self, LogTarget};
 
 #[tokio::main]
@@ -22,11 +23,17 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = cli.config.as_deref();
     match cli.command {
-        Command::Serve | Command::Ingress => {
+        Command::Serve(args) => run_app(config, Roles::SERVE, args.dry_run).await?,
+        Command::Worker(args) => run_app(config, Roles::WORKER, args.dry_run).await?,
+        Command::Ingress => run_app(config, Roles::INGRESS, false).await?,
+        Command::Migrate => {
             let settings = Settings::load(config)?;
-            telemetry::init(&settings.log, LogTarget::Stdout);
-            let server = IngressServer::build(&settings).await?;
-            server.run_until_stopped(shutdown_on_signal()).await?;
+            telemetry::init(&settings.log, LogTarget::Stderr);
+            Store::connect_only(&settings.store)
+                .await?
+                .migrate()
+                .await?;
+            eprintln!("migrations applied to {}", redact_url(&settings.store.url));
         }
         Command::Config(ConfigCommand::Check) => {
             let settings = Settings::load(config)?;
@@ -36,4 +43,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::SendEvent(args) => return args.run(config).await,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn run_app(
+    config: Option<&std::path::Path>,
+    roles: Roles,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let mut settings = Settings::load(config)?;
+    settings.worker.dry_run |= dry_run;
+    telemetry::init(&settings.log, LogTarget::Stdout);
+    let app = Application::build(&settings, roles).await?;
+    app.run_until_stopped(shutdown_on_signal()).await
+}
+
+/// A database URL without its password.
+fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("redacted"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
 }

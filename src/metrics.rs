@@ -12,6 +12,13 @@ pub const WEBHOOK_REQUEST_SECONDS: &str = "dockhand_webhook_request_seconds";
 pub const QUEUE_SEND_TOTAL: &str = "dockhand_queue_send_total";
 pub const QUEUE_SEND_SECONDS: &str = "dockhand_queue_send_seconds";
 pub const QUEUE_BATCH_SIZE: &str = "dockhand_queue_batch_size";
+pub const QUEUE_RECEIVE_TOTAL: &str = "dockhand_queue_receive_total";
+pub const QUEUE_DELETE_TOTAL: &str = "dockhand_queue_delete_total";
+pub const QUEUE_MESSAGES: &str = "dockhand_queue_messages";
+pub const JOBS_TOTAL: &str = "dockhand_jobs_total";
+pub const RUNNER_LAUNCH_SECONDS: &str = "dockhand_runner_launch_seconds";
+pub const JOB_WAIT_SECONDS: &str = "dockhand_job_wait_seconds";
+pub const RUNNERS: &str = "dockhand_runners";
 pub const ECS_REQUESTS_TOTAL: &str = "dockhand_ecs_requests_total";
 
 pub const GITHUB_REQUESTS_TOTAL: &str = "dockhand_github_requests_total";
@@ -70,6 +77,43 @@ fn describe() {
         QUEUE_BATCH_SIZE,
         Unit::Count,
         "Messages per queue send batch."
+    );
+    metrics::describe_counter!(
+        QUEUE_RECEIVE_TOTAL,
+        Unit::Count,
+        "Messages received by workers (outcome ok), and failed receive calls (outcome error)."
+    );
+    metrics::describe_counter!(
+        QUEUE_DELETE_TOTAL,
+        Unit::Count,
+        "Message deletes after an outcome was recorded, by outcome (ok, stale, error)."
+    );
+    metrics::describe_gauge!(
+        QUEUE_MESSAGES,
+        Unit::Count,
+        "Approximate messages waiting, by queue (main, dead_letter); polled by workers."
+    );
+    metrics::describe_counter!(
+        JOBS_TOTAL,
+        Unit::Count,
+        "Messages processed by workers, by pool and outcome (launched, adopted, duplicate, \
+         dry_run, tracked, unmatched, failed, deferred_capacity, deferred_rate_limit, \
+         deferred_pool_full, deferred_held, deferred_error)."
+    );
+    metrics::describe_histogram!(
+        RUNNER_LAUNCH_SECONDS,
+        Unit::Seconds,
+        "From a worker receiving a queued job to its RunTask succeeding, by pool."
+    );
+    metrics::describe_histogram!(
+        JOB_WAIT_SECONDS,
+        Unit::Seconds,
+        "What users feel: GitHub's created_at to started_at of jobs, from in_progress events."
+    );
+    metrics::describe_gauge!(
+        RUNNERS,
+        Unit::Count,
+        "Runners dockhand registered, by pool and state; polled from the store by workers."
     );
 
     metrics::describe_counter!(

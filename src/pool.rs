@@ -9,6 +9,8 @@ pub struct Pool {
     pub name: String,
     /// Every label a runner of this pool carries.
     pub labels: Vec<String>,
+    /// Everything else about the pool: registration and launch settings.
+    pub settings: PoolSettings,
 }
 
 impl Pool {
@@ -32,6 +34,7 @@ impl Pools {
                 .map(|p| Pool {
                     name: p.name.clone(),
                     labels: p.labels.clone(),
+                    settings: p.clone(),
                 })
                 .collect(),
         )
@@ -58,6 +61,7 @@ mod tests {
                 .map(|(name, labels)| Pool {
                     name: name.to_string(),
                     labels: labels.iter().map(|l| l.to_string()).collect(),
+                    settings: PoolSettings::new(*name, labels),
                 })
                 .collect(),
         )

@@ -1,4 +1,8 @@
 //! Building the processes from settings, and running them until a shutdown signal.
+//!
+//! One [`Application`] runs the roles it is given: the webhook ingress, the worker, or
+//! both (`dockhand serve`), plus the admin endpoints. When one role stops with an error
+//! the others are stopped too, and the error says which one it was.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,26 +16,161 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::config::{SecretResolver, Settings};
+use crate::ecs::Launcher;
+use crate::github::GitHubApp;
 use crate::ingress::{self, IngressState, signature::WebhookKeys};
 use crate::metrics;
 use crate::pool::Pools;
 use crate::queue::{self, Queue, batch::BatchSender};
+use crate::store::Store;
+use crate::worker::{Launchers, Worker};
 
-/// The ingress with both listeners bound, so its addresses are known before it runs (tests
-/// bind port 0).
-pub struct IngressServer {
-    webhook: TcpListener,
+/// Which parts of dockhand a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub ingress: bool,
+    pub worker: bool,
+}
+
+impl Roles {
+    pub const SERVE: Roles = Roles {
+        ingress: true,
+        worker: true,
+    };
+    pub const INGRESS: Roles = Roles {
+        ingress: true,
+        worker: false,
+    };
+    pub const WORKER: Roles = Roles {
+        ingress: false,
+        worker: true,
+    };
+}
+
+/// A process with its listeners bound, so addresses are known before it runs (tests bind
+/// port 0).
+pub struct Application {
+    ingress: Option<Ingress>,
+    worker: Option<Worker>,
     admin: TcpListener,
-    webhook_router: Router,
     admin_router: Router,
-    batcher: JoinHandle<()>,
     queue: Arc<dyn Queue>,
+    receive_wait: Duration,
+}
+
+struct Ingress {
+    listener: TcpListener,
+    router: Router,
+    batcher: JoinHandle<()>,
     grace: Duration,
 }
 
-impl IngressServer {
-    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+impl Application {
+    pub async fn build(settings: &Settings, roles: Roles) -> anyhow::Result<Self> {
         let metrics = metrics::install();
+        let queue = queue::connect(&settings.queue, &settings.aws).await?;
+        let ingress = match roles.ingress {
+            true => Some(Ingress::build(settings, queue.clone()).await?),
+            false => None,
+        };
+        let worker = match roles.worker {
+            true => Some(build_worker(settings, queue.clone()).await?),
+            false => None,
+        };
+        let admin = TcpListener::bind(settings.admin.listen)
+            .await
+            .with_context(|| format!("binding admin.listen {}", settings.admin.listen))?;
+        admin::spawn_upkeep(metrics.clone());
+        let admin_router = admin::router(AdminState {
+            metrics,
+            queue: queue.clone(),
+            store: worker.as_ref().map(|w| w.store().clone()),
+        });
+        Ok(Self {
+            ingress,
+            worker,
+            admin,
+            admin_router,
+            queue,
+            receive_wait: settings.queue.receive_wait(),
+        })
+    }
+
+    /// The webhook listener's address. Panics if the ingress role is off.
+    pub fn webhook_addr(&self) -> SocketAddr {
+        let ingress = self.ingress.as_ref().expect("the ingress role is on");
+        ingress.listener.local_addr().expect("bound")
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().expect("bound")
+    }
+
+    pub fn queue(&self) -> Arc<dyn Queue> {
+        self.queue.clone()
+    }
+
+    pub fn worker(&self) -> Option<Worker> {
+        self.worker.clone()
+    }
+
+    /// Runs every role until `shutdown` is cancelled (or one role fails, which stops the
+    /// others), then shuts each down gracefully.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let admin_stop = CancellationToken::new();
+        tracing::info!(admin = %self.admin_addr(), "admin listening");
+        let admin = tokio::spawn(
+            axum::serve(self.admin, self.admin_router)
+                .with_graceful_shutdown(admin_stop.clone().cancelled_owned())
+                .into_future(),
+        );
+        let ingress = async {
+            let Some(ingress) = self.ingress else {
+                return Ok(());
+            };
+            let result = ingress.run_until_stopped(shutdown.clone()).await;
+            if let Err(err) = &result {
+                tracing::error!(
+                    error = format!("{err:#}"),
+                    "ingress stopped; stopping the rest"
+                );
+                shutdown.cancel();
+            }
+            result.context("ingress")
+        };
+        let worker = async {
+            let Some(worker) = self.worker else {
+                return Ok(());
+            };
+            let gauges = worker.spawn_gauges(shutdown.clone());
+            let result = worker
+                .run_until_stopped(self.receive_wait, shutdown.clone())
+                .await;
+            gauges.abort();
+            if let Err(err) = &result {
+                tracing::error!(
+                    error = format!("{err:#}"),
+                    "worker stopped; stopping the rest"
+                );
+                shutdown.cancel();
+            }
+            result.context("worker")
+        };
+        let (ingress, worker) = tokio::join!(ingress, worker);
+        admin_stop.cancel();
+        admin
+            .await
+            .context("admin server task")?
+            .context("serving admin")?;
+        ingress?;
+        worker?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+impl Ingress {
+    async fn build(settings: &Settings, queue: Arc<dyn Queue>) -> anyhow::Result<Self> {
         let resolver = SecretResolver::new(&settings.aws);
         let mut secrets = Vec::with_capacity(settings.webhook.secrets.len());
         for (i, source) in settings.webhook.secrets.iter().enumerate() {
@@ -42,65 +181,29 @@ impl IngressServer {
                     .with_context(|| format!("webhook.secrets[{i}]"))?,
             );
         }
-        let queue = queue::connect(&settings.queue, &settings.aws).await?;
-        let (sender, batcher) = BatchSender::spawn(queue.clone(), &settings.queue.batch);
+        let (sender, batcher) = BatchSender::spawn(queue, &settings.queue.batch);
         let state = IngressState::new(
             &settings.webhook,
             WebhookKeys::new(&secrets),
             Pools::from_settings(&settings.pools),
             sender,
         );
-        let webhook = TcpListener::bind(settings.server.listen)
+        let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("binding server.listen {}", settings.server.listen))?;
-        let admin = TcpListener::bind(settings.admin.listen)
-            .await
-            .with_context(|| format!("binding admin.listen {}", settings.admin.listen))?;
-        admin::spawn_upkeep(metrics.clone());
         Ok(Self {
-            webhook,
-            admin,
-            webhook_router: ingress::router(&settings.server.path, state),
-            admin_router: admin::router(AdminState {
-                metrics,
-                queue: queue.clone(),
-            }),
+            listener,
+            router: ingress::router(&settings.server.path, state),
             batcher,
-            queue,
             grace: settings.server.shutdown_grace,
         })
     }
 
-    pub fn webhook_addr(&self) -> SocketAddr {
-        self.webhook
-            .local_addr()
-            .expect("a bound listener has an address")
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
-            .local_addr()
-            .expect("a bound listener has an address")
-    }
-
-    /// The queue the ingress sends to.
-    pub fn queue(&self) -> Arc<dyn Queue> {
-        self.queue.clone()
-    }
-
-    /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight requests
-    /// and their queue sends finish (within `server.shutdown_grace`), and returns.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(
-            webhook = %self.webhook_addr(), admin = %self.admin_addr(), "ingress listening"
-        );
-        let admin_stop = CancellationToken::new();
-        let admin = tokio::spawn(
-            axum::serve(self.admin, self.admin_router)
-                .with_graceful_shutdown(admin_stop.clone().cancelled_owned())
-                .into_future(),
-        );
-        let server = axum::serve(self.webhook, self.webhook_router)
+    /// Serves until `shutdown`, then stops accepting, lets in-flight requests and their
+    /// queue sends finish (within `server.shutdown_grace`), and returns.
+    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(webhook = %self.listener.local_addr()?, "ingress listening");
+        let server = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let grace = self.grace;
         let deadline = async {
@@ -116,14 +219,36 @@ impl IngressServer {
         if tokio::time::timeout(grace, self.batcher).await.is_err() {
             tracing::warn!("queue sends still in flight after the shutdown grace period");
         }
-        admin_stop.cancel();
-        admin
-            .await
-            .context("admin server task")?
-            .context("serving admin")?;
         tracing::info!("ingress stopped");
         Ok(())
     }
+}
+
+/// Builds a worker on `queue` from the settings: the store, and (unless in dry-run) the
+/// GitHub App and the ECS launcher.
+pub async fn build_worker(settings: &Settings, queue: Arc<dyn Queue>) -> anyhow::Result<Worker> {
+    settings.validate_for_workers()?;
+    let store = Store::connect(&settings.store).await?;
+    let launchers = if settings.worker.dry_run {
+        None
+    } else {
+        let github =
+            GitHubApp::from_settings(&settings.github, &SecretResolver::new(&settings.aws))
+                .await
+                .context("setting up the GitHub App")?;
+        let ecs = Launcher::new(settings.aws.ecs_client().await);
+        Some(Launchers { github, ecs })
+    };
+    Worker::new(
+        queue,
+        store,
+        launchers,
+        Pools::from_settings(&settings.pools),
+        settings.worker.clone(),
+        settings.queue.visibility_timeout(),
+    )
+    .await
+    .context("finding the dead-letter queue")
 }
 
 /// A token cancelled on SIGTERM or SIGINT.

@@ -347,6 +347,22 @@ impl WebhookSettings {
 }
 
 impl QueueSettings {
+    /// How long a received message stays invisible, for the configured backend.
+    pub fn visibility_timeout(&self) -> Duration {
+        match self.kind {
+            QueueKind::Sqs => self.sqs.visibility_timeout,
+            QueueKind::Embedded => self.embedded.visibility_timeout,
+        }
+    }
+
+    /// How long a worker's receive waits for messages.
+    pub fn receive_wait(&self) -> Duration {
+        match self.kind {
+            QueueKind::Sqs => self.sqs.wait_time,
+            QueueKind::Embedded => Duration::from_secs(20),
+        }
+    }
+
     fn check(&self, p: &mut Problems) {
         match self.kind {
             QueueKind::Sqs => {

@@ -13,7 +13,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use dockhand::config::aws::StaticCredentials;
 use dockhand::config::{AwsSettings, PoolSettings, QueueKind, SecretSource, Settings};
 use dockhand::queue::{Queue, ReceivedMessage};
-use dockhand::startup::IngressServer;
+use dockhand::startup::{Application, Roles};
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -134,7 +134,7 @@ pub struct TestApp {
 
 pub async fn spawn_app(settings: Settings) -> TestApp {
     settings.validate().expect("test settings are valid");
-    let server = IngressServer::build(&settings)
+    let server = Application::build(&settings, Roles::INGRESS)
         .await
         .expect("building the ingress");
     let webhook_url = format!("http://{}{}", server.webhook_addr(), settings.server.path);

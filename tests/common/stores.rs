@@ -75,3 +75,24 @@ macro_rules! on_both_stores {
         )*
     };
 }
+
+/// Like [`on_both_stores!`], for test bodies that build their own app from store settings.
+#[macro_export]
+macro_rules! on_both_stores_settings {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$name($crate::common::stores::sqlite_settings(&dir)).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::common::stores::postgres_settings().await).await;
+                }
+            }
+        )*
+    };
+}

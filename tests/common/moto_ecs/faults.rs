@@ -41,12 +41,23 @@ struct Faults {
     /// Capacity provider → the failure reason RunTask answers for it.
     failing_providers: HashMap<String, String>,
     throttle_run_task: bool,
+    /// Hold the next RunTask until released; `true` forwards it to moto first, so the task
+    /// exists but its caller never hears of it.
+    hold_next_run_task: Option<bool>,
     calls: Vec<Call>,
+}
+
+/// Signals between a test and a held RunTask.
+#[derive(Default)]
+struct Hold {
+    held: tokio::sync::Notify,
+    released: tokio::sync::Notify,
 }
 
 #[derive(Clone)]
 struct Proxy {
     faults: Arc<Mutex<Faults>>,
+    hold: Arc<Hold>,
     upstream: String,
     http: reqwest::Client,
 }
@@ -55,6 +66,7 @@ struct Proxy {
 pub struct FaultyEcs {
     pub url: String,
     faults: Arc<Mutex<Faults>>,
+    hold: Arc<Hold>,
     server: JoinHandle<()>,
 }
 
@@ -68,8 +80,10 @@ impl FaultyEcs {
     /// A proxy on a free loopback port, forwarding to the moto_server of this test run.
     pub async fn start() -> Self {
         let faults = Arc::new(Mutex::new(Faults::default()));
+        let hold = Arc::new(Hold::default());
         let proxy = Proxy {
             faults: faults.clone(),
+            hold: hold.clone(),
             upstream: moto_url(),
             http: reqwest::Client::new(),
         };
@@ -84,8 +98,31 @@ impl FaultyEcs {
         Self {
             url,
             faults,
+            hold,
             server,
         }
+    }
+
+    /// Holds the next RunTask, as if its caller crashed during the call: with `forward`
+    /// the task is created in moto first (the crash comes after ECS acted), without it the
+    /// request never reaches ECS.
+    pub fn hold_run_task(&self, forward: bool) {
+        self.faults.lock().unwrap().hold_next_run_task = Some(forward);
+    }
+
+    /// Waits until a RunTask is being held.
+    pub async fn wait_for_held_run_task(&self) {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            self.hold.held.notified(),
+        )
+        .await
+        .expect("a RunTask reached the proxy");
+    }
+
+    /// Lets the held RunTask answer (its caller is gone by then).
+    pub fn release_run_task(&self) {
+        self.hold.released.notify_one();
     }
 
     /// RunTask with `provider` first in its capacityProviderStrategy answers 200 with this
@@ -141,9 +178,14 @@ async fn handle(
     let capacity_provider = request["capacityProviderStrategy"][0]["capacityProvider"]
         .as_str()
         .map(String::from);
-    let injected = {
+    let (held, injected) = {
         let mut faults = proxy.faults.lock().unwrap();
-        let injected = if operation != "RunTask" {
+        let held = if operation == "RunTask" {
+            faults.hold_next_run_task.take()
+        } else {
+            None
+        };
+        let injected = if operation != "RunTask" || held.is_some() {
             None
         } else if faults.throttle_run_task {
             Some(throttled())
@@ -159,12 +201,33 @@ async fn handle(
             injected: injected.is_some(),
             request,
         });
-        injected
+        (held, injected)
     };
+    if let Some(forward_first) = held {
+        return hold(&proxy, forward_first, method, uri, headers, body).await;
+    }
     match injected {
         Some(response) => response,
         None => forward(&proxy, method, uri, headers, body).await,
     }
+}
+
+async fn hold(
+    proxy: &Proxy,
+    forward_first: bool,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let answer = if forward_first {
+        Some(forward(proxy, method, uri, headers, body).await)
+    } else {
+        None
+    };
+    proxy.hold.held.notify_one();
+    proxy.hold.released.notified().await;
+    answer.unwrap_or_else(|| StatusCode::SERVICE_UNAVAILABLE.into_response())
 }
 
 fn no_capacity(provider: &str, reason: &str) -> Response {

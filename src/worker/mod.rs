@@ -1,0 +1,423 @@
+//! Workers: consume the queue and give every queued job exactly one runner.
+//!
+//! Each message is processed under a heartbeat that keeps it invisible (and the job's lease
+//! alive) however slow GitHub or ECS are. Its outcome is recorded in the store before the
+//! message is deleted; a transient failure pushes the message's visibility out with
+//! backoff; a permanent one sends it to the dead-letter queue with a reason at once.
+
+mod launch;
+pub mod outcome;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::WorkerSettings;
+use crate::domain::JobAction;
+use crate::ecs::Launcher;
+use crate::github::GitHubApp;
+use crate::metrics as m;
+use crate::pool::Pools;
+use crate::queue::envelope::Envelope;
+use crate::queue::{MAX_BATCH, OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use crate::store::Store;
+use crate::telemetry::chain;
+use outcome::{Deferral, JobError, Outcome, backoff};
+
+/// The attribute naming why a message was dead-lettered.
+pub const ATTR_DEAD_LETTER_REASON: &str = crate::queue::embedded::ATTR_DEAD_LETTER_REASON;
+
+/// The longest visibility timeout SQS accepts.
+const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+
+/// What a worker launches with: absent in dry-run mode.
+#[derive(Clone)]
+pub struct Launchers {
+    pub github: GitHubApp,
+    pub ecs: Launcher,
+}
+
+/// One worker process's consumer. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Worker(Arc<Inner>);
+
+struct Inner {
+    queue: Arc<dyn Queue>,
+    dead_letter: Option<Arc<dyn Queue>>,
+    store: Store,
+    launchers: Option<Launchers>,
+    pools: Pools,
+    settings: WorkerSettings,
+    /// The queue's visibility timeout: the heartbeat renews it.
+    visibility: Duration,
+    /// Identifies this process in job leases.
+    owner: String,
+}
+
+/// What one [`Worker::process_next`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The queue had nothing to give.
+    Empty,
+    /// Each message's outcome label (see [`Outcome::as_str`], [`JobError::as_str`]).
+    Processed(Vec<&'static str>),
+}
+
+impl Worker {
+    pub async fn new(
+        queue: Arc<dyn Queue>,
+        store: Store,
+        launchers: Option<Launchers>,
+        pools: Pools,
+        settings: WorkerSettings,
+        visibility: Duration,
+    ) -> Result<Self, QueueError> {
+        let dead_letter = queue.dead_letter_queue().await?;
+        if dead_letter.is_none() {
+            tracing::warn!(
+                "the queue has no dead-letter queue: permanently failing messages will be retried until they expire"
+            );
+        }
+        let owner = format!(
+            "{}-{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        Ok(Self(Arc::new(Inner {
+            queue,
+            dead_letter,
+            store,
+            launchers,
+            pools,
+            settings,
+            visibility,
+            owner,
+        })))
+    }
+
+    /// Receives and processes messages until `shutdown`, then stops receiving and lets
+    /// in-flight messages finish within `worker.shutdown_grace`; any still unfinished are
+    /// dropped and reappear on the queue when their visibility expires.
+    pub async fn run_until_stopped(
+        self,
+        wait: Duration,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let slots = Arc::new(Semaphore::new(self.0.settings.concurrency));
+        let mut in_flight = JoinSet::new();
+        tracing::info!(
+            concurrency = self.0.settings.concurrency,
+            dry_run = self.0.launchers.is_none(),
+            "worker started"
+        );
+        loop {
+            // Wait for a free slot, then ask for as many messages as there are free slots.
+            let first = tokio::select! {
+                p = slots.clone().acquire_owned() => p.expect("never closed"),
+                () = shutdown.cancelled() => break,
+            };
+            let want = (slots.available_permits() + 1).min(MAX_BATCH);
+            let received = tokio::select! {
+                r = self.0.queue.receive(want, wait) => r,
+                () = shutdown.cancelled() => break,
+            };
+            let messages = match received {
+                Ok(messages) => messages,
+                Err(err) => {
+                    metrics::counter!(m::QUEUE_RECEIVE_TOTAL, "outcome" => "error").increment(1);
+                    tracing::warn!(error = %chain(&err), "receive failed; retrying in 1s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let mut first = Some(first);
+            for message in messages {
+                let permit = match first.take() {
+                    Some(p) => p,
+                    None => slots.clone().acquire_owned().await.expect("never closed"),
+                };
+                let worker = self.clone();
+                in_flight.spawn(async move {
+                    worker.process(message).await;
+                    drop(permit);
+                });
+            }
+            while in_flight.try_join_next().is_some() {}
+        }
+        tracing::info!(in_flight = in_flight.len(), "worker stopping");
+        let drained = tokio::time::timeout(self.0.settings.shutdown_grace, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                unfinished = in_flight.len(),
+                "shutdown grace over; unfinished messages will reappear on the queue"
+            );
+            in_flight.abort_all();
+        }
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    /// Polls queue depths and runner counts into their gauges until `shutdown`.
+    pub fn spawn_gauges(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let worker = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(worker.0.settings.depth_poll_interval);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => worker.poll_gauges().await,
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        })
+    }
+
+    async fn poll_gauges(&self) {
+        let inner = &self.0;
+        let queues = [
+            Some(("main", &inner.queue)),
+            inner.dead_letter.as_ref().map(|q| ("dead_letter", q)),
+        ];
+        for (name, queue) in queues.into_iter().flatten() {
+            match queue.approximate_depth().await {
+                Ok(depth) => metrics::gauge!(m::QUEUE_MESSAGES, "queue" => name).set(depth as f64),
+                Err(err) => {
+                    tracing::warn!(queue = name, error = %chain(&err), "could not read the queue depth")
+                }
+            }
+        }
+        match inner.store.runner_counts().await {
+            Ok(counts) => {
+                for pool in inner.pools.iter() {
+                    for state in crate::store::RunnerState::ALL {
+                        let n = counts
+                            .iter()
+                            .find(|(p, s, _)| *p == pool.name && *s == state)
+                            .map_or(0, |(_, _, n)| *n);
+                        metrics::gauge!(m::RUNNERS, "pool" => pool.name.clone(), "state" => state.as_str())
+                            .set(n as f64);
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(error = %chain(&err), "could not count runners"),
+        }
+    }
+
+    /// Receives one batch without waiting and processes it (for tests and tools that
+    /// drive the worker step by step).
+    pub async fn process_next(&self) -> Result<Step, QueueError> {
+        let messages = self.0.queue.receive(MAX_BATCH, Duration::ZERO).await?;
+        if messages.is_empty() {
+            return Ok(Step::Empty);
+        }
+        let mut set = JoinSet::new();
+        for message in messages {
+            let worker = self.clone();
+            set.spawn(async move { worker.process(message).await });
+        }
+        Ok(Step::Processed(set.join_all().await))
+    }
+
+    /// Processes one message to its end: recorded and deleted, deferred, or dead-lettered.
+    /// Returns the outcome label.
+    pub async fn process(&self, message: ReceivedMessage) -> &'static str {
+        metrics::counter!(m::QUEUE_RECEIVE_TOTAL, "outcome" => "ok").increment(1);
+        let received = Instant::now();
+        let span = tracing::info_span!(
+            "job",
+            sqs.message_id = %message.id,
+            job.id = tracing::field::Empty,
+            job.action = tracing::field::Empty,
+            pool = tracing::field::Empty,
+        );
+        async {
+            let envelope = match Envelope::decode(&message.body) {
+                Ok(envelope) => envelope,
+                Err(err) => {
+                    let failure = Err(JobError::Permanent(err.to_string()));
+                    return self.settle(&message, "none".to_string(), failure).await;
+                }
+            };
+            let span = tracing::Span::current();
+            span.record("job.id", envelope.event.job.id.0);
+            span.record("job.action", envelope.event.action.as_str());
+            let heartbeat = Heartbeat::start(self, &message);
+            let result = match envelope.event.action {
+                JobAction::Queued => self.launch(&envelope, &heartbeat, received).await,
+                JobAction::InProgress | JobAction::Completed => self.track(&envelope).await,
+                JobAction::Waiting => Ok(Outcome::Tracked),
+            };
+            heartbeat.stop();
+            let pool = self.pool_label(&envelope);
+            self.settle(&message, pool, result).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The pool label: a configured pool's name (a closed set), or `none`.
+    fn pool_label(&self, envelope: &Envelope) -> String {
+        self.0
+            .pools
+            .match_job(&envelope.event.job.labels)
+            .map_or_else(|| "none".to_string(), |p| p.name.clone())
+    }
+
+    /// Acts on the result: delete, defer or dead-letter. The store already holds whatever
+    /// the result depends on, so deleting now cannot lose a job.
+    async fn settle(
+        &self,
+        message: &ReceivedMessage,
+        pool: String,
+        result: Result<Outcome, JobError>,
+    ) -> &'static str {
+        let label = match &result {
+            Ok(outcome) => outcome.as_str(),
+            Err(err) => err.as_str(),
+        };
+        metrics::counter!(m::JOBS_TOTAL, "pool" => pool, "outcome" => label).increment(1);
+        match result {
+            Ok(outcome) => {
+                tracing::info!(outcome = outcome.as_str(), "done");
+                self.delete(message).await;
+            }
+            Err(JobError::Deferred(deferral)) => {
+                let s = &self.0.settings;
+                let delay = match &deferral {
+                    Deferral::RateLimit(wait) => {
+                        *wait + backoff(1, Duration::from_secs(1), Duration::from_secs(5))
+                    }
+                    // Come back when the holder's lease ends: by then it has launched (and
+                    // this copy is a duplicate) or crashed (and this copy takes over). Looking
+                    // sooner would only spend receives towards the dead-letter limit.
+                    Deferral::Held(wait) => *wait + Duration::from_secs(1),
+                    _ => backoff(message.receive_count, s.backoff_base, s.backoff_max),
+                };
+                let delay = delay.min(MAX_VISIBILITY);
+                match &deferral {
+                    Deferral::Error(reason) => {
+                        tracing::warn!(
+                            outcome = label,
+                            reason,
+                            delay_s = delay.as_secs(),
+                            "deferred"
+                        )
+                    }
+                    _ => tracing::info!(outcome = label, delay_s = delay.as_secs(), "deferred"),
+                }
+                if let Err(err) = self
+                    .0
+                    .queue
+                    .change_visibility(&message.receipt, delay)
+                    .await
+                {
+                    tracing::warn!(error = %chain(&err), "could not defer; the message reappears after its visibility timeout");
+                }
+            }
+            Err(JobError::Permanent(reason)) => {
+                tracing::error!(reason, "failed permanently; dead-lettering");
+                self.dead_letter(message, &reason).await;
+            }
+        }
+        label
+    }
+
+    async fn delete(&self, message: &ReceivedMessage) {
+        let outcome = match self.0.queue.delete(&message.receipt).await {
+            Ok(()) => "ok",
+            Err(QueueError::InvalidReceipt) => {
+                // Received again elsewhere meanwhile; that copy will find the job done.
+                tracing::debug!("receipt void at delete");
+                "stale"
+            }
+            Err(err) => {
+                tracing::warn!(error = %chain(&err), "delete failed; the message will come back and be found done");
+                "error"
+            }
+        };
+        metrics::counter!(m::QUEUE_DELETE_TOTAL, "outcome" => outcome).increment(1);
+    }
+
+    /// Sends the message on to the dead-letter queue with its reason, then deletes it.
+    /// Never deletes a message whose dead-letter send failed.
+    async fn dead_letter(&self, message: &ReceivedMessage, reason: &str) {
+        let Some(dlq) = &self.0.dead_letter else {
+            tracing::error!("no dead-letter queue; leaving the message to expire by max receives");
+            return;
+        };
+        let mut copy = OutgoingMessage::from(message);
+        let mut reason = reason.to_string();
+        reason.truncate(256);
+        copy.attributes
+            .insert(ATTR_DEAD_LETTER_REASON.to_string(), reason);
+        match dlq.send(copy).await {
+            Ok(_) => self.delete(message).await,
+            Err(err) => tracing::error!(
+                error = %chain(&err),
+                "dead-letter send failed; the message stays on the queue"
+            ),
+        }
+    }
+}
+
+/// Keeps a message invisible, and the job's lease alive, while it is processed.
+struct Heartbeat {
+    stop: watch::Sender<Option<crate::domain::JobId>>,
+}
+
+impl Heartbeat {
+    fn start(worker: &Worker, message: &ReceivedMessage) -> Self {
+        let (stop, mut claimed) = watch::channel(None);
+        let inner = worker.0.clone();
+        let receipt = message.receipt.clone();
+        let period = inner.visibility.min(inner.settings.lease) / 3;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    changed = claimed.changed() => {
+                        if changed.is_err() { return; }
+                        continue;
+                    }
+                }
+                if let Err(err) = inner
+                    .queue
+                    .change_visibility(&receipt, inner.visibility)
+                    .await
+                {
+                    tracing::warn!(error = %chain(&err), "heartbeat could not extend visibility");
+                }
+                let job = *claimed.borrow();
+                if let Some(job) = job
+                    && let Err(err) = inner
+                        .store
+                        .renew_lease(job, &inner.owner, inner.settings.lease)
+                        .await
+                {
+                    tracing::warn!(error = %chain(&err), "heartbeat could not renew the lease");
+                }
+            }
+        });
+        Self { stop }
+    }
+
+    /// From now on the heartbeat renews this job's lease too.
+    fn claimed(&self, job: crate::domain::JobId) {
+        let _ = self.stop.send(Some(job));
+    }
+
+    fn stop(self) {
+        drop(self.stop);
+    }
+}

@@ -1,0 +1,499 @@
+//! Workers launching real runner tasks: webhook → queue → worker → fake GitHub (which
+//! checks every call) → moto's ECS (through a fault-injecting proxy where a test needs one).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::fake_github::{Endpoint, Failure, FakeGitHub};
+use common::moto_ecs::MotoEcs;
+use common::moto_ecs::faults::{FARGATE_NO_CAPACITY, FaultyEcs};
+use common::*;
+use dockhand::config::{QueueKind, Settings, StoreSettings};
+use dockhand::domain::JobId;
+use dockhand::store::JobState;
+use dockhand::worker::{Step, Worker};
+
+const APP_ID: u64 = 4242;
+
+/// Everything one launch test needs, each part fresh and named for this test.
+struct Env {
+    app: TestApp,
+    github: FakeGitHub,
+    ecs: MotoEcs,
+    proxy: FaultyEcs,
+    settings: Settings,
+}
+
+enum QueueChoice {
+    Embedded,
+    Sqs,
+}
+
+async fn env(queue: QueueChoice, store: StoreSettings, dir: &tempfile::TempDir) -> Env {
+    env_with(queue, store, dir, |_| {}).await
+}
+
+async fn env_with(
+    queue: QueueChoice,
+    store: StoreSettings,
+    dir: &tempfile::TempDir,
+    adjust: impl FnOnce(&mut Settings),
+) -> Env {
+    let github = FakeGitHub::start(APP_ID).await;
+    let ecs = MotoEcs::setup().await;
+    let proxy = FaultyEcs::start().await;
+    let mut settings = match queue {
+        QueueChoice::Embedded => embedded_settings(dir),
+        QueueChoice::Sqs => sqs_settings().await,
+    };
+    settings.queue.embedded.visibility_timeout = Duration::from_secs(1);
+    settings.aws = proxy.aws_settings();
+    settings.github = github.settings();
+    settings.store = store;
+    settings.worker.lease = Duration::from_secs(1);
+    settings.worker.backoff_base = Duration::from_millis(100);
+    settings.worker.backoff_max = Duration::from_millis(400);
+    settings.pools[0].ecs = Some(ecs.launch_settings());
+    adjust(&mut settings);
+    assert!(matches!(
+        settings.queue.kind,
+        QueueKind::Embedded | QueueKind::Sqs
+    ));
+    let app = spawn_app(settings.clone()).await;
+    Env {
+        app,
+        github,
+        ecs,
+        proxy,
+        settings,
+    }
+}
+
+impl Env {
+    async fn worker(&self) -> Worker {
+        dockhand::startup::build_worker(&self.settings, self.app.queue.clone())
+            .await
+            .expect("building a worker")
+    }
+}
+
+/// Runs the workers until the queue stays empty for longer than a deferral can last in
+/// these tests (a short backoff, or a 1s lease plus 1s). Returns every outcome label.
+async fn drain(workers: &[&Worker]) -> Vec<&'static str> {
+    let mut outcomes = Vec::new();
+    let mut quiet_since: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while quiet_since.is_none_or(|t| t.elapsed() < Duration::from_millis(2500)) {
+        assert!(
+            Instant::now() < deadline,
+            "the queue never drained: {outcomes:?}"
+        );
+        let steps = futures_join(workers).await;
+        let mut any = false;
+        for step in steps {
+            if let Step::Processed(batch) = step {
+                any = true;
+                outcomes.extend(batch);
+            }
+        }
+        if any {
+            quiet_since = None;
+        } else {
+            quiet_since.get_or_insert_with(Instant::now);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    outcomes
+}
+
+async fn futures_join(workers: &[&Worker]) -> Vec<Step> {
+    let mut set = tokio::task::JoinSet::new();
+    for worker in workers {
+        let worker = (*worker).clone();
+        set.spawn(async move { worker.process_next().await.unwrap() });
+    }
+    set.join_all().await
+}
+
+fn count(outcomes: &[&str], label: &str) -> usize {
+    outcomes.iter().filter(|o| **o == label).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_queued_event_gives_one_jit_call_and_one_task_with_everything_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(
+        QueueChoice::Sqs,
+        common::stores::postgres_settings().await,
+        &dir,
+    )
+    .await;
+    let worker = env.worker().await;
+    let (status, _) = env.app.deliver(Delivery::signed(queued_job(901))).await;
+    assert_eq!(status, 202);
+
+    assert_eq!(drain(&[&worker]).await, ["launched"]);
+
+    // GitHub: one token mint, one runner-group lookup, one JIT call with the pool's settings.
+    assert_eq!(env.github.count(Endpoint::InstallationToken), 1);
+    let jit = env.github.requests_to(Endpoint::JitConfig);
+    assert_eq!(jit.len(), 1);
+    assert_eq!(
+        jit[0].path,
+        "/orgs/octo-org/actions/runners/generate-jitconfig"
+    );
+    let body = jit[0].body.clone().unwrap();
+    assert_eq!(body["name"], "dh-linux-x64-901-1");
+    assert_eq!(body["runner_group_id"], 1);
+    assert_eq!(
+        body["labels"],
+        serde_json::json!(["self-hosted", "linux", "x64"])
+    );
+    assert_eq!(body["work_folder"], "_work");
+    let runners = env.github.runners();
+    assert_eq!(runners.len(), 1);
+
+    // ECS: exactly one task, launched as configured, carrying the JIT config.
+    let tasks = env.ecs.task_arns().await;
+    assert_eq!(tasks.len(), 1);
+    let task = env.ecs.describe(&tasks[0]).await;
+    assert!(
+        task.task_definition_arn()
+            .unwrap()
+            .contains(env.ecs.task_definition.split(':').next().unwrap())
+    );
+    assert_eq!(task.launch_type().map(|l| l.as_str()), Some("FARGATE"));
+    assert_eq!(task.started_by(), Some("dockhand-job-901"));
+    let tags: std::collections::HashMap<_, _> = task
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+        .collect();
+    assert_eq!(tags["dockhand:job-id"], "901");
+    assert_eq!(tags["dockhand:pool"], "linux-x64");
+    assert_eq!(tags["dockhand:runner"], "dh-linux-x64-901-1");
+    assert_eq!(tags["team"], "ci");
+    let overrides = task.overrides().unwrap().container_overrides();
+    let runner = overrides
+        .iter()
+        .find(|o| o.name() == Some("runner"))
+        .unwrap();
+    let env_vars: std::collections::HashMap<_, _> = runner
+        .environment()
+        .iter()
+        .map(|kv| (kv.name().unwrap(), kv.value().unwrap()))
+        .collect();
+    assert_eq!(
+        env_vars["ACTIONS_RUNNER_INPUT_JITCONFIG"],
+        runners[0].encoded_jit_config
+    );
+    let calls = env.proxy.run_task_calls();
+    assert_eq!(calls.len(), 1);
+    let network = &calls[0].request["networkConfiguration"]["awsvpcConfiguration"];
+    assert_eq!(
+        network["subnets"],
+        serde_json::json!([env.ecs.network.subnet])
+    );
+    assert_eq!(
+        network["securityGroups"],
+        serde_json::json!([env.ecs.network.security_group])
+    );
+
+    // The store: launched, with the task ARN; the message is gone.
+    let job = worker.store().job(JobId(901)).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Launched);
+    assert_eq!(job.task_arn.as_deref(), Some(tasks[0].as_str()));
+    assert_eq!(job.runner_name.as_deref(), Some("dh-linux-x64-901-1"));
+    assert!(env.app.drain().await.is_empty());
+}
+
+async fn duplicate_deliveries_to_two_workers_launch_one_task(store: StoreSettings) {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(QueueChoice::Embedded, store, &dir).await;
+    let (a, b) = (env.worker().await, env.worker().await);
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let (client, url) = (env.app.client.clone(), env.app.webhook_url.clone());
+        sends.spawn(async move {
+            let body = queued_job(777);
+            // Half are GitHub redeliveries (same delivery id), half new deliveries.
+            let delivery = if i % 2 == 0 {
+                "same".to_string()
+            } else {
+                format!("d{i}")
+            };
+            client
+                .post(url)
+                .header("x-github-event", "workflow_job")
+                .header("x-github-delivery", delivery)
+                .header("x-hub-signature-256", sign(SECRET, &body))
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    assert!(sends.join_all().await.iter().all(|s| *s == 202));
+
+    let outcomes = drain(&[&a, &b]).await;
+
+    assert_eq!(count(&outcomes, "launched"), 1, "{outcomes:?}");
+    assert_eq!(count(&outcomes, "duplicate"), 19, "{outcomes:?}");
+    assert_eq!(env.github.count(Endpoint::JitConfig), 1);
+    assert_eq!(env.ecs.task_arns().await.len(), 1);
+}
+
+async fn a_worker_killed_between_jit_and_run_task_leaves_one_task_and_no_orphan(
+    store: StoreSettings,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(QueueChoice::Embedded, store, &dir).await;
+    env.proxy.hold_run_task(false);
+    env.app.deliver(Delivery::signed(queued_job(555))).await;
+
+    // Worker A registers the runner, then hangs in RunTask; it is killed there.
+    let a = env.worker().await;
+    let crashed = tokio::spawn(async move { a.process_next().await });
+    env.proxy.wait_for_held_run_task().await;
+    crashed.abort();
+    assert_eq!(env.github.runners().len(), 1, "A registered a runner");
+    env.proxy.release_run_task();
+
+    // Worker B gets the message back once its visibility and A's lease expire.
+    let b = env.worker().await;
+    let outcomes = drain(&[&b]).await;
+    assert!(outcomes.contains(&"launched"), "{outcomes:?}");
+
+    assert_eq!(env.ecs.task_arns().await.len(), 1);
+    let runners = env.github.runners();
+    assert_eq!(
+        runners.len(),
+        1,
+        "A's registration was removed: {runners:?}"
+    );
+    assert_eq!(runners[0].name, "dh-linux-x64-555-2");
+    let job = b.store().job(JobId(555)).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Launched);
+    assert_eq!(job.attempt, 2);
+}
+
+async fn a_worker_killed_after_run_task_is_adopted_not_relaunched(store: StoreSettings) {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(QueueChoice::Embedded, store, &dir).await;
+    env.proxy.hold_run_task(true);
+    env.app.deliver(Delivery::signed(queued_job(556))).await;
+
+    let a = env.worker().await;
+    let crashed = tokio::spawn(async move { a.process_next().await });
+    env.proxy.wait_for_held_run_task().await;
+    crashed.abort();
+    env.proxy.release_run_task();
+    assert_eq!(env.ecs.task_arns().await.len(), 1, "the task reached ECS");
+
+    let b = env.worker().await;
+    let outcomes = drain(&[&b]).await;
+    assert!(outcomes.contains(&"adopted"), "{outcomes:?}");
+
+    assert_eq!(env.ecs.task_arns().await.len(), 1);
+    assert_eq!(
+        env.github.count(Endpoint::JitConfig),
+        1,
+        "no second registration"
+    );
+    let runners = env.github.runners();
+    assert_eq!(runners.len(), 1);
+    assert_eq!(
+        runners[0].name, "dh-linux-x64-556-1",
+        "the task's runner is kept"
+    );
+    let job = b.store().job(JobId(556)).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Launched);
+    assert!(job.task_arn.is_some());
+}
+
+on_both_stores_settings!(
+    duplicate_deliveries_to_two_workers_launch_one_task,
+    a_worker_killed_between_jit_and_run_task_leaves_one_task_and_no_orphan,
+    a_worker_killed_after_run_task_is_adopted_not_relaunched,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivery_after_a_completed_launch_launches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(
+        QueueChoice::Embedded,
+        common::stores::sqlite_settings(&dir),
+        &dir,
+    )
+    .await;
+    let worker = env.worker().await;
+    env.app.deliver(Delivery::signed(queued_job(321))).await;
+    assert_eq!(drain(&[&worker]).await, ["launched"]);
+    // The same message again, as SQS redelivers one whose visibility expired.
+    env.app.deliver(Delivery::signed(queued_job(321))).await;
+    assert_eq!(drain(&[&worker]).await, ["duplicate"]);
+    assert_eq!(env.ecs.task_arns().await.len(), 1);
+    assert_eq!(env.github.count(Endpoint::JitConfig), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_500_then_success_launches_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(
+        QueueChoice::Embedded,
+        common::stores::sqlite_settings(&dir),
+        &dir,
+    )
+    .await;
+    env.github
+        .fail_next(Endpoint::JitConfig, Failure::Status(500));
+    let worker = env.worker().await;
+    env.app.deliver(Delivery::signed(queued_job(322))).await;
+    assert_eq!(drain(&[&worker]).await, ["deferred_error", "launched"]);
+    assert_eq!(env.github.count(Endpoint::JitConfig), 2);
+    assert_eq!(env.github.runners().len(), 1);
+    assert_eq!(env.ecs.task_arns().await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_jit_call_is_deferred_until_the_reset_not_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(
+        QueueChoice::Embedded,
+        common::stores::sqlite_settings(&dir),
+        &dir,
+    )
+    .await;
+    env.github.fail_next(
+        Endpoint::JitConfig,
+        Failure::RateLimited {
+            reset_in: Duration::from_secs(2),
+        },
+    );
+    let worker = env.worker().await;
+    env.app.deliver(Delivery::signed(queued_job(323))).await;
+
+    assert_eq!(
+        worker.process_next().await.unwrap(),
+        Step::Processed(vec!["deferred_rate_limit"])
+    );
+    // Not before the reset: the message stays invisible.
+    assert_eq!(worker.process_next().await.unwrap(), Step::Empty);
+    let dlq = env.app.queue.dead_letter_queue().await.unwrap().unwrap();
+    assert_eq!(dlq.approximate_depth().await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(drain(&[&worker]).await, ["launched"]);
+    assert_eq!(env.ecs.task_arns().await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capacity_failure_on_fargate_spot_launches_on_fargate() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env_with(
+        QueueChoice::Embedded,
+        common::stores::sqlite_settings(&dir),
+        &dir,
+        |s| {
+            let ecs = s.pools[0].ecs.as_mut().unwrap();
+            ecs.launch_type = None;
+            ecs.capacity_providers = vec!["FARGATE_SPOT".into(), "FARGATE".into()];
+        },
+    )
+    .await;
+    env.proxy
+        .fail_run_task_on("FARGATE_SPOT", FARGATE_NO_CAPACITY);
+    let worker = env.worker().await;
+    env.app.deliver(Delivery::signed(queued_job(324))).await;
+
+    assert_eq!(drain(&[&worker]).await, ["launched"]);
+    let providers: Vec<_> = env
+        .proxy
+        .run_task_calls()
+        .into_iter()
+        .map(|c| (c.capacity_provider.unwrap_or_default(), c.injected))
+        .collect();
+    assert_eq!(
+        providers,
+        [
+            ("FARGATE_SPOT".to_string(), true),
+            ("FARGATE".to_string(), false)
+        ]
+    );
+    assert_eq!(env.ecs.task_arns().await.len(), 1);
+    assert_eq!(env.github.runners().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_provider_out_of_capacity_the_job_is_deferred_and_its_runner_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env_with(
+        QueueChoice::Embedded,
+        common::stores::sqlite_settings(&dir),
+        &dir,
+        |s| {
+            let ecs = s.pools[0].ecs.as_mut().unwrap();
+            ecs.launch_type = None;
+            ecs.capacity_providers = vec!["FARGATE_SPOT".into(), "FARGATE".into()];
+        },
+    )
+    .await;
+    env.proxy
+        .fail_run_task_on("FARGATE_SPOT", FARGATE_NO_CAPACITY);
+    env.proxy.fail_run_task_on("FARGATE", FARGATE_NO_CAPACITY);
+    let worker = env.worker().await;
+    env.app.deliver(Delivery::signed(queued_job(325))).await;
+
+    assert_eq!(
+        worker.process_next().await.unwrap(),
+        Step::Processed(vec!["deferred_capacity"])
+    );
+    assert!(env.ecs.task_arns().await.is_empty());
+    assert_eq!(env.github.count(Endpoint::DeleteRunner), 1);
+    assert!(env.github.runners().is_empty(), "no offline orphan is left");
+    let job = worker.store().job(JobId(325)).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Pending);
+    let dlq = env.app.queue.dead_letter_queue().await.unwrap().unwrap();
+    assert_eq!(dlq.approximate_depth().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_at_max_defers_and_launches_once_a_runner_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env_with(
+        QueueChoice::Embedded,
+        common::stores::sqlite_settings(&dir),
+        &dir,
+        |s| s.pools[0].max_runners = 1,
+    )
+    .await;
+    let worker = env.worker().await;
+    env.app.deliver(Delivery::signed(queued_job(1001))).await;
+    assert_eq!(drain(&[&worker]).await, ["launched"]);
+
+    env.app.deliver(Delivery::signed(queued_job(1002))).await;
+    assert_eq!(
+        worker.process_next().await.unwrap(),
+        Step::Processed(vec!["deferred_pool_full"])
+    );
+    assert_eq!(env.ecs.task_arns().await.len(), 1);
+
+    // The first job completes on its runner: capacity frees, the deferred job launches.
+    let mut done = dockhand::synthetic::workflow_job_payload(&dockhand::synthetic::SyntheticJob {
+        action: "completed".into(),
+        job_id: 1001,
+        ..Default::default()
+    });
+    done["workflow_job"]["runner_name"] = "dh-linux-x64-1001-1".into();
+    env.app.deliver(Delivery::signed(done.to_string())).await;
+    let outcomes = drain(&[&worker]).await;
+    assert!(
+        outcomes.contains(&"tracked") && outcomes.contains(&"launched"),
+        "{outcomes:?}"
+    );
+    assert_eq!(env.ecs.task_arns().await.len(), 2);
+    let job = worker.store().job(JobId(1002)).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Launched);
+}

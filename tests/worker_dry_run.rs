@@ -1,0 +1,158 @@
+//! The worker in dry-run mode, end to end on the embedded queue and SQLite: webhook →
+//! queue → worker → store, with duplicates, cancellations and poison messages.
+
+mod common;
+
+use common::*;
+use dockhand::config::{EcsLaunchSettings, LaunchType};
+use dockhand::domain::JobId;
+use dockhand::queue::OutgoingMessage;
+use dockhand::store::JobState;
+use dockhand::worker::{ATTR_DEAD_LETTER_REASON, Step, Worker};
+
+fn dry_run_settings(dir: &tempfile::TempDir) -> dockhand::config::Settings {
+    let mut s = embedded_settings(dir);
+    s.worker.dry_run = true;
+    s.store = common::stores::sqlite_settings(dir);
+    s.pools[0].ecs = Some(EcsLaunchSettings {
+        cluster: "runners".into(),
+        task_definition: "gha-runner:7".into(),
+        container: "runner".into(),
+        launch_type: Some(LaunchType::Fargate),
+        capacity_providers: vec![],
+        subnets: vec!["subnet-1".into()],
+        security_groups: vec!["sg-1".into()],
+        assign_public_ip: false,
+        platform_version: None,
+        environment: Default::default(),
+        tags: Default::default(),
+    });
+    s
+}
+
+/// Processes until the queue is empty; the outcome labels in order.
+async fn drain_worker(worker: &Worker) -> Vec<&'static str> {
+    let mut outcomes = Vec::new();
+    loop {
+        match worker.process_next().await.unwrap() {
+            Step::Empty => return outcomes,
+            Step::Processed(batch) => outcomes.extend(batch),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_queued_job_flows_to_a_dry_run_launch_and_duplicates_are_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dry_run_settings(&dir);
+    let app = spawn_app(settings.clone()).await;
+    let worker = dockhand::startup::build_worker(&settings, app.queue.clone())
+        .await
+        .unwrap();
+
+    for _ in 0..3 {
+        let (status, _) = app.deliver(Delivery::signed(queued_job(11))).await;
+        assert_eq!(status, 202);
+    }
+    let mut outcomes = drain_worker(&worker).await;
+    outcomes.sort();
+    assert_eq!(outcomes, ["dry_run", "duplicate", "duplicate"]);
+
+    let job = worker.store().job(JobId(11)).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::DryRun);
+    assert_eq!(job.pool.as_deref(), Some("linux-x64"));
+    assert_eq!(job.runner_name.as_deref(), Some("dh-linux-x64-11-1"));
+    assert_eq!(job.lease_owner, None);
+    // Every message was deleted once its outcome was recorded.
+    assert!(app.drain().await.is_empty());
+    let metrics = app.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "dockhand_jobs_total{pool=\"linux-x64\",outcome=\"dry_run\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "dockhand_jobs_total{pool=\"linux-x64\",outcome=\"duplicate\"}"
+        ),
+        Some(2.0)
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_cancelled_while_queued_is_recorded_and_never_launched() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dry_run_settings(&dir);
+    let app = spawn_app(settings.clone()).await;
+    let worker = dockhand::startup::build_worker(&settings, app.queue.clone())
+        .await
+        .unwrap();
+
+    let mut cancelled =
+        dockhand::synthetic::workflow_job_payload(&dockhand::synthetic::SyntheticJob {
+            action: "completed".into(),
+            job_id: 12,
+            ..Default::default()
+        });
+    cancelled["workflow_job"]["conclusion"] = "cancelled".into();
+    cancelled["workflow_job"]["runner_name"] = serde_json::Value::Null;
+    cancelled["workflow_job"]["runner_id"] = serde_json::Value::Null;
+    app.deliver(Delivery::signed(cancelled.to_string())).await;
+    assert_eq!(drain_worker(&worker).await, ["tracked"]);
+    // The queued delivery arrives late (GitHub does not order deliveries).
+    app.deliver(Delivery::signed(queued_job(12))).await;
+    assert_eq!(drain_worker(&worker).await, ["duplicate"]);
+
+    let job = worker.store().job(JobId(12)).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+    assert_eq!(job.conclusion.as_deref(), Some("cancelled"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn poison_messages_go_to_the_dead_letter_queue_at_once_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dry_run_settings(&dir);
+    let app = spawn_app(settings.clone()).await;
+    let worker = dockhand::startup::build_worker(&settings, app.queue.clone())
+        .await
+        .unwrap();
+    let mut future_version = serde_json::json!({"v": 2, "event": {}});
+    future_version["job"] = 5.into();
+    for body in ["not json at all".to_string(), future_version.to_string()] {
+        app.queue
+            .send(OutgoingMessage {
+                body,
+                attributes: [("job-id".to_string(), "5".to_string())].into(),
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(drain_worker(&worker).await, ["failed", "failed"]);
+
+    assert!(app.drain().await.is_empty(), "nothing is left to retry");
+    let dlq = app.queue.dead_letter_queue().await.unwrap().unwrap();
+    let mut reasons: Vec<String> = drain(&*dlq)
+        .await
+        .iter()
+        .map(|m| {
+            assert_eq!(m.receive_count, 1, "dead-lettered on the first receive");
+            assert_eq!(m.attributes["job-id"], "5", "attributes are kept");
+            m.attributes[ATTR_DEAD_LETTER_REASON].clone()
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            "message body is not a dockhand envelope",
+            "unsupported envelope version 2 (this build reads 1)"
+        ]
+    );
+    app.stop().await;
+}

@@ -45,12 +45,22 @@ listen = "127.0.0.1:{admin_port}"
 secrets = [{{ file = "{secret}" }}]
 [queue.embedded]
 path = "{queue}"
+[worker]
+dry_run = true
+[store]
+url = "sqlite://{store}"
 [[pool]]
 name = "linux-x64"
 labels = ["self-hosted", "linux", "x64"]
+[pool.ecs]
+cluster = "runners"
+task_definition = "gha-runner"
+launch_type = "FARGATE"
+subnets = ["subnet-1"]
 "#,
             secret = dir.join("secret").display(),
             queue = dir.join("queue.db").display(),
+            store = dir.join("dockhand.db").display(),
         ),
     )
     .unwrap();
@@ -76,8 +86,7 @@ async fn wait_until_ready(admin: &str) {
 }
 
 #[tokio::test]
-async fn serve_takes_a_send_event_onto_the_embedded_queue_shows_it_in_metrics_and_exits_0_on_sigterm()
- {
+async fn serve_takes_a_send_event_to_a_dry_run_launch_shows_it_in_metrics_and_exits_0_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let (webhook_port, admin_port) = (free_port(), free_port());
     let config = write_config(dir.path(), webhook_port, admin_port);
@@ -102,15 +111,36 @@ async fn serve_takes_a_send_event_onto_the_embedded_queue_shows_it_in_metrics_an
     assert!(stdout.contains("HTTP 202"), "{stdout}");
     assert!(stdout.contains("\"outcome\":\"enqueued\""), "{stdout}");
 
+    // The worker in the same process takes it all the way to a (dry-run) launch.
+    let store = dockhand::store::Store::connect(&dockhand::config::StoreSettings {
+        url: format!("sqlite://{}", dir.path().join("dockhand.db").display()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let job = store.job(dockhand::domain::JobId(31337)).await.unwrap();
+        if let Some(job) = job.filter(|j| j.state == dockhand::store::JobState::DryRun) {
+            assert_eq!(job.runner_name.as_deref(), Some("dh-linux-x64-31337-1"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job never reached a dry-run launch"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let queue = EmbeddedQueue::open(&EmbeddedQueueSettings {
         path: dir.path().join("queue.db"),
         ..Default::default()
     })
     .await
     .unwrap();
-    let messages = drain(&queue).await;
-    assert_eq!(messages.len(), 1);
-    assert_eq!(messages[0].attributes["job-id"], "31337");
+    assert!(
+        drain(&queue).await.is_empty(),
+        "the message was deleted once recorded"
+    );
 
     let metrics = reqwest::get(format!("{admin}/metrics"))
         .await
@@ -157,6 +187,8 @@ async fn serve_takes_a_send_event_onto_the_embedded_queue_shows_it_in_metrics_an
     assert!(!logs.contains(SECRET), "the webhook secret was logged");
     assert!(!logs.contains("hooks_url"), "the webhook body was logged");
     assert!(logs.contains("shutting down"), "{logs}");
+    assert!(logs.contains("dry run: would launch"), "{logs}");
+    assert!(logs.contains("worker stopped"), "{logs}");
 }
 
 fn wait_with_timeout(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {

@@ -7,7 +7,7 @@ pub mod moto_ecs;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use dockhand::config::aws::StaticCredentials;
@@ -272,4 +272,44 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// Runs the workers until the queue stays empty for longer than a deferral can last in
+/// these tests (a short backoff, or a 1s lease plus 1s). Returns every outcome label.
+pub async fn drain_workers(workers: &[&dockhand::worker::Worker]) -> Vec<&'static str> {
+    let mut outcomes = Vec::new();
+    let mut quiet_since: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while quiet_since.is_none_or(|t| t.elapsed() < Duration::from_millis(2500)) {
+        assert!(
+            Instant::now() < deadline,
+            "the queue never drained: {outcomes:?}"
+        );
+        let steps = process_next_on_each(workers).await;
+        let mut any = false;
+        for step in steps {
+            if let dockhand::worker::Step::Processed(batch) = step {
+                any = true;
+                outcomes.extend(batch);
+            }
+        }
+        if any {
+            quiet_since = None;
+        } else {
+            quiet_since.get_or_insert_with(Instant::now);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    outcomes
+}
+
+async fn process_next_on_each(
+    workers: &[&dockhand::worker::Worker],
+) -> Vec<dockhand::worker::Step> {
+    let mut set = tokio::task::JoinSet::new();
+    for worker in workers {
+        let worker = (*worker).clone();
+        set.spawn(async move { worker.process_next().await.unwrap() });
+    }
+    set.join_all().await
 }

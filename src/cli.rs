@@ -59,7 +59,30 @@ pub struct RunArgs {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate the configuration and print the effective settings, secrets redacted
-    Check,
+    Check {
+        /// Which process the configuration is for: each needs different settings (an
+        /// ingress a webhook secret, a worker the GitHub App and [pool.ecs])
+        #[arg(long = "for", value_enum, default_value = "serve")]
+        process: ProcessArg,
+    },
+}
+
+/// A kind of dockhand process.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProcessArg {
+    Serve,
+    Ingress,
+    Worker,
+}
+
+impl ProcessArg {
+    pub fn roles(self) -> crate::startup::Roles {
+        match self {
+            Self::Serve => crate::startup::Roles::SERVE,
+            Self::Ingress => crate::startup::Roles::INGRESS,
+            Self::Worker => crate::startup::Roles::WORKER,
+        }
+    }
 }
 
 /// A workflow_job action.

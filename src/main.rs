@@ -35,8 +35,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await?;
             eprintln!("migrations applied to {}", redact_url(&settings.store.url));
         }
-        Command::Config(ConfigCommand::Check) => {
+        Command::Config(ConfigCommand::Check { process }) => {
             let settings = Settings::load(config)?;
+            settings.validate_for(process.roles())?;
             print!("{}", settings.to_redacted_toml());
             eprintln!("configuration is valid");
         }

@@ -47,6 +47,20 @@ impl Roles {
     };
 }
 
+impl Settings {
+    /// Every check that applies to a process running these roles.
+    pub fn validate_for(&self, roles: Roles) -> Result<(), crate::config::ConfigError> {
+        self.validate()?;
+        if roles.ingress {
+            self.validate_for_ingress()?;
+        }
+        if roles.worker {
+            self.validate_for_workers()?;
+        }
+        Ok(())
+    }
+}
+
 /// A process with its listeners bound, so addresses are known before it runs (tests bind
 /// port 0).
 pub struct Application {
@@ -67,6 +81,7 @@ struct Ingress {
 
 impl Application {
     pub async fn build(settings: &Settings, roles: Roles) -> anyhow::Result<Self> {
+        settings.validate_for(roles)?;
         let metrics = metrics::install();
         let queue = queue::connect(&settings.queue, &settings.aws).await?;
         let ingress = match roles.ingress {
@@ -227,7 +242,7 @@ impl Ingress {
 /// Builds a worker on `queue` from the settings: the store, and (unless in dry-run) the
 /// GitHub App and the ECS launcher.
 pub async fn build_worker(settings: &Settings, queue: Arc<dyn Queue>) -> anyhow::Result<Worker> {
-    settings.validate_for_workers()?;
+    settings.validate_for(Roles::WORKER)?;
     let store = Store::connect(&settings.store).await?;
     let launchers = if settings.worker.dry_run {
         None

@@ -269,10 +269,17 @@ fn config_check_prints_the_effective_config_with_secrets_redacted() {
         "[webhook]\nsecrets = [{ value = \"hunter2-secret\" }]\n[[pool]]\nname = \"p\"\nlabels = [\"x\"]\n",
     )
     .unwrap();
-    let out = dockhand(&["config", "check", "--config", path.to_str().unwrap()])
-        .env("DOCKHAND_QUEUE__EMBEDDED__MAX_RECEIVES", "9")
-        .output()
-        .unwrap();
+    let out = dockhand(&[
+        "config",
+        "check",
+        "--for",
+        "ingress",
+        "--config",
+        path.to_str().unwrap(),
+    ])
+    .env("DOCKHAND_QUEUE__EMBEDDED__MAX_RECEIVES", "9")
+    .output()
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("<redacted>"), "{stdout}");

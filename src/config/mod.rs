@@ -283,6 +283,18 @@ impl Settings {
         p.into_result()
     }
 
+    /// The checks for a process that receives webhooks: it needs a secret to verify them.
+    pub fn validate_for_ingress(&self) -> Result<(), ConfigError> {
+        let mut p = Problems::default();
+        if self.webhook.secrets.is_empty() {
+            p.add(
+                "webhook.secrets",
+                "at least one secret is required (`{ value = .. }`, `{ file = .. }` or `{ ssm = .. }`)",
+            );
+        }
+        p.into_result()
+    }
+
     /// The stricter checks for a process that launches runners: the GitHub App and every
     /// pool's `[pool.ecs]` must be set, unless the worker is in dry-run mode.
     pub fn validate_for_workers(&self) -> Result<(), ConfigError> {
@@ -309,12 +321,6 @@ impl Settings {
 
 impl WebhookSettings {
     fn check(&self, p: &mut Problems) {
-        if self.secrets.is_empty() {
-            p.add(
-                "webhook.secrets",
-                "at least one secret is required (`{ value = .. }`, `{ file = .. }` or `{ ssm = .. }`)",
-            );
-        }
         for (i, secret) in self.secrets.iter().enumerate() {
             secret.check(&format!("webhook.secrets[{i}]"), p);
         }

@@ -127,10 +127,15 @@ labels = ["x"]
 }
 
 #[test]
-fn no_pool_and_no_secret_are_refused() {
+fn no_pool_is_refused_and_an_ingress_needs_a_secret() {
     let err = problems("");
     assert!(err.contains("  pool: "), "{err}");
+    let no_secret = load("[[pool]]\nname = \"p\"\nlabels = [\"x\"]\n").unwrap();
+    let err = no_secret.validate_for_ingress().unwrap_err().to_string();
     assert!(err.contains("  webhook.secrets: "), "{err}");
+    let err = no_secret.validate_for_workers().unwrap_err().to_string();
+    assert!(err.contains("  pool[0].ecs: "), "{err}");
+    assert!(err.contains("  github.app_id: "), "{err}");
 }
 
 #[test]

@@ -34,12 +34,14 @@ pub fn init(settings: &LogSettings, target: LogTarget) {
         (true, LogTarget::Stdout) => builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            .with_current_span(true)
             .with_span_list(false)
             .try_init(),
         (true, LogTarget::Stderr) => builder
             .json()
             .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
             .with_writer(std::io::stderr)
             .try_init(),
         (false, LogTarget::Stdout) => builder.with_ansi(terminal).try_init(),

@@ -1,7 +1,7 @@
 //! Load harness for dockhand's workers (issue 3): the real `dockhand serve` against fast
 //! in-process fakes of GitHub and ECS, fed 1,000 queued jobs of which 30% are delivered
 //! twice. It reports throughput, the latency dockhand adds from webhook to RunTask, calls
-//! per runner, peak RSS, duplicates and lost jobs. See docs/benchmarks-workers.md.
+//! per runner, peak RSS, duplicates and lost jobs. See docs/benchmarks.md, "Workers (issue 3)".
 //!
 //! ```sh
 //! cargo bench --bench load                                  # one run, concurrency 32

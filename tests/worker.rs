@@ -79,6 +79,13 @@ impl Env {
     }
 }
 
+/// The pool launches on FARGATE_SPOT, falling back to FARGATE.
+fn spot_then_fargate(s: &mut Settings) {
+    let ecs = s.pools[0].ecs.as_mut().unwrap();
+    ecs.launch_type = None;
+    ecs.capacity_providers = vec!["FARGATE_SPOT".into(), "FARGATE".into()];
+}
+
 fn count(outcomes: &[&str], label: &str) -> usize {
     outcomes.iter().filter(|o| **o == label).count()
 }
@@ -359,11 +366,7 @@ async fn a_capacity_failure_on_fargate_spot_launches_on_fargate() {
         QueueChoice::Embedded,
         common::stores::sqlite_settings(&dir),
         &dir,
-        |s| {
-            let ecs = s.pools[0].ecs.as_mut().unwrap();
-            ecs.launch_type = None;
-            ecs.capacity_providers = vec!["FARGATE_SPOT".into(), "FARGATE".into()];
-        },
+        spot_then_fargate,
     )
     .await;
     env.proxy
@@ -396,11 +399,7 @@ async fn with_every_provider_out_of_capacity_the_job_is_deferred_and_its_runner_
         QueueChoice::Embedded,
         common::stores::sqlite_settings(&dir),
         &dir,
-        |s| {
-            let ecs = s.pools[0].ecs.as_mut().unwrap();
-            ecs.launch_type = None;
-            ecs.capacity_providers = vec!["FARGATE_SPOT".into(), "FARGATE".into()];
-        },
+        spot_then_fargate,
     )
     .await;
     env.proxy

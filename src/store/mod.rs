@@ -264,6 +264,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let sql = self.sql(
             "UPDATE jobs SET lease_expires_at = $3, updated_at = $4
+            
              WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
         );
         let now = now();
@@ -288,21 +289,14 @@ impl Store {
         owner: &str,
         runner_name: &str,
     ) -> Result<(), StoreError> {
-        let sql = self.sql(
+        self.update_leased(
             "UPDATE jobs SET runner_name = $3, runner_id = NULL, task_arn = NULL, updated_at = $4
              WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
-        );
-        self.leased(
             job,
-            sqlx::query(sql)
-                .bind(job.0 as i64)
-                .bind(owner.to_string())
-                .bind(runner_name.to_string())
-                .bind(now())
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
+            owner,
+            runner_name,
         )
+        .await
     }
 
     /// Records the GitHub runner registration made for the job.
@@ -317,6 +311,7 @@ impl Store {
         let now = now();
         let sql = self.sql(
             "UPDATE jobs SET runner_id = $3, updated_at = $4
+            
              WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
         );
         let updated = sqlx::query(sql)
@@ -357,6 +352,7 @@ impl Store {
         let sql = self.sql(
             "UPDATE jobs SET state = 'launched', task_arn = $3, lease_owner = NULL,
                  lease_expires_at = NULL, reason = NULL, updated_at = $4
+            
              WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
         );
         let updated = sqlx::query(sql)
@@ -384,21 +380,14 @@ impl Store {
     /// Gives the job back (after a transient failure, its registration removed): the next
     /// delivery claims it afresh, with a new attempt and runner name.
     pub async fn release(&self, job: JobId, owner: &str, reason: &str) -> Result<(), StoreError> {
-        let now = now();
-        let sql = self.sql(
-            "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL,
-                 runner_name = NULL, runner_id = NULL, task_arn = NULL, reason = $3, updated_at = $4
+        self.update_leased(
+            "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, runner_name = NULL, runner_id = NULL, task_arn = NULL, reason = $3, updated_at = $4
              WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
-        );
-        let updated = sqlx::query(sql)
-            .bind(job.0 as i64)
-            .bind(owner.to_string())
-            .bind(reason.to_string())
-            .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        self.leased(job, updated)
+            job,
+            owner,
+            reason,
+        )
+        .await
     }
 
     /// The job cannot be launched (a permanent error).
@@ -408,20 +397,14 @@ impl Store {
         owner: &str,
         reason: &str,
     ) -> Result<(), StoreError> {
-        let sql = self.sql(
-            "UPDATE jobs SET state = 'failed', lease_owner = NULL, lease_expires_at = NULL,
-                 reason = $3, updated_at = $4
+        self.update_leased(
+            "UPDATE jobs SET state = 'failed', lease_owner = NULL, lease_expires_at = NULL, reason = $3, updated_at = $4
              WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
-        );
-        let updated = sqlx::query(sql)
-            .bind(job.0 as i64)
-            .bind(owner.to_string())
-            .bind(reason.to_string())
-            .bind(now())
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        self.leased(job, updated)
+            job,
+            owner,
+            reason,
+        )
+        .await
     }
 
     /// A dry run: records what would have launched and releases the lease.
@@ -431,20 +414,14 @@ impl Store {
         owner: &str,
         runner_name: &str,
     ) -> Result<(), StoreError> {
-        let sql = self.sql(
-            "UPDATE jobs SET state = 'dry_run', runner_name = $3, lease_owner = NULL,
-                 lease_expires_at = NULL, updated_at = $4
+        self.update_leased(
+            "UPDATE jobs SET state = 'dry_run', runner_name = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = $4
              WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
-        );
-        let updated = sqlx::query(sql)
-            .bind(job.0 as i64)
-            .bind(owner.to_string())
-            .bind(runner_name.to_string())
-            .bind(now())
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        self.leased(job, updated)
+            job,
+            owner,
+            runner_name,
+        )
+        .await
     }
 
     /// A queued job no pool can serve (the pool config changed since the ingress matched).
@@ -648,6 +625,26 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Runs an update of a job this worker holds the lease on. `sql` binds `$1` job id,
+    /// `$2` owner, `$3` the value, `$4` now, and must check the lease in its WHERE clause.
+    async fn update_leased(
+        &self,
+        sql: &'static str,
+        job: JobId,
+        owner: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        let updated = sqlx::query(self.sql(sql))
+            .bind(job.0 as i64)
+            .bind(owner.to_string())
+            .bind(value.to_string())
+            .bind(now())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        self.leased(job, updated)
     }
 
     fn leased(&self, job: JobId, rows_affected: u64) -> Result<(), StoreError> {

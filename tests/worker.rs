@@ -229,8 +229,9 @@ async fn a_worker_killed_between_jit_and_run_task_leaves_one_task_and_no_orphan(
     let crashed = tokio::spawn(async move { a.process_next().await });
     env.proxy.wait_for_held_run_task().await;
     crashed.abort();
+    let _ = crashed.await;
+    // The held RunTask stays held until the end: A must never hear back.
     assert_eq!(env.github.runners().len(), 1, "A registered a runner");
-    env.proxy.release_run_task();
 
     // Worker B gets the message back once its visibility and A's lease expire.
     let b = env.worker().await;
@@ -248,6 +249,7 @@ async fn a_worker_killed_between_jit_and_run_task_leaves_one_task_and_no_orphan(
     let job = b.store().job(JobId(555)).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Launched);
     assert_eq!(job.attempt, 2);
+    env.proxy.release_run_task();
 }
 
 async fn a_worker_killed_after_run_task_is_adopted_not_relaunched(store: StoreSettings) {
@@ -260,7 +262,8 @@ async fn a_worker_killed_after_run_task_is_adopted_not_relaunched(store: StoreSe
     let crashed = tokio::spawn(async move { a.process_next().await });
     env.proxy.wait_for_held_run_task().await;
     crashed.abort();
-    env.proxy.release_run_task();
+    let _ = crashed.await;
+    // The held RunTask stays held until the end: A must never hear back.
     assert_eq!(env.ecs.task_arns().await.len(), 1, "the task reached ECS");
 
     let b = env.worker().await;
@@ -282,6 +285,7 @@ async fn a_worker_killed_after_run_task_is_adopted_not_relaunched(store: StoreSe
     let job = b.store().job(JobId(556)).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Launched);
     assert!(job.task_arn.is_some());
+    env.proxy.release_run_task();
 }
 
 on_both_stores_settings!(

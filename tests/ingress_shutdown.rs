@@ -21,13 +21,8 @@ async fn shutdown_finishes_in_flight_requests_and_every_202_is_on_the_queue() {
         let client = app.client.clone();
         let url = app.webhook_url.clone();
         requests.spawn(async move {
-            let body = queued_job(job_id);
-            let sent = client
-                .post(url)
-                .header("x-github-event", "workflow_job")
-                .header("x-github-delivery", format!("shutdown-{job_id}"))
-                .header("x-hub-signature-256", sign(SECRET, &body))
-                .body(body)
+            let delivery = format!("shutdown-{job_id}");
+            let sent = signed_request(&client, &url, &delivery, queued_job(job_id))
                 .send()
                 .await;
             sent.ok().map(|r| r.status().as_u16())

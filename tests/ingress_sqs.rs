@@ -181,14 +181,8 @@ async fn a_concurrent_burst_of_500_signed_requests_gives_exactly_500_messages() 
         let client = app.client.clone();
         let url = app.webhook_url.clone();
         requests.spawn(async move {
-            let body = queued_job(job_id);
-            let response = client
-                .post(url)
-                .header("x-github-event", "workflow_job")
-                .header("x-github-delivery", format!("burst-{job_id}"))
-                .header("x-hub-signature-256", sign(SECRET, &body))
-                .header("content-type", "application/json")
-                .body(body)
+            let delivery = format!("burst-{job_id}");
+            let response = signed_request(&client, &url, &delivery, queued_job(job_id))
                 .send()
                 .await
                 .unwrap();

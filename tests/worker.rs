@@ -186,19 +186,13 @@ async fn duplicate_deliveries_to_two_workers_launch_one_task(store: StoreSetting
     for i in 0..20 {
         let (client, url) = (env.app.client.clone(), env.app.webhook_url.clone());
         sends.spawn(async move {
-            let body = queued_job(777);
             // Half are GitHub redeliveries (same delivery id), half new deliveries.
             let delivery = if i % 2 == 0 {
                 "same".to_string()
             } else {
                 format!("d{i}")
             };
-            client
-                .post(url)
-                .header("x-github-event", "workflow_job")
-                .header("x-github-delivery", delivery)
-                .header("x-hub-signature-256", sign(SECRET, &body))
-                .body(body)
+            signed_request(&client, &url, &delivery, queued_job(777))
                 .send()
                 .await
                 .unwrap()

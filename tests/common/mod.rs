@@ -188,6 +188,23 @@ impl Delivery {
     }
 }
 
+/// A `workflow_job` POST signed with the test secret, ready to send: for tests that fire
+/// many deliveries from spawned tasks.
+pub fn signed_request(
+    client: &reqwest::Client,
+    url: &str,
+    delivery: &str,
+    body: Vec<u8>,
+) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .header("x-github-event", "workflow_job")
+        .header("x-github-delivery", delivery)
+        .header("x-hub-signature-256", sign(SECRET, &body))
+        .header("content-type", "application/json")
+        .body(body)
+}
+
 pub fn sign(secret: &str, body: &[u8]) -> String {
     dockhand::ingress::signature::sign(secret.as_bytes(), body)
 }

@@ -46,6 +46,102 @@ pub enum Command {
     /// Send a correctly signed synthetic workflow_job delivery to a running ingress, to
     /// smoke-test it. Exits non-zero unless the answer is 2xx
     SendEvent(SendEventArgs),
+    /// Work with the dead-letter queue
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Move dead-lettered messages back to the main queue, once their cause is fixed.
+    ///
+    /// Each message is sent to the main queue with its body and attributes, its
+    /// requeue-count attribute raised, and only then deleted from the dead-letter queue: a
+    /// crash in between leaves a copy in both, which the workers' dedupe absorbs. Say which
+    /// messages (--all for every one); on a terminal it asks before moving, elsewhere it
+    /// needs --yes. Exits 1 if any chosen message failed to move, 2 when it refuses
+    Requeue(RequeueArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Show dead-lettered messages and why they died, without consuming them: each is
+    /// received, hidden for 30s while the scan goes on, then made visible again
+    List {
+        /// Show at most this many
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+        max: u32,
+        /// `table` for people, `json` for scripts (an array of messages)
+        #[arg(long, value_enum, default_value = "table")]
+        output: crate::dlq::report::Format,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RequeueArgs {
+    /// Move at most this many (the first found)
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max: Option<u32>,
+    /// Only these workflow job ids (repeat, or separate with commas)
+    #[arg(long, value_delimiter = ',')]
+    pub job_id: Vec<u64>,
+    /// Only jobs of this repository, as owner/name (repeatable)
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub repo: Vec<String>,
+    /// Only messages for this workflow_job action (repeatable)
+    #[arg(long, value_enum)]
+    pub action: Vec<ActionArg>,
+    /// Only messages whose delivery the ingress accepted longer ago than this (e.g. 2h)
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub older_than: Option<std::time::Duration>,
+    /// Only messages whose delivery the ingress accepted less long ago than this (e.g. 30m)
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub newer_than: Option<std::time::Duration>,
+    /// Every dead-lettered message
+    #[arg(long, conflicts_with_all = ["job_id", "repo", "action", "older_than", "newer_than"])]
+    pub all: bool,
+    /// Show what would move, and move nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation (required when stdin is not a terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Move at most this many messages a second
+    #[arg(long, value_name = "PER_SECOND", value_parser = positive_rate)]
+    pub rate: Option<f64>,
+    /// Move messages even if they were already requeued --max-requeues times
+    #[arg(long)]
+    pub force: bool,
+    /// Skip messages already requeued this many times [default: queue.max_requeues, 3]
+    #[arg(long, value_name = "N")]
+    pub max_requeues: Option<u32>,
+    /// `table` for people, `json` for scripts (every message's outcome and the summary)
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: crate::dlq::report::Format,
+}
+
+impl RequeueArgs {
+    /// The selection, with `max_requeues` from the configuration unless given.
+    pub fn selection(&self, configured_max_requeues: u32) -> crate::dlq::Selection {
+        crate::dlq::Selection {
+            filter: crate::dlq::Filter {
+                job_ids: self.job_id.clone(),
+                repos: self.repo.clone(),
+                actions: self.action.iter().map(|a| a.as_str().to_string()).collect(),
+                older_than: self.older_than,
+                newer_than: self.newer_than,
+            },
+            all: self.all,
+            max: self.max.map(|m| m as usize),
+            max_requeues: self.max_requeues.unwrap_or(configured_max_requeues),
+            force: self.force,
+        }
+    }
+}
+
+fn positive_rate(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "`{value}` is not a positive number of messages per second"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]

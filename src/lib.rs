@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod dlq;
 pub mod domain;
 pub mod ecs;
 pub mod github;

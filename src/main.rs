@@ -1,8 +1,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dockhand::cli::{Cli, Command, ConfigCommand};
+use dockhand::cli::{Cli, Command, ConfigCommand, DlqCommand};
 use dockhand::config::Settings;
+use dockhand::dlq;
 use dockhand::startup::{Application, Roles, shutdown_on_signal};
 use dockhand::store::Store;
 use dockhand::telemetry::{self, LogTarget};
@@ -42,8 +43,44 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("configuration is valid");
         }
         Command::SendEvent(args) => return args.run(config).await,
+        Command::Dlq(DlqCommand::List { max, output }) => {
+            let settings = load_for_tool(config)?;
+            dlq::report::run_list(&settings, max as usize, output).await?;
+        }
+        Command::Requeue(args) => {
+            // Refuse before touching anything, configuration included.
+            let refusal = args
+                .selection(0)
+                .check()
+                .err()
+                .or((!args.dry_run && !args.yes && !dlq::report::interactive())
+                    .then_some(dlq::Refusal::NotConfirmed));
+            if let Some(refusal) = refusal {
+                eprintln!("error: {refusal}");
+                return Ok(ExitCode::from(2));
+            }
+            let settings = load_for_tool(config)?;
+            let run = dlq::report::RequeueRun {
+                selection: args.selection(settings.queue.max_requeues),
+                dry_run: args.dry_run,
+                yes: args.yes,
+                rate: args.rate,
+                format: args.output,
+            };
+            return dlq::report::run_requeue(&settings, run).await;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Settings for a one-shot tool: its logs go to stderr, warnings and worse unless RUST_LOG
+/// says otherwise, so that stdout holds only its output.
+fn load_for_tool(config: Option<&std::path::Path>) -> anyhow::Result<Settings> {
+    let settings = Settings::load(config)?;
+    let mut log = settings.log.clone();
+    log.level = "warn".into();
+    telemetry::init(&log, LogTarget::Stderr);
+    Ok(settings)
 }
 
 async fn run_app(

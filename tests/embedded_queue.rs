@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::drain;
 use dockhand::config::EmbeddedQueueSettings;
-use dockhand::queue::embedded::{ATTR_DEAD_LETTER_REASON, EmbeddedQueue};
+use dockhand::queue::ATTR_DEAD_LETTER_REASON;
+use dockhand::queue::embedded::EmbeddedQueue;
 use dockhand::queue::{OutgoingMessage, Queue, QueueError};
 
 fn settings(dir: &tempfile::TempDir) -> EmbeddedQueueSettings {

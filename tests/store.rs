@@ -178,6 +178,48 @@ async fn a_job_cancelled_while_queued_is_never_claimed(store: Store) {
     );
 }
 
+async fn only_a_failed_job_is_reopened_and_then_claimed_once(store: Store) {
+    let job = event("queued", 7);
+    store.claim(&job, "pool", "w", LEASE).await.unwrap();
+    store
+        .record_intent(JobId(7), "w", "dh-pool-7-1")
+        .await
+        .unwrap();
+    store
+        .record_failed(JobId(7), "w", "GitHub App key revoked")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim(&job, "pool", "w", LEASE).await.unwrap(),
+        Claim::Done(JobState::Failed),
+        "a redelivery alone does not retry a failed job"
+    );
+
+    assert!(store.reopen_failed(JobId(7)).await.unwrap());
+    assert!(
+        !store.reopen_failed(JobId(7)).await.unwrap(),
+        "reopening is idempotent"
+    );
+    let row = store.job(JobId(7)).await.unwrap().unwrap();
+    assert_eq!(row.state, JobState::Pending);
+    assert_eq!(row.reason, None);
+    // The first attempt's runner name comes back, for the take-over to clean up.
+    let claims = [
+        store.claim(&job, "pool", "w1", LEASE).await.unwrap(),
+        store.claim(&job, "pool", "w2", LEASE).await.unwrap(),
+    ];
+    assert!(
+        matches!(&claims[0], Claim::Acquired { attempt: 2, prior: Some(p) } if p.runner_name.as_deref() == Some("dh-pool-7-1")),
+        "{claims:?}"
+    );
+    assert!(matches!(claims[1], Claim::Held(_)), "{claims:?}");
+
+    // A launched or never-seen job is left alone.
+    assert!(!store.reopen_failed(JobId(7)).await.unwrap());
+    assert!(!store.reopen_failed(JobId(70)).await.unwrap());
+    assert!(store.job(JobId(70)).await.unwrap().is_none());
+}
+
 async fn migrating_twice_is_harmless(store: Store) {
     store.migrate().await.unwrap();
     store.ping().await.unwrap();
@@ -190,5 +232,6 @@ on_both_stores!(
     a_launched_job_is_done_and_counts_as_a_live_runner,
     a_released_job_is_claimed_again_with_a_new_attempt,
     a_job_cancelled_while_queued_is_never_claimed,
+    only_a_failed_job_is_reopened_and_then_claimed_once,
     migrating_twice_is_harmless,
 );

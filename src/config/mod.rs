@@ -114,13 +114,28 @@ impl Default for WebhookSettings {
 }
 
 /// `[queue]`: the durable queue between ingress and workers.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueSettings {
     pub kind: QueueKind,
+    /// `dockhand requeue` skips a message already requeued this many times, unless
+    /// `--force`: a job that keeps dying needs a fix, not another replay.
+    pub max_requeues: u32,
     pub sqs: SqsSettings,
     pub embedded: EmbeddedQueueSettings,
     pub batch: BatchSettings,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            kind: QueueKind::default(),
+            max_requeues: 3,
+            sqs: SqsSettings::default(),
+            embedded: EmbeddedQueueSettings::default(),
+            batch: BatchSettings::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -7,6 +7,7 @@
 //! - Sends commit with `synchronous = FULL` before they are acknowledged, so a restart, or
 //!   a crash, loses nothing that was acknowledged.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,15 +26,13 @@ use crate::config::EmbeddedQueueSettings;
 const MAIN: &str = "main";
 const DEAD_LETTER: &str = "dead_letter";
 
-/// The attribute naming why a message was dead-lettered.
-pub const ATTR_DEAD_LETTER_REASON: &str = "dead-letter-reason";
-
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/embedded-queue");
 
 /// One queue (main or dead-letter) in an embedded queue file.
 #[derive(Debug, Clone)]
 pub struct EmbeddedQueue {
     pool: SqlitePool,
+    path: PathBuf,
     name: &'static str,
     visibility_timeout: Duration,
     /// `None` for the dead-letter queue, which redrives nowhere.
@@ -64,6 +63,7 @@ impl EmbeddedQueue {
         MIGRATOR.run(&pool).await?;
         Ok(Self {
             pool,
+            path: settings.path.clone(),
             name: MAIN,
             visibility_timeout: settings.visibility_timeout,
             max_receives: Some(settings.max_receives),
@@ -81,14 +81,19 @@ impl EmbeddedQueue {
         }
     }
 
-    async fn receive_now(&self, max: usize) -> Result<Vec<ReceivedMessage>, QueueError> {
+    async fn receive_now(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
         let now = Utc::now().timestamp_millis();
         if let Some(limit) = self.max_receives {
             sqlx::query(
                 "UPDATE queue_messages
                  SET queue = ?1, visible_at = ?2, receipt = NULL,
-                     attributes = json_set(attributes, '$.\"dead-letter-reason\"',
-                                           'exceeded max receives (' || ?3 || ')')
+                     attributes = json_set(attributes,
+                         '$.\"dead-letter-reason\"', 'exceeded max receives (' || ?3 || ')',
+                         '$.\"dead-letter-receives\"', CAST(receive_count AS TEXT))
                  WHERE queue = ?4 AND visible_at <= ?2 AND receive_count >= ?3",
             )
             .bind(DEAD_LETTER)
@@ -99,7 +104,7 @@ impl EmbeddedQueue {
             .await
             .map_err(unavailable)?;
         }
-        let visible_at = now + self.visibility_timeout.as_millis() as i64;
+        let visible_at = now + visibility.as_millis() as i64;
         let rows = sqlx::query(
             "UPDATE queue_messages
              SET receive_count = receive_count + 1, visible_at = ?1,
@@ -192,10 +197,19 @@ impl Queue for EmbeddedQueue {
         Ok(ids)
     }
 
-    async fn receive(
+    fn visibility_timeout(&self) -> Duration {
+        self.visibility_timeout
+    }
+
+    fn location(&self) -> String {
+        format!("{} ({} queue)", self.path.display(), self.name)
+    }
+
+    async fn receive_with_visibility(
         &self,
         max: usize,
         wait: Duration,
+        visibility: Duration,
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -203,7 +217,7 @@ impl Queue for EmbeddedQueue {
             let sent = self.sent.notified();
             tokio::pin!(sent);
             sent.as_mut().enable();
-            let messages = self.receive_now(max).await?;
+            let messages = self.receive_now(max, visibility).await?;
             let now = tokio::time::Instant::now();
             if !messages.is_empty() || now >= deadline {
                 return Ok(messages);

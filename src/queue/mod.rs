@@ -22,6 +22,17 @@ pub const MAX_BATCH: usize = 10;
 /// Message attributes: small string values beside the body (SQS `MessageAttributes`).
 pub type Attributes = BTreeMap<String, String>;
 
+/// Why a message was dead-lettered: set by the worker that gave up on it, or by the
+/// embedded queue past max receives. SQS's own redrive sets none.
+pub const ATTR_DEAD_LETTER_REASON: &str = "dead-letter-reason";
+/// How many times a message had been received when it was dead-lettered.
+pub const ATTR_DEAD_LETTER_RECEIVES: &str = "dead-letter-receives";
+/// How many times `dockhand requeue` has moved a message back to the main queue.
+pub const ATTR_REQUEUE_COUNT: &str = "requeue-count";
+/// The reason a requeued message was dead-lettered the time before, kept apart so that a
+/// second death by SQS's redrive (which sets no reason) is not reported with a stale one.
+pub const ATTR_PREVIOUS_DEAD_LETTER_REASON: &str = "previous-dead-letter-reason";
+
 /// A message to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingMessage {
@@ -102,9 +113,30 @@ pub trait Queue: Send + Sync + fmt::Debug {
     ) -> Result<Vec<Result<MessageId, QueueError>>, QueueError>;
 
     /// Receives up to `max` messages, waiting up to `wait` for the first to arrive. Each is
-    /// invisible to other receivers until its visibility timeout passes.
-    async fn receive(&self, max: usize, wait: Duration)
-    -> Result<Vec<ReceivedMessage>, QueueError>;
+    /// invisible to other receivers until the queue's visibility timeout passes.
+    async fn receive(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        self.receive_with_visibility(max, wait, self.visibility_timeout())
+            .await
+    }
+
+    /// Receives as [`Queue::receive`] does, each message invisible for `visibility` instead
+    /// (the dead-letter tools peek and hold messages this way).
+    async fn receive_with_visibility(
+        &self,
+        max: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError>;
+
+    /// How long a received message stays invisible unless told otherwise.
+    fn visibility_timeout(&self) -> Duration;
+
+    /// Where the queue is, for people: a URL, or a file and the queue in it.
+    fn location(&self) -> String;
 
     /// Makes a received message visible again after `timeout` from now.
     async fn change_visibility(
@@ -125,7 +157,7 @@ pub trait Queue: Send + Sync + fmt::Debug {
     async fn dead_letter_queue(&self) -> Result<Option<Arc<dyn Queue>>, QueueError>;
 }
 
-impl dyn Queue {
+impl dyn Queue + '_ {
     /// Sends one message.
     pub async fn send(&self, message: OutgoingMessage) -> Result<MessageId, QueueError> {
         self.send_batch(vec![message])

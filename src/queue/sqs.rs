@@ -204,10 +204,19 @@ impl Queue for SqsQueue {
         Ok(results)
     }
 
-    async fn receive(
+    fn visibility_timeout(&self) -> Duration {
+        self.visibility_timeout
+    }
+
+    fn location(&self) -> String {
+        self.url.clone()
+    }
+
+    async fn receive_with_visibility(
         &self,
         max: usize,
         wait: Duration,
+        visibility: Duration,
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
         let wait = wait.min(MAX_WAIT);
         // A long poll legitimately outlasts the usual operation timeout.
@@ -222,7 +231,7 @@ impl Queue for SqsQueue {
             .queue_url(&self.url)
             .max_number_of_messages(max.clamp(1, super::MAX_BATCH) as i32)
             .wait_time_seconds(wait.as_secs() as i32)
-            .visibility_timeout(self.visibility_timeout.as_secs() as i32)
+            .visibility_timeout(visibility.as_secs() as i32)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .message_attribute_names("All")

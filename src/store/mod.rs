@@ -407,6 +407,23 @@ impl Store {
         .await
     }
 
+    /// Makes a job that failed permanently claimable again, because an operator requeued its
+    /// message after fixing the cause. The claim that follows is the usual one, so a job
+    /// requeued twice still launches once; its earlier attempt is taken over as after a
+    /// crash. Returns whether the job was failed.
+    pub async fn reopen_failed(&self, job: JobId) -> Result<bool, StoreError> {
+        let sql = self.sql(
+            "UPDATE jobs SET state = 'pending', reason = NULL, updated_at = $2
+             WHERE job_id = $1 AND state = 'failed'",
+        );
+        let done = sqlx::query(sql)
+            .bind(job.0 as i64)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// A dry run: records what would have launched and releases the lease.
     pub async fn record_dry_run(
         &self,

@@ -80,11 +80,14 @@ fn target(pool: &Pool, event: &JobEvent) -> RunnerTarget {
 }
 
 impl Worker {
+    /// Launches a queued job's runner, once. A `requeued` message (one `dockhand requeue`
+    /// moved back from the dead-letter queue) may retry a job that failed permanently.
     pub(super) async fn launch(
         &self,
         envelope: &Envelope,
         heartbeat: &Heartbeat,
         received: Instant,
+        requeued: bool,
     ) -> Result<Outcome, JobError> {
         let inner = &self.0;
         let event = &envelope.event;
@@ -96,6 +99,9 @@ impl Worker {
         tracing::Span::current().record("pool", pool.name.as_str());
         if inner.store.live_runners(&pool.name).await? >= u64::from(pool.settings.max_runners) {
             return Err(JobError::Deferred(Deferral::PoolFull));
+        }
+        if requeued && inner.store.reopen_failed(job).await? {
+            tracing::info!("requeued after a permanent failure; trying again");
         }
         let (attempt, prior) = match inner
             .store

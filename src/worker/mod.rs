@@ -28,8 +28,8 @@ use crate::store::Store;
 use crate::telemetry::chain;
 use outcome::{Deferral, JobError, Outcome, backoff};
 
-/// The attribute naming why a message was dead-lettered.
-pub const ATTR_DEAD_LETTER_REASON: &str = crate::queue::embedded::ATTR_DEAD_LETTER_REASON;
+pub use crate::queue::ATTR_DEAD_LETTER_REASON;
+use crate::queue::ATTR_REQUEUE_COUNT;
 
 /// The longest visibility timeout SQS accepts.
 const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
@@ -253,7 +253,10 @@ impl Worker {
             span.record("job.action", envelope.event.action.as_str());
             let heartbeat = Heartbeat::start(self, &message);
             let result = match envelope.event.action {
-                JobAction::Queued => self.launch(&envelope, &heartbeat, received).await,
+                JobAction::Queued => {
+                    let requeued = message.attributes.contains_key(ATTR_REQUEUE_COUNT);
+                    self.launch(&envelope, &heartbeat, received, requeued).await
+                }
                 JobAction::InProgress | JobAction::Completed => self.track(&envelope).await,
                 JobAction::Waiting => Ok(Outcome::Tracked),
             };
@@ -360,6 +363,10 @@ impl Worker {
         reason.truncate(256);
         copy.attributes
             .insert(ATTR_DEAD_LETTER_REASON.to_string(), reason);
+        copy.attributes.insert(
+            crate::queue::ATTR_DEAD_LETTER_RECEIVES.to_string(),
+            message.receive_count.to_string(),
+        );
         match dlq.send(copy).await {
             Ok(_) => self.delete(message).await,
             Err(err) => tracing::error!(

@@ -2,6 +2,7 @@
 //! parallel against one moto_server.
 #![allow(dead_code)]
 
+pub mod dying_sqs;
 pub mod fake_github;
 pub mod moto_ecs;
 

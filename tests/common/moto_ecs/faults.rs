@@ -258,14 +258,25 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    forward_to(&proxy.http, &proxy.upstream, method, uri, headers, body).await
+}
+
+/// Forwards a request to `upstream` (moto) and hands back its answer.
+pub async fn forward_to(
+    http: &reqwest::Client,
+    upstream: &str,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut upstream_headers = headers;
     for hop in [header::HOST, header::CONTENT_LENGTH, header::CONNECTION] {
         upstream_headers.remove(hop);
     }
-    let answer = proxy
-        .http
-        .request(method, format!("{}{path}", proxy.upstream))
+    let answer = http
+        .request(method, format!("{upstream}{path}"))
         .headers(upstream_headers)
         .body(body)
         .send()

@@ -526,3 +526,72 @@ async fn logs_never_hold_the_jit_config_the_private_key_tokens_or_the_webhook_se
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_requeued_twice_is_launched_exactly_once() {
+    use dockhand::dlq::{Filter, Selection};
+
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(
+        QueueChoice::Sqs,
+        common::stores::sqlite_settings(&dir),
+        &dir,
+    )
+    .await;
+    let (a, b) = (env.worker().await, env.worker().await);
+    // GitHub refuses the JIT call (the App lacks the runner permission): the job fails and
+    // is dead-lettered.
+    env.github
+        .fail_next(Endpoint::JitConfig, Failure::Status(403));
+    let (status, _) = env.app.deliver(Delivery::signed(queued_job(960))).await;
+    assert_eq!(status, 202);
+    assert_eq!(drain(&[&a]).await, ["failed"]);
+    let store = a.store();
+    assert_eq!(
+        store.job(JobId(960)).await.unwrap().unwrap().state,
+        JobState::Failed
+    );
+    let dlq = env.app.queue.dead_letter_queue().await.unwrap().unwrap();
+    let selection = Selection {
+        filter: Filter {
+            job_ids: vec![960],
+            ..Filter::default()
+        },
+        all: false,
+        max: None,
+        max_requeues: 3,
+        force: false,
+    };
+
+    // The permission is granted. A first requeue dies between its send and its delete, leaving the
+    // message on both queues; the operator runs it again, which moves the copy left behind.
+    let plan = dockhand::dlq::plan(&*dlq, &selection).await.unwrap();
+    assert_eq!(plan.chosen.len(), 1);
+    env.app
+        .queue
+        .send(dockhand::dlq::requeued(&plan.chosen[0].message))
+        .await
+        .unwrap();
+    plan.release(&*dlq).await;
+    let plan = dockhand::dlq::plan(&*dlq, &selection).await.unwrap();
+    assert_eq!(plan.chosen.len(), 1, "the copy the crash left behind");
+    let summary = plan.execute(&env.app.queue, &dlq, None, |_, _| {}).await;
+    assert_eq!((summary.moved, summary.failed), (1, 0));
+
+    // Two requeued copies, two workers: one launch, one duplicate.
+    let outcomes = drain(&[&a, &b]).await;
+    assert_eq!(count(&outcomes, "launched"), 1, "{outcomes:?}");
+    assert_eq!(count(&outcomes, "duplicate"), 1, "{outcomes:?}");
+    assert_eq!(
+        env.github.count(Endpoint::JitConfig),
+        2,
+        "the refused call, then one"
+    );
+    assert_eq!(env.ecs.task_arns().await.len(), 1);
+    let job = store.job(JobId(960)).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Launched);
+    assert_eq!(job.attempt, 2);
+    assert_eq!(job.runner_name.as_deref(), Some("dh-linux-x64-960-2"));
+    assert!(common::drain(&*dlq).await.is_empty());
+    assert!(env.app.drain().await.is_empty());
+}

@@ -614,6 +614,109 @@ async fn requeue_refuses_without_a_filter_or_without_confirmation_and_touches_no
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_spaces_the_moves() {
+    let stage = Stage::new(Backend::Embedded).await;
+    stage.seed(&SEEDS).await;
+    let started = std::time::Instant::now();
+    let run = stage
+        .run(&["requeue", "--all", "--force", "--yes", "--rate", "4"])
+        .await;
+    run.assert_code(0);
+    // The first goes at once, then one every 250ms: at least a second for five. (A lower
+    // bound only: a slow machine makes it longer, never shorter.)
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(job_ids(&*stage.main).await.len(), 5);
+    // Without a terminal, a line per message instead of a progress bar.
+    assert_eq!(
+        run.stderr
+            .lines()
+            .filter(|l| l.starts_with("moved job "))
+            .count(),
+        5,
+        "{}",
+        run.stderr
+    );
+    let run = stage
+        .run(&["requeue", "--all", "--yes", "--rate", "0"])
+        .await;
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("not a positive number"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Runs `dockhand requeue` on a terminal (util-linux `script` gives it one) and answers
+/// its question with `answer`.
+async fn requeue_on_a_terminal(stage: &Stage, args: &str, answer: &str) -> Run {
+    use std::io::Write;
+    let command_line = format!("{BIN} --config {} requeue {args}", stage.config.display());
+    let answer = format!("{answer}\n");
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("script")
+            .args([
+                "--quiet",
+                "--return",
+                "--command",
+                &command_line,
+                "/dev/null",
+            ])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("util-linux `script` (Debian's bsdutils) runs the command on a terminal");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answer.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_requeue_asks_first_and_moves_only_on_yes() {
+    let stage = Stage::new(Backend::Embedded).await;
+    stage.seed(&SEEDS[..2]).await;
+
+    let run = requeue_on_a_terminal(&stage, "--all", "n").await;
+    run.assert_code(1);
+    assert!(run.stdout.contains("Move 2 messages to"), "{}", run.stdout);
+    assert!(run.stdout.contains("nothing moved"), "{}", run.stdout);
+    assert!(job_ids(&*stage.main).await.is_empty());
+    // Declining released them at once.
+    assert_eq!(job_ids(&*stage.dlq).await, ids(&[1, 2]));
+
+    let stage = Stage::new(Backend::Embedded).await;
+    stage.seed(&SEEDS[..2]).await;
+    let run = requeue_on_a_terminal(&stage, "--all", "y").await;
+    run.assert_code(0);
+    assert!(
+        run.stdout
+            .contains("moved 2, skipped by filter 0, skipped by limit 0, failed 0"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(job_ids(&*stage.main).await, ids(&[1, 2]));
+    assert!(job_ids(&*stage.dlq).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_sqs_dies_mid_way_the_unsent_messages_stay_in_the_dead_letter_queue() {
     let proxy = dying_sqs::DyingSqs::start(2).await;
     let stage = Stage::with_sqs_endpoint(Backend::Sqs, Some(&proxy.url)).await;

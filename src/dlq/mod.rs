@@ -458,3 +458,116 @@ pub fn requeued(message: &ReceivedMessage) -> OutgoingMessage {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::ReceiptHandle;
+
+    fn dead(attributes: &[(&str, &str)], body: &str, sent_minutes_ago: i64) -> DeadLetter {
+        DeadLetter::read(ReceivedMessage {
+            id: MessageId("m".into()),
+            receipt: ReceiptHandle("r".into()),
+            body: body.into(),
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            receive_count: 4,
+            sent_at: Some(Utc::now() - chrono::Duration::minutes(sent_minutes_ago)),
+        })
+    }
+
+    #[test]
+    fn a_poison_body_is_read_from_its_attributes_and_sqs_redrive_has_its_own_reason() {
+        let entry = dead(&[("job-id", "12"), ("action", "queued")], "garbage", 5);
+        assert_eq!(entry.job_id, Some(12));
+        assert_eq!(entry.action.as_deref(), Some("queued"));
+        assert_eq!(entry.repo, None);
+        assert_eq!(entry.reason, REDRIVE_REASON);
+        // SQS's count, less this receive.
+        assert_eq!(entry.receives, 3);
+        let age = entry.age(Utc::now()).unwrap();
+        assert!((299..=301).contains(&age.as_secs()), "{age:?}");
+    }
+
+    #[test]
+    fn filters_combine_and_compare_repos_case_insensitively() {
+        let mut entry = dead(&[("job-id", "12"), ("action", "queued")], "x", 90);
+        entry.repo = Some("Octo/Hello".into());
+        let now = Utc::now();
+        let filter = |f: Filter| f.matches(&entry, now);
+        assert!(filter(Filter::default()));
+        assert!(filter(Filter {
+            repos: vec!["octo/hello".into()],
+            job_ids: vec![3, 12],
+            ..Filter::default()
+        }));
+        assert!(!filter(Filter {
+            repos: vec!["octo/hello".into()],
+            actions: vec!["completed".into()],
+            ..Filter::default()
+        }));
+        let hour = Duration::from_secs(3600);
+        assert!(filter(Filter {
+            older_than: Some(hour),
+            ..Filter::default()
+        }));
+        assert!(!filter(Filter {
+            newer_than: Some(hour),
+            ..Filter::default()
+        }));
+    }
+
+    #[test]
+    fn a_requeued_message_counts_the_requeue_and_moves_the_reason_aside() {
+        let message = ReceivedMessage {
+            id: MessageId("m".into()),
+            receipt: ReceiptHandle("r".into()),
+            body: "{}".into(),
+            attributes: [
+                ("job-id", "1"),
+                ("requeue-count", "2"),
+                ("dead-letter-reason", "ECS: quota"),
+                ("dead-letter-receives", "1"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            receive_count: 1,
+            sent_at: None,
+        };
+        let out = requeued(&message);
+        assert_eq!(out.body, "{}");
+        let attributes: Vec<(&str, &str)> = out
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            attributes,
+            [
+                ("job-id", "1"),
+                ("previous-dead-letter-reason", "ECS: quota"),
+                ("requeue-count", "3"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_selection_must_name_something() {
+        let mut selection = Selection {
+            filter: Filter::default(),
+            all: false,
+            max: None,
+            max_requeues: 3,
+            force: false,
+        };
+        assert_eq!(selection.check(), Err(Refusal::NoFilter));
+        selection.max = Some(5);
+        assert_eq!(selection.check(), Ok(()));
+        selection.max = None;
+        selection.all = true;
+        assert_eq!(selection.check(), Ok(()));
+    }
+}

@@ -122,10 +122,8 @@ pub async fn run_requeue(settings: &Settings, run: RequeueRun) -> anyhow::Result
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(plan.chosen.len() as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} moved or failed, {per_sec}, {eta} left",
-            )
-            .expect("a valid template"),
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} done, {eta} left")
+                .expect("a valid template"),
         );
         bar
     });

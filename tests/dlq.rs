@@ -86,25 +86,8 @@ impl Stage {
         }
     }
 
-    /// Runs the binary with this stage's config, stdin not a terminal.
     async fn run(&self, args: &[&str]) -> Run {
-        let mut command = Command::new(BIN);
-        command
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env_remove("DOCKHAND_CONFIG")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null());
-        let output = tokio::task::spawn_blocking(move || command.output())
-            .await
-            .unwrap()
-            .expect("running dockhand");
-        Run {
-            code: output.status.code(),
-            stdout: String::from_utf8(output.stdout).unwrap(),
-            stderr: String::from_utf8(output.stderr).unwrap(),
-        }
+        run_binary(&self.config, args).await
     }
 
     /// Puts the seeded messages straight on the dead-letter queue.
@@ -112,6 +95,27 @@ impl Stage {
         for job in jobs {
             self.dlq.send(job.message()).await.unwrap();
         }
+    }
+}
+
+/// Runs the binary with this config, stdin not a terminal.
+async fn run_binary(config: &std::path::Path, args: &[&str]) -> Run {
+    let mut command = Command::new(BIN);
+    command
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("DOCKHAND_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("running dockhand");
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
     }
 }
 
@@ -611,6 +615,67 @@ async fn requeue_refuses_without_a_filter_or_without_confirmation_and_touches_no
 
     assert!(job_ids(&*stage.main).await.is_empty());
     assert_eq!(job_ids(&*stage.dlq).await, ids(&[1, 2]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_redrive_policy_the_configured_dead_letter_url_is_used_and_without_either_it_says_so()
+ {
+    let client = moto_aws().sqs_client().await;
+    let mut urls = Vec::new();
+    for suffix in ["", "-dlq"] {
+        let name = format!("dockhand-plain-{}{suffix}", uuid::Uuid::new_v4().simple());
+        let url = client.create_queue().queue_name(name).send().await.unwrap();
+        urls.push(url.queue_url.unwrap());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = |dead_letter: &str| {
+        let path = dir.path().join("dockhand.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[queue]\nkind = \"sqs\"\n[queue.sqs]\nurl = \"{}\"\n{dead_letter}\
+                 [aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\
+                 [aws.credentials]\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n\
+                 [[pool]]\nname = \"linux-x64\"\nlabels = [\"self-hosted\"]\n",
+                urls[0],
+                moto_url()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let run_without = run_binary(&config(""), &["dlq", "list"]).await;
+    run_without.assert_code(1);
+    assert!(
+        run_without.stderr.contains("has no dead-letter queue"),
+        "{}",
+        run_without.stderr
+    );
+
+    let dlq = dockhand::queue::sqs::SqsQueue::new(
+        client.clone(),
+        &dockhand::config::SqsSettings {
+            url: Some(urls[1].clone()),
+            ..Default::default()
+        },
+    );
+    let dlq: &dyn Queue = &dlq;
+    dlq.send(SEEDS[0].message()).await.unwrap();
+    let with = config(&format!("dead_letter_url = \"{}\"\n", urls[1]));
+    let listed = run_binary(&with, &["dlq", "list", "--output", "json"]).await;
+    assert_eq!(listed.assert_code(0).json()[0]["job_id"], 1);
+    run_binary(&with, &["requeue", "--all", "--yes"])
+        .await
+        .assert_code(0);
+    let main = dockhand::queue::sqs::SqsQueue::new(
+        client,
+        &dockhand::config::SqsSettings {
+            url: Some(urls[0].clone()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(job_ids(&main).await, ids(&[1]));
+    assert!(job_ids(dlq).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use common::*;
-use dockhand::config::{EcsLaunchSettings, LaunchType, QueueKind, Settings};
+use dockhand::config::{QueueKind, Settings};
 use dockhand::domain::DeliveryId;
 use dockhand::ingress::webhook::{Parsed, parse_workflow_job};
 use dockhand::queue::envelope::Envelope;
@@ -253,24 +253,38 @@ fn ids(list: &[u64]) -> BTreeSet<u64> {
 // ---------------------------------------------------------------------------------------
 // dlq list
 
+/// Runs each test body once on the embedded queue and once on moto's SQS.
+macro_rules! on_both_queues {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn embedded() {
+                    super::$name(super::Backend::Embedded).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqs() {
+                    super::$name(super::Backend::Sqs).await;
+                }
+            }
+        )*
+    };
+}
+
+on_both_queues!(
+    the_worker_paths_dead_letters_are_listed_with_their_reasons,
+    each_filter_requeues_exactly_the_messages_it_chooses,
+    a_requeued_message_keeps_its_body_and_attributes_and_counts_the_requeue,
+    a_dry_run_moves_nothing,
+);
+
 /// A dry-run worker on the stage's queue, with a SQLite store.
 async fn dry_run_worker(stage: &Stage, dir: &tempfile::TempDir) -> dockhand::worker::Worker {
     let mut settings = stage.settings.clone();
     settings.worker.dry_run = true;
     settings.store = common::stores::sqlite_settings(dir);
-    settings.pools[0].ecs = Some(EcsLaunchSettings {
-        cluster: "runners".into(),
-        task_definition: "gha-runner:7".into(),
-        container: "runner".into(),
-        launch_type: Some(LaunchType::Fargate),
-        capacity_providers: vec![],
-        subnets: vec!["subnet-1".into()],
-        security_groups: vec!["sg-1".into()],
-        assign_public_ip: false,
-        platform_version: None,
-        environment: Default::default(),
-        tags: Default::default(),
-    });
+    settings.pools[0].ecs = Some(dry_run_launch_settings());
     dockhand::startup::build_worker(&settings, stage.main.clone())
         .await
         .unwrap()
@@ -367,16 +381,6 @@ async fn the_worker_paths_dead_letters_are_listed_with_their_reasons(backend: Ba
     assert_eq!(run.assert_code(0).json().as_array().unwrap().len(), 2);
     assert_eq!(job_ids(&*stage.dlq).await, ids(&[5, 6, 7]));
     assert!(job_ids(&*stage.main).await.is_empty());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_the_worker_paths_dead_letters_are_listed_with_their_reasons() {
-    the_worker_paths_dead_letters_are_listed_with_their_reasons(Backend::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqs_the_worker_paths_dead_letters_are_listed_with_their_reasons() {
-    the_worker_paths_dead_letters_are_listed_with_their_reasons(Backend::Sqs).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -489,16 +493,6 @@ async fn each_filter_requeues_exactly_the_messages_it_chooses(backend: Backend) 
     runs.join_all().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_each_filter_requeues_exactly_the_messages_it_chooses() {
-    each_filter_requeues_exactly_the_messages_it_chooses(Backend::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqs_each_filter_requeues_exactly_the_messages_it_chooses() {
-    each_filter_requeues_exactly_the_messages_it_chooses(Backend::Sqs).await;
-}
-
 async fn a_requeued_message_keeps_its_body_and_attributes_and_counts_the_requeue(backend: Backend) {
     let stage = Stage::new(backend).await;
     stage.seed(&SEEDS[3..4]).await;
@@ -523,17 +517,6 @@ async fn a_requeued_message_keeps_its_body_and_attributes_and_counts_the_requeue
     assert!(!attributes.contains_key("dead-letter-reason"));
     assert!(!attributes.contains_key("dead-letter-receives"));
     assert!(job_ids(&*stage.dlq).await.is_empty());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_a_requeued_message_keeps_its_body_and_attributes_and_counts_the_requeue() {
-    a_requeued_message_keeps_its_body_and_attributes_and_counts_the_requeue(Backend::Embedded)
-        .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqs_a_requeued_message_keeps_its_body_and_attributes_and_counts_the_requeue() {
-    a_requeued_message_keeps_its_body_and_attributes_and_counts_the_requeue(Backend::Sqs).await;
 }
 
 async fn a_dry_run_moves_nothing(backend: Backend) {
@@ -574,16 +557,6 @@ async fn a_dry_run_moves_nothing(backend: Backend) {
         run.stderr
     );
     assert_eq!(job_ids(&*stage.dlq).await.len(), 5);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_a_dry_run_moves_nothing() {
-    a_dry_run_moves_nothing(Backend::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqs_a_dry_run_moves_nothing() {
-    a_dry_run_moves_nothing(Backend::Sqs).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use dockhand::config::{EcsLaunchSettings, LaunchType};
 use dockhand::domain::JobId;
 use dockhand::queue::OutgoingMessage;
 use dockhand::store::JobState;
@@ -16,19 +15,7 @@ fn dry_run_settings(dir: &tempfile::TempDir) -> dockhand::config::Settings {
     // Short, so duplicates deferred behind a live lease come back within the test.
     s.worker.lease = std::time::Duration::from_secs(1);
     s.store = common::stores::sqlite_settings(dir);
-    s.pools[0].ecs = Some(EcsLaunchSettings {
-        cluster: "runners".into(),
-        task_definition: "gha-runner:7".into(),
-        container: "runner".into(),
-        launch_type: Some(LaunchType::Fargate),
-        capacity_providers: vec![],
-        subnets: vec!["subnet-1".into()],
-        security_groups: vec!["sg-1".into()],
-        assign_public_ip: false,
-        platform_version: None,
-        environment: Default::default(),
-        tags: Default::default(),
-    });
+    s.pools[0].ecs = Some(dry_run_launch_settings());
     s
 }
 

@@ -1,7 +1,6 @@
 //! A proxy in front of moto's SQS that dies after a set number of SendMessage calls: from
 //! then on it answers every request 503, like an endpoint that has gone away mid-run.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -45,13 +44,7 @@ impl DyingSqs {
             upstream: moto_url(),
         };
         let app = Router::new().fallback(handle).with_state(proxy);
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let (url, server) = crate::common::serve_on_loopback(app).await;
         Self { url, server }
     }
 }

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use dockhand::config::aws::StaticCredentials;
-use dockhand::config::{AwsSettings, PoolSettings, QueueKind, SecretSource, Settings};
+use dockhand::config::{
+    AwsSettings, EcsLaunchSettings, LaunchType, PoolSettings, QueueKind, SecretSource, Settings,
+};
 use dockhand::queue::{Queue, ReceivedMessage};
 use dockhand::startup::{Application, Roles};
 use secrecy::SecretString;
@@ -101,6 +103,35 @@ pub fn base_settings() -> Settings {
         &["self-hosted", "linux", "x64"],
     )];
     s
+}
+
+/// Launch settings for a dry-run worker, which never calls ECS with them.
+pub fn dry_run_launch_settings() -> EcsLaunchSettings {
+    EcsLaunchSettings {
+        cluster: "runners".into(),
+        task_definition: "gha-runner:7".into(),
+        container: "runner".into(),
+        launch_type: Some(LaunchType::Fargate),
+        capacity_providers: vec![],
+        subnets: vec!["subnet-1".into()],
+        security_groups: vec!["sg-1".into()],
+        assign_public_ip: false,
+        platform_version: None,
+        environment: Default::default(),
+        tags: Default::default(),
+    }
+}
+
+/// Serves `app` on a free loopback port until the handle is aborted. Returns its base URL.
+pub async fn serve_on_loopback(app: axum::Router) -> (String, JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, server)
 }
 
 /// Settings on the embedded queue in a fresh temp dir.

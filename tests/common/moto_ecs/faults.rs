@@ -5,7 +5,6 @@
 //! to moto unchanged, and every request is recorded.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -88,13 +87,7 @@ impl FaultyEcs {
             http: reqwest::Client::new(),
         };
         let app = Router::new().fallback(handle).with_state(proxy);
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let (url, server) = crate::common::serve_on_loopback(app).await;
         Self {
             url,
             faults,

@@ -8,21 +8,28 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::{DEFAULT_CONFIG_PATH, SecretResolver, Settings};
+use crate::config::{ConfigSource, DEFAULT_CONFIG_PATH, SecretResolver};
 use crate::synthetic::{self, SyntheticJob};
 
 /// Autoscales ephemeral GitHub Actions self-hosted runners on Amazon ECS.
 ///
-/// Configuration layers: built-in defaults, then the TOML file given by --config (default
-/// config/dockhand.toml, if present), then DOCKHAND_* environment variables with `__` for
-/// nesting (DOCKHAND_QUEUE__KIND=sqs). Logs go to stdout as JSON unless stdout is a
+/// Configuration layers: built-in defaults, then the TOML given by --config (a file, or an
+/// SSM parameter as ssm:NAME; default config/dockhand.toml, if present), then DOCKHAND_*
+/// environment variables with `__` for nesting (DOCKHAND_QUEUE__KIND=sqs). Running
+/// processes read it again every reload.interval and apply pool changes. Logs go to stdout as JSON unless stdout is a
 /// terminal; RUST_LOG overrides [log] level.
 #[derive(Debug, Parser)]
 #[command(name = "dockhand", version, propagate_version = true)]
 pub struct Cli {
-    /// The TOML configuration file [default: config/dockhand.toml, when it exists]
-    #[arg(long, global = true, env = "DOCKHAND_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    /// The TOML configuration: a file, or ssm:NAME for an SSM parameter holding it
+    /// [default: config/dockhand.toml, when it exists]
+    #[arg(
+        long,
+        global = true,
+        env = "DOCKHAND_CONFIG",
+        value_name = "FILE|ssm:NAME"
+    )]
+    pub config: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -243,9 +250,16 @@ pub struct SendEventArgs {
     pub steps: usize,
 }
 
+impl Cli {
+    /// Where the configuration comes from.
+    pub fn config_source(&self) -> ConfigSource {
+        ConfigSource::from_arg(self.config.as_deref())
+    }
+}
+
 impl SendEventArgs {
     /// Sends the delivery and prints the answer; the exit code says whether it was 2xx.
-    pub async fn run(self, config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, config: &ConfigSource) -> anyhow::Result<ExitCode> {
         let (url, secret) = self.target(config).await?;
         let spec = SyntheticJob {
             action: self.action.as_str().to_string(),
@@ -278,10 +292,7 @@ impl SendEventArgs {
         })
     }
 
-    async fn target(
-        &self,
-        config: Option<&std::path::Path>,
-    ) -> anyhow::Result<(String, SecretString)> {
+    async fn target(&self, config: &ConfigSource) -> anyhow::Result<(String, SecretString)> {
         let explicit_secret = match (&self.secret, &self.secret_file) {
             (Some(secret), _) => Some(SecretString::from(secret.clone())),
             (None, Some(path)) => {
@@ -294,7 +305,7 @@ impl SendEventArgs {
         if let (Some(url), Some(secret)) = (&self.url, &explicit_secret) {
             return Ok((url.clone(), secret.clone()));
         }
-        let settings = Settings::load(config).with_context(|| {
+        let settings = config.load().await.with_context(|| {
             format!(
                 "pass --url and --secret-file, or a valid --config (default {DEFAULT_CONFIG_PATH})"
             )

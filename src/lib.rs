@@ -15,6 +15,7 @@ pub mod ingress;
 pub mod metrics;
 pub mod pool;
 pub mod queue;
+pub mod reload;
 pub mod startup;
 pub mod store;
 pub mod synthetic;

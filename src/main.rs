@@ -2,9 +2,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use dockhand::cli::{Cli, Command, ConfigCommand, DlqCommand};
-use dockhand::config::Settings;
+use dockhand::config::{ConfigSource, Settings};
 use dockhand::dlq;
-use dockhand::startup::{Application, Roles, shutdown_on_signal};
+use dockhand::startup::{Application, Reloading, Roles, shutdown_on_signal};
 use dockhand::store::Store;
 use dockhand::telemetry::{self, LogTarget};
 
@@ -22,13 +22,13 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = cli.config.as_deref();
+    let config = cli.config_source();
     match cli.command {
         Command::Serve(args) => run_app(config, Roles::SERVE, args.dry_run).await?,
         Command::Worker(args) => run_app(config, Roles::WORKER, args.dry_run).await?,
         Command::Ingress => run_app(config, Roles::INGRESS, false).await?,
         Command::Migrate => {
-            let settings = Settings::load(config)?;
+            let settings = config.load().await?;
             telemetry::init(&settings.log, LogTarget::Stderr);
             Store::connect_only(&settings.store)
                 .await?
@@ -37,14 +37,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("migrations applied to {}", redact_url(&settings.store.url));
         }
         Command::Config(ConfigCommand::Check { process }) => {
-            let settings = Settings::load(config)?;
+            let settings = config.load().await?;
             settings.validate_for(process.roles())?;
             print!("{}", settings.to_redacted_toml());
             eprintln!("configuration is valid");
         }
-        Command::SendEvent(args) => return args.run(config).await,
+        Command::SendEvent(args) => return args.run(&config).await,
         Command::Dlq(DlqCommand::List { max, output }) => {
-            let settings = load_for_tool(config)?;
+            let settings = load_for_tool(&config).await?;
             dlq::report::run_list(&settings, max as usize, output).await?;
         }
         Command::Requeue(args) => {
@@ -59,7 +59,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("error: {refusal}");
                 return Ok(ExitCode::from(2));
             }
-            let settings = load_for_tool(config)?;
+            let settings = load_for_tool(&config).await?;
             let run = dlq::report::RequeueRun {
                 selection: args.selection(settings.queue.max_requeues),
                 dry_run: args.dry_run,
@@ -75,23 +75,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Settings for a one-shot tool: its logs go to stderr, warnings and worse unless RUST_LOG
 /// says otherwise, so that stdout holds only its output.
-fn load_for_tool(config: Option<&std::path::Path>) -> anyhow::Result<Settings> {
-    let settings = Settings::load(config)?;
+async fn load_for_tool(config: &ConfigSource) -> anyhow::Result<Settings> {
+    let settings = config.load().await?;
     let mut log = settings.log.clone();
     log.level = "warn".into();
     telemetry::init(&log, LogTarget::Stderr);
     Ok(settings)
 }
 
-async fn run_app(
-    config: Option<&std::path::Path>,
-    roles: Roles,
-    dry_run: bool,
-) -> anyhow::Result<()> {
-    let mut settings = Settings::load(config)?;
+async fn run_app(config: ConfigSource, roles: Roles, dry_run: bool) -> anyhow::Result<()> {
+    let mut settings = config.load().await?;
     settings.worker.dry_run |= dry_run;
     telemetry::init(&settings.log, LogTarget::Stdout);
-    let app = Application::build(&settings, roles).await?;
+    let reloading = Reloading {
+        source: config,
+        dry_run,
+    };
+    let app = Application::build_reloading(&settings, roles, Some(reloading)).await?;
     app.run_until_stopped(shutdown_on_signal()).await
 }
 

@@ -20,6 +20,7 @@ pub const RUNNER_LAUNCH_SECONDS: &str = "dockhand_runner_launch_seconds";
 pub const JOB_WAIT_SECONDS: &str = "dockhand_job_wait_seconds";
 pub const RUNNERS: &str = "dockhand_runners";
 pub const ECS_REQUESTS_TOTAL: &str = "dockhand_ecs_requests_total";
+pub const CONFIG_RELOADS_TOTAL: &str = "dockhand_config_reloads_total";
 
 pub const GITHUB_REQUESTS_TOTAL: &str = "dockhand_github_requests_total";
 pub const GITHUB_RATE_LIMIT_REMAINING: &str = "dockhand_github_rate_limit_remaining";
@@ -130,5 +131,11 @@ fn describe() {
         Unit::Count,
         "ECS API requests, by operation (run_task, list_tasks, describe_tasks, stop_task) and \
          outcome (ok, capacity, throttled, unavailable, rejected)."
+    );
+    metrics::describe_counter!(
+        CONFIG_RELOADS_TOTAL,
+        Unit::Count,
+        "Configuration reloads, by outcome (applied, unchanged, invalid, unreadable); invalid \
+         and unreadable ones were refused and the running configuration stayed."
     );
 }

@@ -1,5 +1,9 @@
 //! Runner pools and the rule that decides which pool can serve a job.
 
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
 use crate::config::PoolSettings;
 use crate::domain::{Labels, label_eq};
 
@@ -48,6 +52,39 @@ impl Pools {
 
     pub fn iter(&self) -> impl Iterator<Item = &Pool> {
         self.0.iter()
+    }
+}
+
+/// The pools in force, read by the ingress and the workers. A configuration reload swaps
+/// the whole set, so each job is matched and launched against one consistent set.
+#[derive(Debug, Clone)]
+pub struct LivePools(watch::Receiver<Arc<Pools>>);
+
+/// Swaps the pools that every [`LivePools`] made with it reads.
+#[derive(Debug)]
+pub struct PoolsUpdater(watch::Sender<Arc<Pools>>);
+
+impl LivePools {
+    /// Pools and the updater that replaces them.
+    pub fn new(pools: Pools) -> (PoolsUpdater, Self) {
+        let (tx, rx) = watch::channel(Arc::new(pools));
+        (PoolsUpdater(tx), Self(rx))
+    }
+
+    /// Pools that never change.
+    pub fn fixed(pools: Pools) -> Self {
+        Self::new(pools).1
+    }
+
+    /// The set in force now.
+    pub fn current(&self) -> Arc<Pools> {
+        self.0.borrow().clone()
+    }
+}
+
+impl PoolsUpdater {
+    pub fn replace(&self, pools: Pools) {
+        self.0.send_replace(Arc::new(pools));
     }
 }
 

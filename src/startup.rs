@@ -15,13 +15,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
-use crate::config::{SecretResolver, Settings};
+use crate::config::{ConfigSource, SecretResolver, Settings};
 use crate::ecs::Launcher;
 use crate::github::GitHubApp;
 use crate::ingress::{self, IngressState, signature::WebhookKeys};
 use crate::metrics;
-use crate::pool::Pools;
+use crate::pool::{LivePools, Pools};
 use crate::queue::{self, Queue, batch::BatchSender};
+use crate::reload::Reloader;
 use crate::store::Store;
 use crate::worker::{Launchers, Worker};
 
@@ -70,6 +71,15 @@ pub struct Application {
     admin_router: Router,
     queue: Arc<dyn Queue>,
     receive_wait: Duration,
+    reloader: Option<(Reloader, Duration)>,
+}
+
+/// Where a process's configuration came from, to read again while it runs.
+#[derive(Debug, Clone)]
+pub struct Reloading {
+    pub source: ConfigSource,
+    /// `--dry-run` from the command line, kept over whatever the source says.
+    pub dry_run: bool,
 }
 
 struct Ingress {
@@ -80,18 +90,38 @@ struct Ingress {
 }
 
 impl Application {
+    /// A process whose configuration stays as given.
     pub async fn build(settings: &Settings, roles: Roles) -> anyhow::Result<Self> {
+        Self::build_reloading(settings, roles, None).await
+    }
+
+    /// A process that, with `reloading`, reads its configuration's source again every
+    /// `reload.interval` and applies pool changes while it runs.
+    pub async fn build_reloading(
+        settings: &Settings,
+        roles: Roles,
+        reloading: Option<Reloading>,
+    ) -> anyhow::Result<Self> {
         settings.validate_for(roles)?;
         let metrics = metrics::install();
         let queue = queue::connect(&settings.queue, &settings.aws).await?;
+        let (updater, pools) = LivePools::new(Pools::from_settings(&settings.pools));
         let ingress = match roles.ingress {
-            true => Some(Ingress::build(settings, queue.clone()).await?),
+            true => Some(Ingress::build(settings, queue.clone(), pools.clone()).await?),
             false => None,
         };
         let worker = match roles.worker {
-            true => Some(build_worker(settings, queue.clone()).await?),
+            true => Some(build_worker_with(settings, queue.clone(), pools).await?),
             false => None,
         };
+        let interval = settings.reload.interval;
+        let reloader = reloading
+            .filter(|r| !interval.is_zero() && r.source.can_reload())
+            .map(|r| {
+                tracing::info!(source = %r.source, interval_s = interval.as_secs(), "reloading the configuration");
+                let reloader = Reloader::new(r.source, roles, r.dry_run, settings.clone(), updater);
+                (reloader, interval)
+            });
         let admin = TcpListener::bind(settings.admin.listen)
             .await
             .with_context(|| format!("binding admin.listen {}", settings.admin.listen))?;
@@ -108,6 +138,7 @@ impl Application {
             admin_router,
             queue,
             receive_wait: settings.queue.receive_wait(),
+            reloader,
         })
     }
 
@@ -134,6 +165,9 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let admin_stop = CancellationToken::new();
         tracing::info!(admin = %self.admin_addr(), "admin listening");
+        let reloader = self
+            .reloader
+            .map(|(reloader, interval)| tokio::spawn(reloader.run(interval, shutdown.clone())));
         let admin = tokio::spawn(
             axum::serve(self.admin, self.admin_router)
                 .with_graceful_shutdown(admin_stop.clone().cancelled_owned())
@@ -172,6 +206,9 @@ impl Application {
             result.context("worker")
         };
         let (ingress, worker) = tokio::join!(ingress, worker);
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
         admin_stop.cancel();
         admin
             .await
@@ -185,7 +222,11 @@ impl Application {
 }
 
 impl Ingress {
-    async fn build(settings: &Settings, queue: Arc<dyn Queue>) -> anyhow::Result<Self> {
+    async fn build(
+        settings: &Settings,
+        queue: Arc<dyn Queue>,
+        pools: LivePools,
+    ) -> anyhow::Result<Self> {
         let resolver = SecretResolver::new(&settings.aws);
         let mut secrets = Vec::with_capacity(settings.webhook.secrets.len());
         for (i, source) in settings.webhook.secrets.iter().enumerate() {
@@ -197,12 +238,7 @@ impl Ingress {
             );
         }
         let (sender, batcher) = BatchSender::spawn(queue, &settings.queue.batch);
-        let state = IngressState::new(
-            &settings.webhook,
-            WebhookKeys::new(&secrets),
-            Pools::from_settings(&settings.pools),
-            sender,
-        );
+        let state = IngressState::new(&settings.webhook, WebhookKeys::new(&secrets), pools, sender);
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("binding server.listen {}", settings.server.listen))?;
@@ -240,8 +276,18 @@ impl Ingress {
 }
 
 /// Builds a worker on `queue` from the settings: the store, and (unless in dry-run) the
-/// GitHub App and the ECS launcher.
+/// GitHub App and the ECS launcher. Its pools stay as configured.
 pub async fn build_worker(settings: &Settings, queue: Arc<dyn Queue>) -> anyhow::Result<Worker> {
+    let pools = LivePools::fixed(Pools::from_settings(&settings.pools));
+    build_worker_with(settings, queue, pools).await
+}
+
+/// Builds a worker that reads its pools from `pools`.
+pub async fn build_worker_with(
+    settings: &Settings,
+    queue: Arc<dyn Queue>,
+    pools: LivePools,
+) -> anyhow::Result<Worker> {
     settings.validate_for(Roles::WORKER)?;
     let store = Store::connect(&settings.store).await?;
     let launchers = if settings.worker.dry_run {
@@ -258,7 +304,7 @@ pub async fn build_worker(settings: &Settings, queue: Arc<dyn Queue>) -> anyhow:
         queue,
         store,
         launchers,
-        Pools::from_settings(&settings.pools),
+        pools,
         settings.worker.clone(),
         settings.queue.visibility_timeout(),
     )

@@ -8,11 +8,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::{BIN, free_port, wait_until_ready};
 use common::*;
 use dockhand::config::EmbeddedQueueSettings;
 use dockhand::queue::embedded::EmbeddedQueue;
-
-const BIN: &str = env!("CARGO_BIN_EXE_dockhand");
 
 fn dockhand(args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
@@ -21,14 +20,6 @@ fn dockhand(args: &[&str]) -> Command {
         .env_remove("DOCKHAND_CONFIG")
         .stdin(Stdio::null());
     cmd
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn write_config(dir: &Path, webhook_port: u16, admin_port: u16) -> std::path::PathBuf {
@@ -66,23 +57,6 @@ subnets = ["subnet-1"]
     .unwrap();
     std::fs::write(dir.join("secret"), format!("{SECRET}\n")).unwrap();
     path
-}
-
-async fn wait_until_ready(admin: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let client = reqwest::Client::new();
-    loop {
-        if let Ok(r) = client.get(format!("{admin}/readyz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "dockhand serve never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use common::process::BIN;
 use common::*;
 use dockhand::config::{QueueKind, Settings};
 use dockhand::domain::DeliveryId;
@@ -17,8 +18,6 @@ use dockhand::ingress::webhook::{Parsed, parse_workflow_job};
 use dockhand::queue::envelope::Envelope;
 use dockhand::queue::{OutgoingMessage, Queue, ReceivedMessage};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_dockhand");
 
 #[derive(Debug, Clone, Copy)]
 enum Backend {

@@ -595,3 +595,89 @@ async fn a_failed_job_requeued_twice_is_launched_exactly_once() {
     assert!(common::drain(&*dlq).await.is_empty());
     assert!(env.app.drain().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloaded_launch_settings_apply_to_the_next_job_and_a_broken_config_changes_nothing() {
+    use dockhand::config::ConfigSource;
+    use dockhand::pool::{LivePools, Pools};
+    use dockhand::reload::{Reloaded, Reloader};
+    use dockhand::startup::Roles;
+
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(
+        QueueChoice::Embedded,
+        common::stores::sqlite_settings(&dir),
+        &dir,
+    )
+    .await;
+    // The running worker's configuration, as a file it re-reads. (Secrets are written
+    // redacted; a reload only swaps pools, so the running ones stay in use.)
+    let file = dir.path().join("dockhand.toml");
+    let write = |settings: &Settings| {
+        std::fs::write(&file, toml::to_string(settings).unwrap()).unwrap();
+    };
+    write(&env.settings);
+    let (updater, pools) = LivePools::new(Pools::from_settings(&env.settings.pools));
+    let worker = dockhand::startup::build_worker_with(&env.settings, env.app.queue.clone(), pools)
+        .await
+        .unwrap();
+    let mut reloader = Reloader::new(
+        ConfigSource::File(file.clone()),
+        Roles::WORKER,
+        false,
+        env.settings.clone(),
+        updater,
+    );
+    let launch = |job: u64| {
+        let (app, worker) = (&env.app, &worker);
+        async move {
+            let (status, _) = app.deliver(Delivery::signed(queued_job(job))).await;
+            assert_eq!(status, 202);
+            assert_eq!(drain(&[worker]).await, ["launched"]);
+        }
+    };
+    let task_definition_of = |job: u64| {
+        let ecs = &env.ecs;
+        async move {
+            for arn in ecs.task_arns().await {
+                let task = ecs.describe(&arn).await;
+                if task.started_by() == Some(format!("dockhand-job-{job}").as_str()) {
+                    return task.task_definition_arn().unwrap().to_string();
+                }
+            }
+            panic!("no task for job {job}");
+        }
+    };
+    let family = |task_definition: &str| task_definition.split(':').next().unwrap().to_string();
+
+    launch(971).await;
+    assert!(
+        task_definition_of(971)
+            .await
+            .contains(&family(&env.ecs.task_definition))
+    );
+    assert_eq!(reloader.reload_once().await, Reloaded::Unchanged);
+
+    // A new task definition for the pool: the next job launches with it.
+    let second = common::moto_ecs::register_runner_task_definition(&env.ecs.client).await;
+    let mut changed = env.settings.clone();
+    changed.pools[0].ecs.as_mut().unwrap().task_definition = second.clone();
+    write(&changed);
+    assert_eq!(reloader.reload_once().await, Reloaded::Applied);
+    launch(972).await;
+    assert!(task_definition_of(972).await.contains(&family(&second)));
+
+    // A worker needs [pool.ecs]; a config without it is refused, as is one that does not
+    // parse, and jobs go on launching as before.
+    let mut no_launch = changed.clone();
+    no_launch.pools[0].ecs = None;
+    write(&no_launch);
+    assert_eq!(reloader.reload_once().await, Reloaded::Invalid);
+    std::fs::write(&file, "[[pool]\n").unwrap();
+    assert_eq!(reloader.reload_once().await, Reloaded::Invalid);
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(reloader.reload_once().await, Reloaded::Unreadable);
+    launch(973).await;
+    assert!(task_definition_of(973).await.contains(&family(&second)));
+    assert_eq!(env.ecs.task_arns().await.len(), 3);
+}

@@ -6,6 +6,7 @@ pub mod aws;
 pub mod github;
 pub mod pool;
 pub mod secret;
+pub mod source;
 pub mod worker;
 
 use std::fmt;
@@ -21,14 +22,25 @@ pub use aws::AwsSettings;
 pub use github::GitHubSettings;
 pub use pool::{EcsLaunchSettings, LaunchType, PoolSettings, RunnerScopeKind};
 pub use secret::{SecretResolver, SecretSource};
+pub use source::ConfigSource;
 pub use worker::{StoreSettings, WorkerSettings};
 
 /// Where `--config` points when it is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/dockhand.toml";
 
+/// `DOCKHAND_*` variables with `__` for nesting, less those outside the known sections
+/// (which are not configuration: `DOCKHAND_CONFIG`, test harness variables).
+fn known_sections(env: Env) -> Env {
+    env.split("__").filter(|key| {
+        let section = key.as_str().split('.').next().unwrap_or_default();
+        SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
+    })
+}
+
 /// The top-level sections; environment variables outside them are not configuration.
 const SECTIONS: &[&str] = &[
-    "server", "admin", "webhook", "queue", "aws", "github", "worker", "store", "log", "pool",
+    "server", "admin", "webhook", "queue", "aws", "github", "worker", "store", "log", "reload",
+    "pool",
 ];
 
 /// The whole configuration tree.
@@ -44,6 +56,7 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub store: StoreSettings,
     pub log: LogSettings,
+    pub reload: ReloadSettings,
     #[serde(rename = "pool")]
     pub pools: Vec<PoolSettings>,
 }
@@ -235,6 +248,24 @@ impl Default for LogSettings {
     }
 }
 
+/// `[reload]`: re-reading the configuration while running.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadSettings {
+    /// How often the config file or SSM parameter is read again; pool changes apply
+    /// without a restart. `0s` turns reloading off.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for ReloadSettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+        }
+    }
+}
+
 /// `auto` is human-readable on a terminal and JSON otherwise.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -253,24 +284,45 @@ impl Settings {
     }
 
     fn load_with_env(path: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
-        match path {
+        let toml = match path {
             Some(path) if !path.is_file() => {
                 return Err(ConfigError::Missing(path.to_path_buf()));
             }
-            Some(path) => figment = figment.merge(Toml::file_exact(path)),
-            None => figment = figment.merge(Toml::file(DEFAULT_CONFIG_PATH)),
+            Some(path) => Toml::file_exact(path),
+            None => Toml::file(DEFAULT_CONFIG_PATH),
+        };
+        Self::layered(Some(toml), env)
+    }
+
+    /// Loads and validates TOML text (an SSM parameter's value) the same way.
+    pub fn load_str(text: &str) -> Result<Self, ConfigError> {
+        Self::layered(Some(Toml::string(text)), Env::prefixed("DOCKHAND_"))
+    }
+
+    /// Defaults, then the TOML, then the environment, then validation.
+    fn layered(
+        toml: Option<figment::providers::Data<Toml>>,
+        env: Env,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(toml) = toml {
+            figment = figment.merge(toml);
         }
-        let env = env.split("__").filter(|key| {
-            let section = key.as_str().split('.').next().unwrap_or_default();
-            SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
-        });
         let settings: Settings = figment
-            .merge(env)
+            .merge(known_sections(env))
             .extract()
             .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// `[aws]` from the defaults and the environment alone: what it takes to reach the SSM
+    /// parameter that holds the rest.
+    pub fn aws_from_env() -> Result<AwsSettings, ConfigError> {
+        Figment::from(Serialized::defaults(Settings::default()))
+            .merge(known_sections(Env::prefixed("DOCKHAND_")))
+            .extract_inner("aws")
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))
     }
 
     /// Every problem with the settings, each naming its key.
@@ -289,6 +341,12 @@ impl Settings {
             p.add(
                 "log.level",
                 "not a valid filter (e.g. `info`, `dockhand=debug,info`)",
+            );
+        }
+        if !self.reload.interval.is_zero() && self.reload.interval < Duration::from_secs(1) {
+            p.add(
+                "reload.interval",
+                "at least 1s, or 0s to turn reloading off",
             );
         }
         self.github.check(&mut p);
@@ -467,6 +525,13 @@ impl fmt::Display for Problems {
 pub enum ConfigError {
     #[error("config file {} does not exist", .0.display())]
     Missing(PathBuf),
+    /// The file or SSM parameter could not be read.
+    #[error("cannot read the configuration from {source_name}")]
+    Unreadable {
+        source_name: String,
+        #[source]
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A type error or unknown key; figment's message names the key.
     #[error("invalid configuration: {0}")]
     Invalid(Box<figment::Error>),

@@ -11,8 +11,9 @@ use tokio::sync::OnceCell;
 use super::Problems;
 use super::aws::AwsSettings;
 
-/// Where one secret comes from: exactly one of an inline value, a file, or the name of an
-/// SSM parameter (read with decryption, so a SecureString works).
+/// Where one secret comes from: exactly one of an inline value, a file, an environment
+/// variable (how ECS hands a task its Secrets Manager secrets), or the name of an SSM
+/// parameter (read with decryption, so a SecureString works).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretSource {
@@ -24,6 +25,8 @@ pub struct SecretSource {
     pub value: Option<SecretString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssm: Option<String>,
 }
@@ -41,6 +44,7 @@ impl SecretSource {
         let set = [
             self.value.is_some(),
             self.file.is_some(),
+            self.env.is_some(),
             self.ssm.is_some(),
         ]
         .into_iter()
@@ -49,7 +53,8 @@ impl SecretSource {
         if set != 1 {
             problems.add(
                 key,
-                "set exactly one of `value`, `file` or `ssm` (the name of an SSM parameter)",
+                "set exactly one of `value`, `file`, `env` (an environment variable's name) or \
+                 `ssm` (the name of an SSM parameter)",
             );
         }
         if let Some(name) = &self.ssm
@@ -64,9 +69,10 @@ impl SecretSource {
     }
 
     fn describe(&self) -> String {
-        match (&self.file, &self.ssm) {
-            (Some(file), _) => format!("file {}", file.display()),
-            (_, Some(name)) => format!("SSM parameter {name}"),
+        match (&self.file, &self.env, &self.ssm) {
+            (Some(file), _, _) => format!("file {}", file.display()),
+            (_, Some(name), _) => format!("environment variable {name}"),
+            (_, _, Some(name)) => format!("SSM parameter {name}"),
             _ => "inline value".to_string(),
         }
     }
@@ -95,6 +101,10 @@ impl<'a> SecretResolver<'a> {
                 let text = tokio::fs::read_to_string(path).await?;
                 return Ok(SecretString::from(text.trim_end_matches(['\r', '\n'])));
             }
+            if let Some(name) = &source.env {
+                let value = std::env::var(name).context("not set, or not UTF-8")?;
+                return Ok(SecretString::from(value));
+            }
             let Some(name) = &source.ssm else {
                 anyhow::bail!("no source set");
             };
@@ -121,5 +131,37 @@ impl<'a> SecretResolver<'a> {
             anyhow::bail!("the secret from {} is empty", source.describe());
         }
         Ok(secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_secret_comes_from_an_environment_variable_and_a_missing_one_is_named() {
+        let aws = AwsSettings::default();
+        let resolver = SecretResolver::new(&aws);
+        let from_env = SecretSource {
+            env: Some("PATH".into()),
+            ..SecretSource::default()
+        };
+        let mut p = Problems::default();
+        from_env.check("github.private_key", &mut p);
+        assert!(p.0.is_empty(), "{p}");
+        let secret = resolver.resolve(&from_env).await.unwrap();
+        assert_eq!(secret.expose_secret(), std::env::var("PATH").unwrap());
+
+        let missing = SecretSource {
+            env: Some("DOCKHAND_UNIT_NEVER_SET_SECRET".into()),
+            ..SecretSource::default()
+        };
+        let err = format!("{:#}", resolver.resolve(&missing).await.unwrap_err());
+        assert!(
+            err.contains("environment variable DOCKHAND_UNIT_NEVER_SET_SECRET"),
+            "{err}"
+        );
     }
 }

@@ -31,7 +31,7 @@ use serde::Serialize;
 use crate::config::WebhookSettings;
 use crate::domain::{DeliveryId, JobAction, JobEvent, JobId, Repository};
 use crate::metrics as m;
-use crate::pool::Pools;
+use crate::pool::LivePools;
 use crate::queue::batch::BatchSender;
 use crate::queue::envelope::Envelope;
 use signature::WebhookKeys;
@@ -122,7 +122,7 @@ pub struct IngressState(Arc<Inner>);
 
 struct Inner {
     keys: WebhookKeys,
-    pools: Pools,
+    pools: LivePools,
     allowlist: Allowlist,
     max_body_bytes: usize,
     max_labels: usize,
@@ -133,7 +133,7 @@ impl IngressState {
     pub fn new(
         settings: &WebhookSettings,
         keys: WebhookKeys,
-        pools: Pools,
+        pools: LivePools,
         sender: BatchSender,
     ) -> Self {
         Self(Arc::new(Inner {
@@ -363,7 +363,7 @@ async fn enqueue(state: &Inner, event: JobEvent) -> Outcome {
     if !state.allowlist.allows(&event.repository) {
         return Outcome::NotAllowed;
     }
-    let pool = match state.pools.match_job(&event.job.labels) {
+    let pool = match state.pools.current().match_job(&event.job.labels) {
         Some(pool) => Some(pool.name.clone()),
         None if event.action == JobAction::Queued => return Outcome::NoMatchingPool,
         None => None,

@@ -92,7 +92,7 @@ impl Worker {
         let inner = &self.0;
         let event = &envelope.event;
         let job = event.job.id;
-        let Some(pool) = inner.pools.match_job(&event.job.labels).cloned() else {
+        let Some(pool) = inner.pools.current().match_job(&event.job.labels).cloned() else {
             inner.store.record_unmatched(event).await?;
             return Ok(Outcome::Unmatched);
         };
@@ -384,6 +384,7 @@ impl Worker {
         let pool = self
             .0
             .pools
+            .current()
             .match_job(&event.job.labels)
             .map(|p| p.name.clone());
         self.0.store.track(event, pool.as_deref()).await?;

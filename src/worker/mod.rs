@@ -21,7 +21,7 @@ use crate::domain::JobAction;
 use crate::ecs::Launcher;
 use crate::github::GitHubApp;
 use crate::metrics as m;
-use crate::pool::Pools;
+use crate::pool::LivePools;
 use crate::queue::envelope::Envelope;
 use crate::queue::{MAX_BATCH, OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use crate::store::Store;
@@ -50,7 +50,7 @@ struct Inner {
     dead_letter: Option<Arc<dyn Queue>>,
     store: Store,
     launchers: Option<Launchers>,
-    pools: Pools,
+    pools: LivePools,
     settings: WorkerSettings,
     /// The queue's visibility timeout: the heartbeat renews it.
     visibility: Duration,
@@ -72,7 +72,7 @@ impl Worker {
         queue: Arc<dyn Queue>,
         store: Store,
         launchers: Option<Launchers>,
-        pools: Pools,
+        pools: LivePools,
         settings: WorkerSettings,
         visibility: Duration,
     ) -> Result<Self, QueueError> {
@@ -198,7 +198,7 @@ impl Worker {
         }
         match inner.store.runner_counts().await {
             Ok(counts) => {
-                for pool in inner.pools.iter() {
+                for pool in inner.pools.current().iter() {
                     for state in crate::store::RunnerState::ALL {
                         let n = counts
                             .iter()
@@ -272,6 +272,7 @@ impl Worker {
     fn pool_label(&self, envelope: &Envelope) -> String {
         self.0
             .pools
+            .current()
             .match_job(&envelope.event.job.labels)
             .map_or_else(|| "none".to_string(), |p| p.name.clone())
     }

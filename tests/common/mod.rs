@@ -5,6 +5,7 @@
 pub mod dying_sqs;
 pub mod fake_github;
 pub mod moto_ecs;
+pub mod process;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

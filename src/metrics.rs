@@ -30,6 +30,10 @@ const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
+/// Job waits are what users feel: seconds when all is well, up to an hour when it is not.
+const JOB_WAIT_BUCKETS: &[f64] = &[
+    1.0, 5.0, 10.0, 15.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
+];
 
 /// Installs the process-wide recorder once and returns the handle that renders it.
 pub fn install() -> PrometheusHandle {
@@ -40,6 +44,13 @@ pub fn install() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(QUEUE_BATCH_SIZE.into()), BATCH_BUCKETS)
+                })
+                // A full-name matcher wins over the `_seconds` suffix.
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(JOB_WAIT_SECONDS.into()),
+                        JOB_WAIT_BUCKETS,
+                    )
                 })
                 .expect("bucket lists are non-empty")
                 .build_recorder();

@@ -73,6 +73,15 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
     for file in FILES {
         let text = std::fs::read_to_string(root.join(file))
             .unwrap_or_else(|e| panic!("reading {file}: {e}"));
+        // YAML comments may mention a metric without using it.
+        let text: String = text
+            .lines()
+            .map(|l| match file.ends_with(".yml") {
+                true => l.split('#').next().unwrap_or_default(),
+                false => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
         let names = metric_names(&text);
         assert!(!names.is_empty(), "{file} names no dockhand metric");
         wanted.extend(names);

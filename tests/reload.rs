@@ -165,9 +165,14 @@ impl Served {
     /// Puts a new configuration with these pools, and waits for the process to count one
     /// more reload with `outcome`.
     async fn reconfigure(&self, text: &str, outcome: &str) {
+        self.after(self.source.put(text), outcome).await;
+    }
+
+    /// Makes a change, and waits for the process to count one more reload with `outcome`.
+    async fn after(&self, change: impl std::future::Future<Output = ()>, outcome: &str) {
         let series = format!("dockhand_config_reloads_total{{outcome=\"{outcome}\"}}");
         let before = sample(&self.metrics().await, &series).unwrap_or(0.0);
-        self.source.put(text).await;
+        change.await;
         eventually(
             &format!("a reload with outcome {outcome}"),
             Duration::from_secs(20),
@@ -254,6 +259,20 @@ async fn pool_changes_apply_without_a_restart_and_a_broken_config_is_refused(ssm
         "enqueued"
     );
     assert_eq!(served.dry_run_launch(5).await.0, "linux-x64");
+
+    // The parameter is deleted: unreadable, and the running pools stay.
+    if let Source::Ssm(name) = &served.source {
+        let delete = async {
+            let ssm = moto_aws().ssm_client().await;
+            ssm.delete_parameter().name(name).send().await.unwrap();
+        };
+        served.after(delete, "unreadable").await;
+        assert_eq!(
+            served.deliver(6, &["self-hosted", "linux"]).await,
+            "enqueued"
+        );
+        assert_eq!(served.dry_run_launch(6).await.0, "linux-x64");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

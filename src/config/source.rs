@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use tokio::sync::OnceCell;
+
 use super::{AwsSettings, ConfigError, DEFAULT_CONFIG_PATH, Settings};
 
 /// The prefix that makes `--config` name an SSM parameter.
@@ -36,14 +38,13 @@ impl ConfigSource {
             Self::Default => Settings::load(None),
             Self::File(path) => Settings::load(Some(path)),
             Self::Ssm(name) => {
-                let aws = Settings::aws_from_env()?;
-                let text =
-                    read_parameter(&aws, name)
-                        .await
-                        .map_err(|error| ConfigError::Unreadable {
-                            source_name: self.to_string(),
-                            error,
-                        })?;
+                let text = read_parameter(name).await.map_err(|error| match error {
+                    ReadError::Settings(err) => err,
+                    ReadError::Ssm(error) => ConfigError::Unreadable {
+                        source_name: self.to_string(),
+                        error,
+                    },
+                })?;
                 Settings::load_str(&text)
             }
         }
@@ -68,22 +69,35 @@ impl std::fmt::Display for ConfigSource {
     }
 }
 
-async fn read_parameter(
-    aws: &AwsSettings,
-    name: &str,
-) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-    let out = aws
-        .ssm_client()
+/// Reads the parameter with a client made once per process: its settings come from the
+/// environment, which does not change, and a reload every few seconds should not set up
+/// credentials afresh each time.
+async fn read_parameter(name: &str) -> Result<String, ReadError> {
+    static CLIENT: OnceCell<aws_sdk_ssm::Client> = OnceCell::const_new();
+    let client = CLIENT
+        .get_or_try_init(|| async {
+            let aws: AwsSettings = Settings::aws_from_env()?;
+            Ok::<_, ConfigError>(aws.ssm_client().await)
+        })
         .await
+        .map_err(ReadError::Settings)?;
+    let out = client
         .get_parameter()
         .name(name)
         .with_decryption(true)
         .send()
-        .await?;
-    Ok(out
-        .parameter
+        .await
+        .map_err(|e| ReadError::Ssm(e.into()))?;
+    out.parameter
         .and_then(|p| p.value)
-        .ok_or("the parameter has no value")?)
+        .ok_or_else(|| ReadError::Ssm("the parameter has no value".into()))
+}
+
+/// Why the parameter could not be read: `[aws]` from the environment is invalid, or SSM
+/// did not give it.
+enum ReadError {
+    Settings(ConfigError),
+    Ssm(Box<dyn std::error::Error + Send + Sync>),
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //! other receivers for a while, which is what lets one scan see each message once.
 //! - `list` hides each message for [`PEEK_HOLD`] and makes all of them visible again at
 //!   the end.
+//! - A scan that runs long (a large queue, a slow endpoint) stops before the first message
+//!   it holds could show again, and says so, rather than count a message twice.
 //! - `requeue` hides the messages it chose for [`MOVE_HOLD`], extending that while it
 //!   works, and makes the rest visible again as soon as it has chosen.
 //!
@@ -30,7 +32,7 @@ use crate::queue::{
 use crate::telemetry::chain;
 
 /// How long `list` hides each message it has seen, so that one scan sees each once.
-pub const PEEK_HOLD: Duration = Duration::from_secs(30);
+pub const PEEK_HOLD: Duration = Duration::from_secs(120);
 /// How long `requeue` hides the messages it chose; extended while the moves go on.
 pub const MOVE_HOLD: Duration = Duration::from_secs(300);
 /// Extend the hold when less than this is left of it.
@@ -109,16 +111,24 @@ fn requeue_count(message: &ReceivedMessage) -> u32 {
         .unwrap_or(0)
 }
 
+/// What `list` found.
+#[derive(Debug)]
+pub struct Listing {
+    pub entries: Vec<DeadLetter>,
+    /// False when the scan stopped for time before reaching the end of the queue.
+    pub complete: bool,
+}
+
 /// Lists up to `max` dead-lettered messages without consuming them: each is received,
 /// hidden for [`PEEK_HOLD`] while the scan goes on, then made visible again.
-pub async fn list(dlq: &dyn Queue, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
-    let mut seen = HashSet::new();
+pub async fn list(dlq: &dyn Queue, max: usize) -> Result<Listing, QueueError> {
+    let mut scan = Scan::new(dlq, PEEK_HOLD);
     let mut held = Vec::new();
     let scanned = loop {
         if held.len() >= max {
             break Ok(());
         }
-        match receive_fresh(dlq, PEEK_HOLD, &mut seen).await {
+        match scan.next().await {
             Ok(fresh) if fresh.is_empty() => break Ok(()),
             Ok(fresh) => held.extend(fresh),
             Err(err) => break Err(err),
@@ -126,23 +136,55 @@ pub async fn list(dlq: &dyn Queue, max: usize) -> Result<Vec<DeadLetter>, QueueE
     };
     release(dlq, &held).await;
     scanned?;
-    Ok(held.into_iter().take(max).map(DeadLetter::read).collect())
+    Ok(Listing {
+        entries: held.into_iter().take(max).map(DeadLetter::read).collect(),
+        complete: !scan.cut_short,
+    })
 }
 
-/// One receive, hiding what it gets for `hold`, less the messages this scan has already
-/// seen. Empty once the queue has nothing left that this scan does not hold.
-async fn receive_fresh(
-    dlq: &dyn Queue,
+/// One pass over a queue that sees each message once: what it receives stays hidden for
+/// `hold`, and it stops before the first of those could show again (a slow queue, a large
+/// one) rather than count a message twice.
+struct Scan<'a> {
+    dlq: &'a dyn Queue,
     hold: Duration,
-    seen: &mut HashSet<MessageId>,
-) -> Result<Vec<ReceivedMessage>, QueueError> {
-    let batch = dlq
-        .receive_with_visibility(MAX_BATCH, SCAN_WAIT, hold)
-        .await?;
-    Ok(batch
-        .into_iter()
-        .filter(|m| seen.insert(m.id.clone()))
-        .collect())
+    seen: HashSet<MessageId>,
+    started: Instant,
+    /// The scan stopped for time, not at the end of the queue.
+    cut_short: bool,
+}
+
+impl<'a> Scan<'a> {
+    fn new(dlq: &'a dyn Queue, hold: Duration) -> Self {
+        Self {
+            dlq,
+            hold,
+            seen: HashSet::new(),
+            started: Instant::now(),
+            cut_short: false,
+        }
+    }
+
+    /// The next messages this scan has not seen. Empty at the end of the queue, or when a
+    /// quarter of the hold is all that is left.
+    async fn next(&mut self) -> Result<Vec<ReceivedMessage>, QueueError> {
+        if self.started.elapsed() > self.hold * 3 / 4 {
+            self.cut_short = true;
+            tracing::warn!(
+                seen = self.seen.len(),
+                "stopping the scan before the first messages it holds show again"
+            );
+            return Ok(Vec::new());
+        }
+        let batch = self
+            .dlq
+            .receive_with_visibility(MAX_BATCH, SCAN_WAIT, self.hold)
+            .await?;
+        Ok(batch
+            .into_iter()
+            .filter(|m| self.seen.insert(m.id.clone()))
+            .collect())
+    }
 }
 
 /// Makes messages visible again; one that cannot be simply reappears when its hold ends.
@@ -250,6 +292,9 @@ pub struct Plan {
     /// Matched, but already requeued `max_requeues` times (and not forced).
     pub over_limit: Vec<DeadLetter>,
     pub skipped_by_filter: usize,
+    /// False when the scan stopped for time before reaching the end of the queue: a later
+    /// run finds the rest.
+    pub complete: bool,
     held_until: Instant,
 }
 
@@ -263,16 +308,17 @@ pub async fn plan(dlq: &dyn Queue, selection: &Selection) -> Result<Plan, QueueE
         chosen: Vec::new(),
         over_limit: Vec::new(),
         skipped_by_filter: 0,
+        complete: true,
         held_until: Instant::now() + MOVE_HOLD,
     };
-    let mut seen = HashSet::new();
+    let mut scan = Scan::new(dlq, MOVE_HOLD);
     // Held until the scan is over, so that it does not see them again.
     let mut passed_over = Vec::new();
     let scanned = loop {
         if plan.chosen.len() >= max {
             break Ok(());
         }
-        let fresh = match receive_fresh(dlq, MOVE_HOLD, &mut seen).await {
+        let fresh = match scan.next().await {
             Ok(fresh) if fresh.is_empty() => break Ok(()),
             Ok(fresh) => fresh,
             Err(err) => break Err(err),
@@ -293,6 +339,7 @@ pub async fn plan(dlq: &dyn Queue, selection: &Selection) -> Result<Plan, QueueE
         }
     };
     release(dlq, &passed_over).await;
+    plan.complete = !scan.cut_short;
     match scanned {
         Ok(()) => Ok(plan),
         Err(err) => {

@@ -47,9 +47,10 @@ async fn open(settings: &Settings) -> anyhow::Result<(Arc<dyn Queue>, Arc<dyn Qu
 /// `dockhand dlq list`.
 pub async fn run_list(settings: &Settings, max: usize, format: Format) -> anyhow::Result<()> {
     let (_, dlq) = open(settings).await?;
-    let entries = super::list(&*dlq, max)
+    let listing = super::list(&*dlq, max)
         .await
         .with_context(|| format!("reading {}", dlq.location()))?;
+    let entries = listing.entries;
     let now = Utc::now();
     match format {
         Format::Json => println!(
@@ -63,6 +64,8 @@ pub async fn run_list(settings: &Settings, max: usize, format: Format) -> anyhow
             print!("{}", table(&entries, now));
             let more = if entries.len() == max {
                 format!(" (the first {max}: --max shows more)")
+            } else if !listing.complete {
+                " (the scan stopped before the end of the queue: more remain)".to_string()
             } else {
                 String::new()
             };
@@ -175,6 +178,13 @@ fn show_plan(plan: &Plan, run: &RequeueRun, now: DateTime<Utc>, main: &dyn Queue
             main.location()
         );
         print!("{}", table(&plan.chosen, now));
+    }
+    if !plan.complete {
+        eprintln!(
+            "The scan stopped after {} minutes, before the end of the dead-letter queue: \
+             run again for the rest.",
+            super::MOVE_HOLD.as_secs() * 3 / 4 / 60
+        );
     }
     if !plan.over_limit.is_empty() {
         eprintln!(

@@ -422,11 +422,15 @@ impl Plan {
             } else {
                 match move_one(&**main, &**dlq, &entry).await {
                     Ok(()) => Moved::Moved,
-                    Err(MoveError::Send(err)) if err.is_transient() => {
-                        stopped = Some(format!("the main queue is unavailable: {}", chain(&err)));
-                        Moved::Failed(format!("send failed: {}", chain(&err)))
+                    Err(err) => {
+                        if let MoveError::Send(send) = &err
+                            && send.is_transient()
+                        {
+                            stopped =
+                                Some(format!("the main queue is unavailable: {}", chain(send)));
+                        }
+                        Moved::Failed(err.to_string())
                     }
-                    Err(err) => Moved::Failed(err.to_string()),
                 }
             };
             match &result {

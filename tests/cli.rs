@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::process::{BIN, free_port, wait_until_ready};
+use common::process::{BIN, LINUX_POOL, free_port, serve_config, wait_until_ready};
 use common::*;
 use dockhand::config::EmbeddedQueueSettings;
 use dockhand::queue::embedded::EmbeddedQueue;
@@ -24,37 +24,9 @@ fn dockhand(args: &[&str]) -> Command {
 
 fn write_config(dir: &Path, webhook_port: u16, admin_port: u16) -> std::path::PathBuf {
     let path = dir.join("dockhand.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:{webhook_port}"
-[admin]
-listen = "127.0.0.1:{admin_port}"
-[webhook]
-secrets = [{{ file = "{secret}" }}]
-[queue.embedded]
-path = "{queue}"
-[worker]
-dry_run = true
-[store]
-url = "sqlite://{store}"
-[[pool]]
-name = "linux-x64"
-labels = ["self-hosted", "linux", "x64"]
-[pool.ecs]
-cluster = "runners"
-task_definition = "gha-runner"
-launch_type = "FARGATE"
-subnets = ["subnet-1"]
-"#,
-            secret = dir.join("secret").display(),
-            queue = dir.join("queue.db").display(),
-            store = dir.join("dockhand.db").display(),
-        ),
-    )
-    .unwrap();
+    let secret = format!(r#"{{ file = "{}" }}"#, dir.join("secret").display());
+    let text = serve_config(dir, webhook_port, admin_port, &secret, LINUX_POOL);
+    std::fs::write(&path, text).unwrap();
     std::fs::write(dir.join("secret"), format!("{SECRET}\n")).unwrap();
     path
 }

@@ -60,22 +60,19 @@ impl Stage {
             .await
             .unwrap();
         let dlq = main.dead_letter_queue().await.unwrap().unwrap();
-        let queue = match backend {
+        let text = match backend {
             Backend::Embedded => format!(
-                "[queue]\nkind = \"embedded\"\n[queue.embedded]\npath = \"{}\"\nmax_receives = 1\n",
+                "[queue]\nkind = \"embedded\"\n[queue.embedded]\npath = \"{}\"\nmax_receives = 1\n{POOL}",
                 settings.queue.embedded.path.display()
             ),
-            Backend::Sqs => format!(
-                "[queue]\nkind = \"sqs\"\n[queue.sqs]\nurl = \"{}\"\n\
-                 [aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\
-                 [aws.credentials]\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n",
+            Backend::Sqs => sqs_config(
                 settings.queue.sqs.url.as_deref().unwrap(),
-                endpoint.map_or_else(moto_url, str::to_string),
+                None,
+                &endpoint.map_or_else(moto_url, str::to_string),
             ),
         };
         let config = dir.path().join("dockhand.toml");
-        let pool = "[[pool]]\nname = \"linux-x64\"\nlabels = [\"self-hosted\", \"linux\"]\n";
-        std::fs::write(&config, format!("{queue}{pool}")).unwrap();
+        std::fs::write(&config, text).unwrap();
         Self {
             settings,
             main,
@@ -95,6 +92,21 @@ impl Stage {
             self.dlq.send(job.message()).await.unwrap();
         }
     }
+}
+
+/// The one pool every tool config names (the tools need a valid config, pools included).
+const POOL: &str = "[[pool]]\nname = \"linux-x64\"\nlabels = [\"self-hosted\", \"linux\"]\n";
+
+/// A tool config for an SQS main queue on moto (through `endpoint`), with an explicit
+/// dead-letter queue or the one its RedrivePolicy names.
+fn sqs_config(url: &str, dead_letter_url: Option<&str>, endpoint: &str) -> String {
+    let dead_letter =
+        dead_letter_url.map_or_else(String::new, |u| format!("dead_letter_url = \"{u}\"\n"));
+    format!(
+        "[queue]\nkind = \"sqs\"\n[queue.sqs]\nurl = \"{url}\"\n{dead_letter}\
+         [aws]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n\
+         [aws.credentials]\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n{POOL}"
+    )
 }
 
 /// Runs the binary with this config, stdin not a terminal.
@@ -600,23 +612,12 @@ async fn without_a_redrive_policy_the_configured_dead_letter_url_is_used_and_wit
         urls.push(url.queue_url.unwrap());
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = |dead_letter: &str| {
+    let config = |dead_letter_url: Option<&str>| {
         let path = dir.path().join("dockhand.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "[queue]\nkind = \"sqs\"\n[queue.sqs]\nurl = \"{}\"\n{dead_letter}\
-                 [aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\
-                 [aws.credentials]\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n\
-                 [[pool]]\nname = \"linux-x64\"\nlabels = [\"self-hosted\"]\n",
-                urls[0],
-                moto_url()
-            ),
-        )
-        .unwrap();
+        std::fs::write(&path, sqs_config(&urls[0], dead_letter_url, &moto_url())).unwrap();
         path
     };
-    let run_without = run_binary(&config(""), &["dlq", "list"]).await;
+    let run_without = run_binary(&config(None), &["dlq", "list"]).await;
     run_without.assert_code(1);
     assert!(
         run_without.stderr.contains("has no dead-letter queue"),
@@ -633,7 +634,7 @@ async fn without_a_redrive_policy_the_configured_dead_letter_url_is_used_and_wit
     );
     let dlq: &dyn Queue = &dlq;
     dlq.send(SEEDS[0].message()).await.unwrap();
-    let with = config(&format!("dead_letter_url = \"{}\"\n", urls[1]));
+    let with = config(Some(&urls[1]));
     let listed = run_binary(&with, &["dlq", "list", "--output", "json"]).await;
     assert_eq!(listed.assert_code(0).json()[0]["job_id"], 1);
     run_binary(&with, &["requeue", "--all", "--yes"])

@@ -7,7 +7,9 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::process::{BIN, KillOnDrop, eventually, free_port, wait_until_ready};
+use common::process::{
+    BIN, KillOnDrop, LINUX_POOL, eventually, free_port, serve_config, wait_until_ready,
+};
 use common::*;
 use dockhand::domain::JobId;
 use dockhand::store::{JobState, Store};
@@ -60,17 +62,6 @@ struct Served {
     _process: KillOnDrop,
 }
 
-const LINUX_POOL: &str = r#"
-[[pool]]
-name = "linux-x64"
-labels = ["self-hosted", "linux", "x64"]
-[pool.ecs]
-cluster = "runners"
-task_definition = "gha-runner"
-launch_type = "FARGATE"
-subnets = ["subnet-1"]
-"#;
-
 const GPU_POOL: &str = r#"
 [[pool]]
 name = "gpu"
@@ -83,26 +74,11 @@ launch_type = "EC2"
 subnets = ["subnet-1"]
 "#;
 
+/// The served configuration, reloaded every second, with these pools.
 fn config_text(dir: &tempfile::TempDir, webhook_port: u16, admin_port: u16, pools: &str) -> String {
-    let dir = dir.path().display();
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:{webhook_port}"
-[admin]
-listen = "127.0.0.1:{admin_port}"
-[webhook]
-secrets = [{{ value = "{SECRET}" }}]
-[queue.embedded]
-path = "{dir}/queue.db"
-[worker]
-dry_run = true
-[store]
-url = "sqlite://{dir}/dockhand.db"
-[reload]
-interval = "1s"
-{pools}"#
-    )
+    let secret = format!(r#"{{ value = "{SECRET}" }}"#);
+    let rest = format!("[reload]\ninterval = \"1s\"\n{pools}");
+    serve_config(dir.path(), webhook_port, admin_port, &secret, &rest)
 }
 
 impl Served {

@@ -48,3 +48,44 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A pool that serves `queued_job`s, with launch settings a dry run never uses.
+pub const LINUX_POOL: &str = r#"
+[[pool]]
+name = "linux-x64"
+labels = ["self-hosted", "linux", "x64"]
+[pool.ecs]
+cluster = "runners"
+task_definition = "gha-runner"
+launch_type = "FARGATE"
+subnets = ["subnet-1"]
+"#;
+
+/// The configuration of a dry-run `dockhand serve` on these loopback ports, its embedded
+/// queue and SQLite store in `dir`. `secret` is the webhook secret's source (a TOML inline
+/// table); `rest` holds the pools and any other sections.
+pub fn serve_config(
+    dir: &std::path::Path,
+    webhook_port: u16,
+    admin_port: u16,
+    secret: &str,
+    rest: &str,
+) -> String {
+    let dir = dir.display();
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{webhook_port}"
+[admin]
+listen = "127.0.0.1:{admin_port}"
+[webhook]
+secrets = [{secret}]
+[queue.embedded]
+path = "{dir}/queue.db"
+[worker]
+dry_run = true
+[store]
+url = "sqlite://{dir}/dockhand.db"
+{rest}"#
+    )
+}

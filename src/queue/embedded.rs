@@ -20,7 +20,7 @@ use sqlx::sqlite::{
 };
 use tokio::sync::Notify;
 
-use super::{MessageId, OutgoingMessage, Queue, QueueError, ReceiptHandle, ReceivedMessage};
+use super::{Depth, MessageId, OutgoingMessage, Queue, QueueError, ReceiptHandle, ReceivedMessage};
 use crate::config::EmbeddedQueueSettings;
 
 const MAIN: &str = "main";
@@ -264,16 +264,19 @@ impl Queue for EmbeddedQueue {
         }
     }
 
-    async fn approximate_depth(&self) -> Result<u64, QueueError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2",
+    async fn approximate_depth(&self) -> Result<Depth, QueueError> {
+        let (visible, all): (i64, i64) = sqlx::query_as(
+            "SELECT coalesce(sum(visible_at <= ?2), 0), count(*) FROM queue_messages WHERE queue = ?1",
         )
         .bind(self.name)
         .bind(Utc::now().timestamp_millis())
         .fetch_one(&self.pool)
         .await
         .map_err(unavailable)?;
-        Ok(count as u64)
+        Ok(Depth {
+            visible: visible as u64,
+            in_flight: (all - visible) as u64,
+        })
     }
 
     async fn ping(&self) -> Result<(), QueueError> {

@@ -147,14 +147,31 @@ pub trait Queue: Send + Sync + fmt::Debug {
 
     async fn delete(&self, receipt: &ReceiptHandle) -> Result<(), QueueError>;
 
-    /// Approximately how many messages wait to be received.
-    async fn approximate_depth(&self) -> Result<u64, QueueError>;
+    /// About how many messages the queue holds, visible or not.
+    async fn approximate_depth(&self) -> Result<Depth, QueueError>;
 
     /// Whether the queue answers at all (for `/readyz`).
     async fn ping(&self) -> Result<(), QueueError>;
 
     /// The queue this one dead-letters into, if it has one.
     async fn dead_letter_queue(&self) -> Result<Option<Arc<dyn Queue>>, QueueError>;
+}
+
+/// How many messages a queue holds (approximately, on SQS), by whether a consumer can
+/// receive them now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Depth {
+    /// Waiting to be received.
+    pub visible: u64,
+    /// Received and not yet deleted, or delayed: they become visible later.
+    pub in_flight: u64,
+}
+
+impl Depth {
+    /// Every message the queue holds: nothing is left to do only when this is 0.
+    pub fn total(self) -> u64 {
+        self.visible + self.in_flight
+    }
 }
 
 impl dyn Queue + '_ {

@@ -15,7 +15,8 @@ use aws_sdk_sqs::types::{
 use chrono::DateTime;
 
 use super::{
-    Attributes, MessageId, OutgoingMessage, Queue, QueueError, ReceiptHandle, ReceivedMessage,
+    Attributes, Depth, MessageId, OutgoingMessage, Queue, QueueError, ReceiptHandle,
+    ReceivedMessage,
 };
 use crate::config::SqsSettings;
 
@@ -309,22 +310,29 @@ impl Queue for SqsQueue {
             })
     }
 
-    async fn approximate_depth(&self) -> Result<u64, QueueError> {
+    async fn approximate_depth(&self) -> Result<Depth, QueueError> {
         let out = self
             .client
             .get_queue_attributes()
             .queue_url(&self.url)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
             .send()
             .await
             .map_err(|e| classify(e, |_| false))?;
-        Ok(out
-            .attributes
-            .and_then(|a| {
-                a.get(&QueueAttributeName::ApproximateNumberOfMessages)
-                    .and_then(|v| v.parse().ok())
-            })
-            .unwrap_or(0))
+        let attributes = out.attributes.unwrap_or_default();
+        let count = |name: QueueAttributeName| -> u64 {
+            attributes
+                .get(&name)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(Depth {
+            visible: count(QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                + count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+        })
     }
 
     async fn ping(&self) -> Result<(), QueueError> {

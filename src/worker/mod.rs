@@ -23,10 +23,10 @@ use crate::github::GitHubApp;
 use crate::metrics as m;
 use crate::pool::LivePools;
 use crate::queue::envelope::Envelope;
-use crate::queue::{MAX_BATCH, OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use crate::queue::{Depth, MAX_BATCH, OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use crate::store::Store;
 use crate::telemetry::chain;
-use outcome::{Deferral, JobError, Outcome, backoff};
+use outcome::{Deferral, JobError, Outcome, Settled, backoff};
 
 pub use crate::queue::ATTR_DEAD_LETTER_REASON;
 use crate::queue::ATTR_REQUEUE_COUNT;
@@ -63,8 +63,8 @@ struct Inner {
 pub enum Step {
     /// The queue had nothing to give.
     Empty,
-    /// Each message's outcome label (see [`Outcome::as_str`], [`JobError::as_str`]).
-    Processed(Vec<&'static str>),
+    /// What became of each message received.
+    Processed(Vec<Settled>),
 }
 
 impl Worker {
@@ -168,6 +168,12 @@ impl Worker {
         &self.0.store
     }
 
+    /// What the main queue holds: messages waiting, and messages received or deferred but
+    /// not yet settled.
+    pub async fn backlog(&self) -> Result<Depth, QueueError> {
+        self.0.queue.approximate_depth().await
+    }
+
     /// Polls queue depths and runner counts into their gauges until `shutdown`.
     pub fn spawn_gauges(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         let worker = self.clone();
@@ -190,7 +196,9 @@ impl Worker {
         ];
         for (name, queue) in queues.into_iter().flatten() {
             match queue.approximate_depth().await {
-                Ok(depth) => metrics::gauge!(m::QUEUE_MESSAGES, "queue" => name).set(depth as f64),
+                Ok(depth) => {
+                    metrics::gauge!(m::QUEUE_MESSAGES, "queue" => name).set(depth.visible as f64)
+                }
                 Err(err) => {
                     tracing::warn!(queue = name, error = %chain(&err), "could not read the queue depth")
                 }
@@ -229,8 +237,7 @@ impl Worker {
     }
 
     /// Processes one message to its end: recorded and deleted, deferred, or dead-lettered.
-    /// Returns the outcome label.
-    pub async fn process(&self, message: ReceivedMessage) -> &'static str {
+    pub async fn process(&self, message: ReceivedMessage) -> Settled {
         metrics::counter!(m::QUEUE_RECEIVE_TOTAL, "outcome" => "ok").increment(1);
         let received = Instant::now();
         let span = tracing::info_span!(
@@ -260,7 +267,7 @@ impl Worker {
                 JobAction::InProgress | JobAction::Completed => self.track(&envelope).await,
                 JobAction::Waiting => Ok(Outcome::Tracked),
             };
-            heartbeat.stop();
+            heartbeat.stop().await;
             let pool = self.pool_label(&envelope);
             self.settle(&message, pool, result).await
         }
@@ -284,20 +291,18 @@ impl Worker {
         message: &ReceivedMessage,
         pool: String,
         result: Result<Outcome, JobError>,
-    ) -> &'static str {
-        let label = match &result {
-            Ok(outcome) => outcome.as_str(),
-            Err(err) => err.as_str(),
-        };
+    ) -> Settled {
+        let settled = Settled::from(result);
+        let label = settled.as_str();
         metrics::counter!(m::JOBS_TOTAL, "pool" => pool, "outcome" => label).increment(1);
-        match result {
-            Ok(outcome) => {
-                tracing::info!(outcome = outcome.as_str(), "done");
+        match &settled {
+            Settled::Done(_) => {
+                tracing::info!(outcome = label, "done");
                 self.delete(message).await;
             }
-            Err(JobError::Deferred(deferral)) => {
+            Settled::Deferred(deferral) => {
                 let s = &self.0.settings;
-                let delay = match &deferral {
+                let delay = match deferral {
                     Deferral::RateLimit(wait) => {
                         *wait + backoff(1, Duration::from_secs(1), Duration::from_secs(5))
                     }
@@ -308,7 +313,7 @@ impl Worker {
                     _ => backoff(message.receive_count, s.backoff_base, s.backoff_max),
                 };
                 let delay = delay.min(MAX_VISIBILITY);
-                match &deferral {
+                match deferral {
                     Deferral::Error(reason) => {
                         tracing::warn!(
                             outcome = label,
@@ -328,12 +333,12 @@ impl Worker {
                     tracing::warn!(error = %chain(&err), "could not defer; the message reappears after its visibility timeout");
                 }
             }
-            Err(JobError::Permanent(reason)) => {
+            Settled::Failed(reason) => {
                 tracing::error!(reason, "failed permanently; dead-lettering");
-                self.dead_letter(message, &reason).await;
+                self.dead_letter(message, reason).await;
             }
         }
-        label
+        settled
     }
 
     async fn delete(&self, message: &ReceivedMessage) {
@@ -381,6 +386,7 @@ impl Worker {
 /// Keeps a message invisible, and the job's lease alive, while it is processed.
 struct Heartbeat {
     stop: watch::Sender<Option<crate::domain::JobId>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Heartbeat {
@@ -389,15 +395,16 @@ impl Heartbeat {
         let inner = worker.0.clone();
         let receipt = message.receipt.clone();
         let period = inner.visibility.min(inner.settings.lease) / 3;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => {}
+                    biased;
                     changed = claimed.changed() => {
                         if changed.is_err() { return; }
                         continue;
                     }
+                    _ = tick.tick() => {}
                 }
                 if let Err(err) = inner
                     .queue
@@ -417,7 +424,7 @@ impl Heartbeat {
                 }
             }
         });
-        Self { stop }
+        Self { stop, task }
     }
 
     /// From now on the heartbeat renews this job's lease too.
@@ -425,7 +432,12 @@ impl Heartbeat {
         let _ = self.stop.send(Some(job));
     }
 
-    fn stop(self) {
+    /// Stops the heartbeat and waits for it to end, so that a visibility change it has in
+    /// flight lands before the caller's own (a deferral's delay, or a delete).
+    async fn stop(self) {
         drop(self.stop);
+        if self.task.await.is_err() {
+            tracing::error!("the heartbeat task panicked");
+        }
     }
 }

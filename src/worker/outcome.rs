@@ -69,11 +69,34 @@ pub enum JobError {
     Permanent(String),
 }
 
-impl JobError {
+/// What the worker did with one message in the end. A closed set: it becomes the `outcome`
+/// metric label (through [`Settled::as_str`]) only where the metric is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// Recorded in the store, then deleted from the queue.
+    Done(Outcome),
+    /// Put back on the queue, to be received again later.
+    Deferred(Deferral),
+    /// Failed permanently: sent to the dead-letter queue with this reason.
+    Failed(String),
+}
+
+impl Settled {
     pub fn as_str(&self) -> &'static str {
         match self {
-            Self::Deferred(d) => d.as_str(),
-            Self::Permanent(_) => "failed",
+            Self::Done(outcome) => outcome.as_str(),
+            Self::Deferred(deferral) => deferral.as_str(),
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+impl From<Result<Outcome, JobError>> for Settled {
+    fn from(result: Result<Outcome, JobError>) -> Self {
+        match result {
+            Ok(outcome) => Self::Done(outcome),
+            Err(JobError::Deferred(deferral)) => Self::Deferred(deferral),
+            Err(JobError::Permanent(reason)) => Self::Failed(reason),
         }
     }
 }

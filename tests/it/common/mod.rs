@@ -1,9 +1,9 @@
 //! Shared test harness: each test gets its own ports, queue and temp dir, so tests run in
 //! parallel against one moto_server.
-#![allow(dead_code)]
 
 pub mod dying_sqs;
 pub mod fake_github;
+pub mod gated_queue;
 pub mod moto_ecs;
 pub mod process;
 
@@ -18,6 +18,8 @@ use dockhand::config::{
 };
 use dockhand::queue::{Queue, ReceivedMessage};
 use dockhand::startup::{Application, Roles};
+use dockhand::worker::outcome::{Outcome, Settled};
+use dockhand::worker::{Step, Worker};
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -136,10 +138,10 @@ pub async fn serve_on_loopback(app: axum::Router) -> (String, JoinHandle<()>) {
 }
 
 /// Settings on the embedded queue in a fresh temp dir.
-pub fn embedded_settings(dir: &tempfile::TempDir) -> Settings {
+pub fn embedded_settings(dir: impl AsRef<std::path::Path>) -> Settings {
     let mut s = base_settings();
     s.queue.kind = QueueKind::Embedded;
-    s.queue.embedded.path = dir.path().join("queue.db");
+    s.queue.embedded.path = dir.as_ref().join("queue.db");
     s
 }
 
@@ -324,42 +326,52 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }
 
-/// Runs the workers until the queue stays empty for longer than a deferral can last in
-/// these tests (a short backoff, or a 1s lease plus 1s). Returns every outcome label.
-pub async fn drain_workers(workers: &[&dockhand::worker::Worker]) -> Vec<&'static str> {
-    let mut outcomes = Vec::new();
-    let mut quiet_since: Option<Instant> = None;
+/// Runs the workers until their queue holds nothing: every message received, settled and
+/// deleted. A deferred message is waited for until it comes back and is settled, so a test
+/// that expects a message to stay on the queue steps with `process_next` instead. Returns
+/// what became of each message, in the order they were settled.
+pub async fn drain_workers(workers: &[&Worker]) -> Vec<Settled> {
+    let mut settled = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while quiet_since.is_none_or(|t| t.elapsed() < Duration::from_millis(2500)) {
-        assert!(
-            Instant::now() < deadline,
-            "the queue never drained: {outcomes:?}"
-        );
-        let steps = process_next_on_each(workers).await;
+    loop {
         let mut any = false;
-        for step in steps {
-            if let dockhand::worker::Step::Processed(batch) = step {
+        for step in process_next_on_each(workers).await {
+            if let Step::Processed(batch) = step {
                 any = true;
-                outcomes.extend(batch);
+                settled.extend(batch);
             }
         }
         if any {
-            quiet_since = None;
-        } else {
-            quiet_since.get_or_insert_with(Instant::now);
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
         }
+        let backlog = workers[0]
+            .backlog()
+            .await
+            .expect("reading the queue's depth");
+        if backlog.total() == 0 {
+            return settled;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the queue never drained ({backlog:?} left): {settled:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    outcomes
 }
 
-async fn process_next_on_each(
-    workers: &[&dockhand::worker::Worker],
-) -> Vec<dockhand::worker::Step> {
+async fn process_next_on_each(workers: &[&Worker]) -> Vec<Step> {
     let mut set = tokio::task::JoinSet::new();
     for worker in workers {
         let worker = (*worker).clone();
         set.spawn(async move { worker.process_next().await.unwrap() });
     }
     set.join_all().await
+}
+
+/// How many of `settled` are `Done(outcome)`.
+pub fn count_done(settled: &[Settled], outcome: Outcome) -> usize {
+    settled
+        .iter()
+        .filter(|s| **s == Settled::Done(outcome))
+        .count()
 }

@@ -19,7 +19,6 @@ pub const RUNNER_CONTAINER: &str = "runner";
 /// A VPC with one subnet and one security group in moto's EC2.
 #[derive(Debug, Clone)]
 pub struct Network {
-    pub vpc: String,
     pub subnet: String,
     pub security_group: String,
 }
@@ -200,7 +199,6 @@ pub async fn create_network() -> Network {
     Network {
         subnet: first_value(&subnet, "subnetId"),
         security_group: first_value(&group, "groupId"),
-        vpc,
     }
 }
 

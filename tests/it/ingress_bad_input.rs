@@ -1,7 +1,7 @@
 //! Every bad input gets its documented status, a short reason that does not echo the
 //! request, and nothing on the queue.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{Value, json};
@@ -16,7 +16,7 @@ async fn assert_refused(app: &TestApp, answer: (u16, Value), status: u16, outcom
         app.drain().await.is_empty(),
         "a refused delivery must not be enqueued"
     );
-    assert_eq!(app.queue.approximate_depth().await.unwrap(), 0);
+    assert_eq!(app.queue.approximate_depth().await.unwrap().total(), 0);
 }
 
 fn payload() -> Value {

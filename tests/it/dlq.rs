@@ -1,7 +1,7 @@
 //! `dockhand dlq list` and `dockhand requeue`, run as the binary against moto's SQS and the
 //! embedded queue: what they show, what they move, and what they refuse.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -17,6 +17,8 @@ use dockhand::domain::DeliveryId;
 use dockhand::ingress::webhook::{Parsed, parse_workflow_job};
 use dockhand::queue::envelope::Envelope;
 use dockhand::queue::{OutgoingMessage, Queue, ReceivedMessage};
+use dockhand::worker::outcome::Settled;
+use rstest::rstest;
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy)]
@@ -264,32 +266,6 @@ fn ids(list: &[u64]) -> BTreeSet<u64> {
 // ---------------------------------------------------------------------------------------
 // dlq list
 
-/// Runs each test body once on the embedded queue and once on moto's SQS.
-macro_rules! on_both_queues {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn embedded() {
-                    super::$name(super::Backend::Embedded).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqs() {
-                    super::$name(super::Backend::Sqs).await;
-                }
-            }
-        )*
-    };
-}
-
-on_both_queues!(
-    the_worker_paths_dead_letters_are_listed_with_their_reasons,
-    each_filter_requeues_exactly_the_messages_it_chooses,
-    a_requeued_message_keeps_its_body_and_attributes_and_counts_the_requeue,
-    a_dry_run_moves_nothing,
-);
-
 /// A dry-run worker on the stage's queue, with a SQLite store.
 async fn dry_run_worker(stage: &Stage, dir: &tempfile::TempDir) -> dockhand::worker::Worker {
     let mut settings = stage.settings.clone();
@@ -301,7 +277,11 @@ async fn dry_run_worker(stage: &Stage, dir: &tempfile::TempDir) -> dockhand::wor
         .unwrap()
 }
 
-async fn the_worker_paths_dead_letters_are_listed_with_their_reasons(backend: Backend) {
+#[rstest]
+#[case::embedded(Backend::Embedded)]
+#[case::sqs(Backend::Sqs)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_paths_dead_letters_are_listed_with_their_reasons(#[case] backend: Backend) {
     let stage = Stage::new(backend).await;
     let store_dir = tempfile::tempdir().unwrap();
     let worker = dry_run_worker(&stage, &store_dir).await;
@@ -339,7 +319,11 @@ async fn the_worker_paths_dead_letters_are_listed_with_their_reasons(backend: Ba
             .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(drain_workers(&[&worker]).await, ["failed", "failed"]);
+    let settled = drain_workers(&[&worker]).await;
+    assert!(
+        matches!(&settled[..], [Settled::Failed(_), Settled::Failed(_)]),
+        "{settled:?}"
+    );
 
     let run = stage.run(&["dlq", "list", "--output", "json"]).await;
     run.assert_code(0);
@@ -470,7 +454,11 @@ const CASES: [Case; 9] = [
     },
 ];
 
-async fn each_filter_requeues_exactly_the_messages_it_chooses(backend: Backend) {
+#[rstest]
+#[case::embedded(Backend::Embedded)]
+#[case::sqs(Backend::Sqs)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_filter_requeues_exactly_the_messages_it_chooses(#[case] backend: Backend) {
     let mut runs = tokio::task::JoinSet::new();
     for (i, case) in CASES.iter().enumerate() {
         runs.spawn(async move {
@@ -504,7 +492,13 @@ async fn each_filter_requeues_exactly_the_messages_it_chooses(backend: Backend) 
     runs.join_all().await;
 }
 
-async fn a_requeued_message_keeps_its_body_and_attributes_and_counts_the_requeue(backend: Backend) {
+#[rstest]
+#[case::embedded(Backend::Embedded)]
+#[case::sqs(Backend::Sqs)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requeued_message_keeps_its_body_and_attributes_and_counts_the_requeue(
+    #[case] backend: Backend,
+) {
     let stage = Stage::new(backend).await;
     stage.seed(&SEEDS[3..4]).await;
     let seeded = SEEDS[3].message();
@@ -530,7 +524,11 @@ async fn a_requeued_message_keeps_its_body_and_attributes_and_counts_the_requeue
     assert!(job_ids(&*stage.dlq).await.is_empty());
 }
 
-async fn a_dry_run_moves_nothing(backend: Backend) {
+#[rstest]
+#[case::embedded(Backend::Embedded)]
+#[case::sqs(Backend::Sqs)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_moves_nothing(#[case] backend: Backend) {
     let stage = Stage::new(backend).await;
     stage.seed(&SEEDS).await;
     let run = stage

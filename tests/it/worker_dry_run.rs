@@ -1,13 +1,14 @@
 //! The worker in dry-run mode, end to end on the embedded queue and SQLite: webhook →
 //! queue → worker → store, with duplicates, cancellations and poison messages.
 
-mod common;
+use crate::common;
 
 use common::*;
 use dockhand::domain::JobId;
 use dockhand::queue::OutgoingMessage;
 use dockhand::store::JobState;
 use dockhand::worker::ATTR_DEAD_LETTER_REASON;
+use dockhand::worker::outcome::{Outcome, Settled};
 
 fn dry_run_settings(dir: &tempfile::TempDir) -> dockhand::config::Settings {
     let mut s = embedded_settings(dir);
@@ -34,16 +35,8 @@ async fn a_queued_job_flows_to_a_dry_run_launch_and_duplicates_are_acknowledged(
     }
     let outcomes = drain_workers(&[&worker]).await;
     // Copies processed while the first holds its lease come back after it and are duplicates.
-    assert_eq!(
-        outcomes.iter().filter(|o| **o == "dry_run").count(),
-        1,
-        "{outcomes:?}"
-    );
-    assert_eq!(
-        outcomes.iter().filter(|o| **o == "duplicate").count(),
-        2,
-        "{outcomes:?}"
-    );
+    assert_eq!(count_done(&outcomes, Outcome::DryRun), 1, "{outcomes:?}");
+    assert_eq!(count_done(&outcomes, Outcome::Duplicate), 2, "{outcomes:?}");
 
     let job = worker.store().job(JobId(11)).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::DryRun);
@@ -90,10 +83,16 @@ async fn a_job_cancelled_while_queued_is_recorded_and_never_launched() {
     cancelled["workflow_job"]["runner_name"] = serde_json::Value::Null;
     cancelled["workflow_job"]["runner_id"] = serde_json::Value::Null;
     app.deliver(Delivery::signed(cancelled.to_string())).await;
-    assert_eq!(drain_workers(&[&worker]).await, ["tracked"]);
+    assert_eq!(
+        drain_workers(&[&worker]).await,
+        [Settled::Done(Outcome::Tracked)]
+    );
     // The queued delivery arrives late (GitHub does not order deliveries).
     app.deliver(Delivery::signed(queued_job(12))).await;
-    assert_eq!(drain_workers(&[&worker]).await, ["duplicate"]);
+    assert_eq!(
+        drain_workers(&[&worker]).await,
+        [Settled::Done(Outcome::Duplicate)]
+    );
 
     let job = worker.store().job(JobId(12)).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Cancelled);
@@ -120,7 +119,11 @@ async fn poison_messages_go_to_the_dead_letter_queue_at_once_with_a_reason() {
             .await
             .unwrap();
     }
-    assert_eq!(drain_workers(&[&worker]).await, ["failed", "failed"]);
+    let settled = drain_workers(&[&worker]).await;
+    assert!(
+        matches!(&settled[..], [Settled::Failed(_), Settled::Failed(_)]),
+        "{settled:?}"
+    );
 
     assert!(app.drain().await.is_empty(), "nothing is left to retry");
     let dlq = app.queue.dead_letter_queue().await.unwrap().unwrap();

@@ -1,17 +1,15 @@
 //! The embedded queue keeps SQS's semantics: visibility, receive counts, dead-lettering
 //! after max receives, and durability across restarts.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::drain;
+use crate::common::drain;
 use dockhand::config::EmbeddedQueueSettings;
 use dockhand::queue::ATTR_DEAD_LETTER_REASON;
 use dockhand::queue::embedded::EmbeddedQueue;
-use dockhand::queue::{OutgoingMessage, Queue, QueueError};
+use dockhand::queue::{Depth, OutgoingMessage, Queue, QueueError};
 
 fn settings(dir: &tempfile::TempDir) -> EmbeddedQueueSettings {
     EmbeddedQueueSettings {
@@ -53,6 +51,21 @@ async fn a_received_message_is_invisible_until_its_visibility_expires_then_redel
     );
     assert_eq!(again[0].body, "a");
     assert_eq!(again[0].attributes["job-id"], "a");
+}
+
+#[tokio::test]
+async fn the_depth_counts_waiting_and_in_flight_messages_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = open(&dir).await;
+    queue.send(message("a")).await.unwrap();
+    queue.send(message("b")).await.unwrap();
+    let depth = |visible, in_flight| Depth { visible, in_flight };
+    assert_eq!(queue.approximate_depth().await.unwrap(), depth(2, 0));
+
+    let got = queue.receive(1, Duration::ZERO).await.unwrap();
+    assert_eq!(queue.approximate_depth().await.unwrap(), depth(1, 1));
+    queue.delete(&got[0].receipt).await.unwrap();
+    assert_eq!(queue.approximate_depth().await.unwrap(), depth(1, 0));
 }
 
 #[tokio::test]
@@ -131,7 +144,7 @@ async fn delete_removes_a_message_and_a_void_receipt_is_refused() {
     ));
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(queue.receive(10, Duration::ZERO).await.unwrap().is_empty());
-    assert_eq!(queue.approximate_depth().await.unwrap(), 0);
+    assert_eq!(queue.approximate_depth().await.unwrap().total(), 0);
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! The ingress against moto's SQS: what lands on the queue, and what does not.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use common::*;
 use dockhand::config::{QueueKind, SecretSource};
 use dockhand::domain::{JobAction, JobId};
+use dockhand::queue::Depth;
 use dockhand::queue::envelope::{ATTR_ACTION, ATTR_JOB_ID, ATTR_VERSION, Envelope};
 
 #[tokio::test]
@@ -299,6 +300,31 @@ async fn sqs_redrives_to_the_dead_letter_queue_its_policy_names() {
     let found = drain(&*dlq).await;
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].body, marker);
+}
+
+#[tokio::test]
+async fn the_sqs_depth_counts_waiting_and_in_flight_messages_apart() {
+    let mut settings = sqs_settings().await;
+    settings.queue.sqs.visibility_timeout = Duration::from_secs(30);
+    let queue = dockhand::queue::connect(&settings.queue, &settings.aws)
+        .await
+        .unwrap();
+    for body in ["a", "b"] {
+        queue
+            .send(dockhand::queue::OutgoingMessage {
+                body: body.into(),
+                attributes: Default::default(),
+            })
+            .await
+            .unwrap();
+    }
+    let depth = |visible, in_flight| Depth { visible, in_flight };
+    assert_eq!(queue.approximate_depth().await.unwrap(), depth(2, 0));
+
+    let got = queue.receive(1, Duration::ZERO).await.unwrap();
+    assert_eq!(queue.approximate_depth().await.unwrap(), depth(1, 1));
+    queue.delete(&got[0].receipt).await.unwrap();
+    assert_eq!(queue.approximate_depth().await.unwrap(), depth(1, 0));
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The ECS launcher against moto: the tasks it creates, the capacity fallback (with a
 //! fault-injecting proxy, since moto never runs out of capacity), adopting and stopping.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

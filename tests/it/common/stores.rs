@@ -47,52 +47,49 @@ pub fn sqlite_settings(dir: &tempfile::TempDir) -> StoreSettings {
     }
 }
 
-pub async fn postgres_store() -> Store {
-    Store::connect(&postgres_settings().await).await.unwrap()
+/// The store backends the dedupe, crash and take-over tests run on. Such a test is a table
+/// (rstest `#[case]`) with one row per backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
 }
 
-pub async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
-    Store::connect(&sqlite_settings(dir)).await.unwrap()
+/// A fresh store of one backend: its settings, and (for SQLite) the directory holding its
+/// file, which lives as long as this value.
+pub struct TestStore {
+    pub settings: StoreSettings,
+    dir: Option<tempfile::TempDir>,
 }
 
-/// Runs an async test body once on SQLite and once on Postgres, as two tests.
-#[macro_export]
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let dir = tempfile::tempdir().unwrap();
-                    super::$name($crate::common::stores::sqlite_store(&dir).await).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name($crate::common::stores::postgres_store().await).await;
+impl TestStore {
+    /// Settings for a brand-new store; nothing is connected or migrated yet.
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                Self {
+                    settings: sqlite_settings(&dir),
+                    dir: Some(dir),
                 }
             }
-        )*
-    };
-}
+            Backend::Postgres => Self {
+                settings: postgres_settings().await,
+                dir: None,
+            },
+        }
+    }
 
-/// Like [`on_both_stores!`], for test bodies that build their own app from store settings.
-#[macro_export]
-macro_rules! on_both_stores_settings {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let dir = tempfile::tempdir().unwrap();
-                    super::$name($crate::common::stores::sqlite_settings(&dir)).await;
-                }
+    /// Connects (migrating on the way).
+    pub async fn connect(&self) -> Store {
+        Store::connect(&self.settings).await.unwrap()
+    }
 
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name($crate::common::stores::postgres_settings().await).await;
-                }
-            }
-        )*
-    };
+    /// The directory this test may use for files of its own (the SQLite store's, or a
+    /// fresh one).
+    pub fn dir(&mut self) -> &std::path::Path {
+        self.dir
+            .get_or_insert_with(|| tempfile::tempdir().unwrap())
+            .path()
+    }
 }

@@ -1,13 +1,14 @@
 //! The store's claim and lease rules, on SQLite and on Postgres.
 
-mod common;
-
 use std::time::Duration;
 
 use dockhand::domain::{DeliveryId, JobEvent, JobId, RunnerId};
 use dockhand::ingress::webhook::{Parsed, parse_workflow_job};
-use dockhand::store::{Claim, JobState, RunnerState, Store, StoreError};
+use dockhand::store::{Claim, JobState, RunnerState, StoreError};
 use dockhand::synthetic::{SyntheticJob, workflow_job_payload};
+use rstest::rstest;
+
+use crate::common::stores::{Backend, TestStore};
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -25,7 +26,13 @@ fn event(action: &str, job_id: u64) -> JobEvent {
     }
 }
 
-async fn a_first_claim_acquires_and_a_second_is_held(store: Store) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_claim_acquires_and_a_second_is_held(#[case] backend: Backend) {
+    let fresh = TestStore::new(backend).await;
+    let store = fresh.connect().await;
     let job = event("queued", 1);
     assert_eq!(
         store.claim(&job, "pool", "worker-a", LEASE).await.unwrap(),
@@ -44,7 +51,13 @@ async fn a_first_claim_acquires_and_a_second_is_held(store: Store) {
     assert_eq!(row.repo, "octo-org/hello-world");
 }
 
-async fn concurrent_claims_of_one_job_give_exactly_one_lease(store: Store) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claims_of_one_job_give_exactly_one_lease(#[case] backend: Backend) {
+    let fresh = TestStore::new(backend).await;
+    let store = fresh.connect().await;
     let job = event("queued", 2);
     let mut claims = tokio::task::JoinSet::new();
     for i in 0..20 {
@@ -64,7 +77,13 @@ async fn concurrent_claims_of_one_job_give_exactly_one_lease(store: Store) {
     );
 }
 
-async fn an_expired_lease_is_taken_over_with_what_the_first_attempt_left(store: Store) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_is_taken_over_with_what_the_first_attempt_left(#[case] backend: Backend) {
+    let fresh = TestStore::new(backend).await;
+    let store = fresh.connect().await;
     let job = event("queued", 3);
     store
         .claim(&job, "pool", "crashed", Duration::from_millis(1))
@@ -101,7 +120,13 @@ async fn an_expired_lease_is_taken_over_with_what_the_first_attempt_left(store: 
     ));
 }
 
-async fn a_launched_job_is_done_and_counts_as_a_live_runner(store: Store) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launched_job_is_done_and_counts_as_a_live_runner(#[case] backend: Backend) {
+    let fresh = TestStore::new(backend).await;
+    let store = fresh.connect().await;
     let job = event("queued", 4);
     store.claim(&job, "pool", "w", LEASE).await.unwrap();
     store
@@ -145,7 +170,13 @@ async fn a_launched_job_is_done_and_counts_as_a_live_runner(store: Store) {
     assert_eq!(runner.ran_job_id, Some(JobId(4)));
 }
 
-async fn a_released_job_is_claimed_again_with_a_new_attempt(store: Store) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_job_is_claimed_again_with_a_new_attempt(#[case] backend: Backend) {
+    let fresh = TestStore::new(backend).await;
+    let store = fresh.connect().await;
     let job = event("queued", 5);
     store.claim(&job, "pool", "w", LEASE).await.unwrap();
     store
@@ -165,7 +196,13 @@ async fn a_released_job_is_claimed_again_with_a_new_attempt(store: Store) {
     );
 }
 
-async fn a_job_cancelled_while_queued_is_never_claimed(store: Store) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_cancelled_while_queued_is_never_claimed(#[case] backend: Backend) {
+    let fresh = TestStore::new(backend).await;
+    let store = fresh.connect().await;
     let mut cancelled = event("completed", 6);
     cancelled.job.runner = None;
     store.track(&cancelled, None).await.unwrap();
@@ -178,7 +215,13 @@ async fn a_job_cancelled_while_queued_is_never_claimed(store: Store) {
     );
 }
 
-async fn only_a_failed_job_is_reopened_and_then_claimed_once(store: Store) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_failed_job_is_reopened_and_then_claimed_once(#[case] backend: Backend) {
+    let fresh = TestStore::new(backend).await;
+    let store = fresh.connect().await;
     let job = event("queued", 7);
     store.claim(&job, "pool", "w", LEASE).await.unwrap();
     store
@@ -220,18 +263,13 @@ async fn only_a_failed_job_is_reopened_and_then_claimed_once(store: Store) {
     assert!(store.job(JobId(70)).await.unwrap().is_none());
 }
 
-async fn migrating_twice_is_harmless(store: Store) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrating_twice_is_harmless(#[case] backend: Backend) {
+    let fresh = TestStore::new(backend).await;
+    let store = fresh.connect().await;
     store.migrate().await.unwrap();
     store.ping().await.unwrap();
 }
-
-on_both_stores!(
-    a_first_claim_acquires_and_a_second_is_held,
-    concurrent_claims_of_one_job_give_exactly_one_lease,
-    an_expired_lease_is_taken_over_with_what_the_first_attempt_left,
-    a_launched_job_is_done_and_counts_as_a_live_runner,
-    a_released_job_is_claimed_again_with_a_new_attempt,
-    a_job_cancelled_while_queued_is_never_claimed,
-    only_a_failed_job_is_reopened_and_then_claimed_once,
-    migrating_twice_is_harmless,
-);

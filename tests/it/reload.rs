@@ -2,7 +2,7 @@
 //! an SSM parameter in moto) and the next job uses the new pools, with no restart. A broken
 //! configuration is refused and the running one keeps working.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! scraped and every `dockhand_*` name in deploy/grafana/dockhand.json and
 //! deploy/prometheus/alerts.yml must appear in it.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

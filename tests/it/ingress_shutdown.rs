@@ -1,7 +1,7 @@
 //! Graceful shutdown: requests in flight when the signal comes are finished and their
 //! messages sent; no 2xx is ever given for a message the queue does not hold.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The `dockhand` binary itself: serve, send-event, config check, and a clean exit on
 //! SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The GitHub App client against the fake GitHub: exact requests (path, body, auth), token
 //! and runner-group caching, and how each failure is classified.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

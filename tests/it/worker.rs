@@ -1,19 +1,25 @@
 //! Workers launching real runner tasks: webhook → queue → worker → fake GitHub (which
 //! checks every call) → moto's ECS (through a fault-injecting proxy where a test needs one).
 
-mod common;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use std::time::Duration;
-
+use crate::common;
 use common::drain_workers as drain;
 use common::fake_github::{Endpoint, Failure, FakeGitHub};
 use common::moto_ecs::MotoEcs;
 use common::moto_ecs::faults::{FARGATE_NO_CAPACITY, FaultyEcs};
 use common::*;
-use dockhand::config::{QueueKind, Settings, StoreSettings};
+use dockhand::config::Settings;
 use dockhand::domain::JobId;
 use dockhand::store::JobState;
+use dockhand::worker::outcome::{Deferral, Outcome, Settled};
 use dockhand::worker::{Step, Worker};
+use rstest::rstest;
+
+use common::gated_queue::GatedQueue;
+use common::process::eventually;
+use common::stores::{Backend, TestStore};
 
 const APP_ID: u64 = 4242;
 
@@ -24,6 +30,8 @@ struct Env {
     ecs: MotoEcs,
     proxy: FaultyEcs,
     settings: Settings,
+    /// Keeps the store (and the embedded queue's directory) for the test's lifetime.
+    _store: TestStore,
 }
 
 enum QueueChoice {
@@ -31,47 +39,48 @@ enum QueueChoice {
     Sqs,
 }
 
-async fn env(queue: QueueChoice, store: StoreSettings, dir: &tempfile::TempDir) -> Env {
-    env_with(queue, store, dir, |_| {}).await
-}
-
-async fn env_with(
-    queue: QueueChoice,
-    store: StoreSettings,
-    dir: &tempfile::TempDir,
-    adjust: impl FnOnce(&mut Settings),
-) -> Env {
-    let github = FakeGitHub::start(APP_ID).await;
-    let ecs = MotoEcs::setup().await;
-    let proxy = FaultyEcs::start().await;
-    let mut settings = match queue {
-        QueueChoice::Embedded => embedded_settings(dir),
-        QueueChoice::Sqs => sqs_settings().await,
-    };
-    settings.queue.embedded.visibility_timeout = Duration::from_secs(1);
-    settings.aws = proxy.aws_settings();
-    settings.github = github.settings();
-    settings.store = store;
-    settings.worker.lease = Duration::from_secs(1);
-    settings.worker.backoff_base = Duration::from_millis(100);
-    settings.worker.backoff_max = Duration::from_millis(400);
-    settings.pools[0].ecs = Some(ecs.launch_settings());
-    adjust(&mut settings);
-    assert!(matches!(
-        settings.queue.kind,
-        QueueKind::Embedded | QueueKind::Sqs
-    ));
-    let app = spawn_app(settings.clone()).await;
-    Env {
-        app,
-        github,
-        ecs,
-        proxy,
-        settings,
-    }
-}
-
 impl Env {
+    /// An ingress on `queue` with a fresh store of `backend`, the fake GitHub, and moto's
+    /// ECS behind a fault-injecting proxy; short leases and backoffs so that retries and
+    /// take-overs happen within a test.
+    async fn new(queue: QueueChoice, backend: Backend) -> Self {
+        Self::with(queue, backend, |_| {}).await
+    }
+
+    /// Like [`Env::new`], with the settings adjusted before anything starts.
+    async fn with(
+        queue: QueueChoice,
+        backend: Backend,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Self {
+        let mut store = TestStore::new(backend).await;
+        let github = FakeGitHub::start(APP_ID).await;
+        let ecs = MotoEcs::setup().await;
+        let proxy = FaultyEcs::start().await;
+        let mut settings = match queue {
+            QueueChoice::Embedded => embedded_settings(store.dir()),
+            QueueChoice::Sqs => sqs_settings().await,
+        };
+        settings.queue.embedded.visibility_timeout = Duration::from_secs(1);
+        settings.aws = proxy.aws_settings();
+        settings.github = github.settings();
+        settings.store = store.settings.clone();
+        settings.worker.lease = Duration::from_secs(1);
+        settings.worker.backoff_base = Duration::from_millis(100);
+        settings.worker.backoff_max = Duration::from_millis(400);
+        settings.pools[0].ecs = Some(ecs.launch_settings());
+        adjust(&mut settings);
+        let app = spawn_app(settings.clone()).await;
+        Self {
+            app,
+            github,
+            ecs,
+            proxy,
+            settings,
+            _store: store,
+        }
+    }
+
     async fn worker(&self) -> Worker {
         dockhand::startup::build_worker(&self.settings, self.app.queue.clone())
             .await
@@ -86,24 +95,14 @@ fn spot_then_fargate(s: &mut Settings) {
     ecs.capacity_providers = vec!["FARGATE_SPOT".into(), "FARGATE".into()];
 }
 
-fn count(outcomes: &[&str], label: &str) -> usize {
-    outcomes.iter().filter(|o| **o == label).count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_queued_event_gives_one_jit_call_and_one_task_with_everything_in_place() {
-    let dir = tempfile::tempdir().unwrap();
-    let env = env(
-        QueueChoice::Sqs,
-        common::stores::postgres_settings().await,
-        &dir,
-    )
-    .await;
+    let env = Env::new(QueueChoice::Sqs, Backend::Postgres).await;
     let worker = env.worker().await;
     let (status, _) = env.app.deliver(Delivery::signed(queued_job(901))).await;
     assert_eq!(status, 202);
 
-    assert_eq!(drain(&[&worker]).await, ["launched"]);
+    assert_eq!(drain(&[&worker]).await, [Settled::Done(Outcome::Launched)]);
 
     // GitHub: one token mint, one runner-group lookup, one JIT call with the pool's settings.
     assert_eq!(env.github.count(Endpoint::InstallationToken), 1);
@@ -178,9 +177,12 @@ async fn one_queued_event_gives_one_jit_call_and_one_task_with_everything_in_pla
     assert!(env.app.drain().await.is_empty());
 }
 
-async fn duplicate_deliveries_to_two_workers_launch_one_task(store: StoreSettings) {
-    let dir = tempfile::tempdir().unwrap();
-    let env = env(QueueChoice::Embedded, store, &dir).await;
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_deliveries_to_two_workers_launch_one_task(#[case] backend: Backend) {
+    let env = Env::new(QueueChoice::Embedded, backend).await;
     let (a, b) = (env.worker().await, env.worker().await);
     let mut sends = tokio::task::JoinSet::new();
     for i in 0..20 {
@@ -204,17 +206,24 @@ async fn duplicate_deliveries_to_two_workers_launch_one_task(store: StoreSetting
 
     let outcomes = drain(&[&a, &b]).await;
 
-    assert_eq!(count(&outcomes, "launched"), 1, "{outcomes:?}");
-    assert_eq!(count(&outcomes, "duplicate"), 19, "{outcomes:?}");
+    assert_eq!(count_done(&outcomes, Outcome::Launched), 1, "{outcomes:?}");
+    assert_eq!(
+        count_done(&outcomes, Outcome::Duplicate),
+        19,
+        "{outcomes:?}"
+    );
     assert_eq!(env.github.count(Endpoint::JitConfig), 1);
     assert_eq!(env.ecs.task_arns().await.len(), 1);
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_between_jit_and_run_task_leaves_one_task_and_no_orphan(
-    store: StoreSettings,
+    #[case] backend: Backend,
 ) {
-    let dir = tempfile::tempdir().unwrap();
-    let env = env(QueueChoice::Embedded, store, &dir).await;
+    let env = Env::new(QueueChoice::Embedded, backend).await;
     env.proxy.hold_run_task(false);
     env.app.deliver(Delivery::signed(queued_job(555))).await;
 
@@ -230,7 +239,10 @@ async fn a_worker_killed_between_jit_and_run_task_leaves_one_task_and_no_orphan(
     // Worker B gets the message back once its visibility and A's lease expire.
     let b = env.worker().await;
     let outcomes = drain(&[&b]).await;
-    assert!(outcomes.contains(&"launched"), "{outcomes:?}");
+    assert!(
+        outcomes.contains(&Settled::Done(Outcome::Launched)),
+        "{outcomes:?}"
+    );
 
     assert_eq!(env.ecs.task_arns().await.len(), 1);
     let runners = env.github.runners();
@@ -246,9 +258,12 @@ async fn a_worker_killed_between_jit_and_run_task_leaves_one_task_and_no_orphan(
     env.proxy.release_run_task();
 }
 
-async fn a_worker_killed_after_run_task_is_adopted_not_relaunched(store: StoreSettings) {
-    let dir = tempfile::tempdir().unwrap();
-    let env = env(QueueChoice::Embedded, store, &dir).await;
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_after_run_task_is_adopted_not_relaunched(#[case] backend: Backend) {
+    let env = Env::new(QueueChoice::Embedded, backend).await;
     env.proxy.hold_run_task(true);
     env.app.deliver(Delivery::signed(queued_job(556))).await;
 
@@ -262,7 +277,10 @@ async fn a_worker_killed_after_run_task_is_adopted_not_relaunched(store: StoreSe
 
     let b = env.worker().await;
     let outcomes = drain(&[&b]).await;
-    assert!(outcomes.contains(&"adopted"), "{outcomes:?}");
+    assert!(
+        outcomes.contains(&Settled::Done(Outcome::Adopted)),
+        "{outcomes:?}"
+    );
 
     assert_eq!(env.ecs.task_arns().await.len(), 1);
     assert_eq!(
@@ -282,45 +300,37 @@ async fn a_worker_killed_after_run_task_is_adopted_not_relaunched(store: StoreSe
     env.proxy.release_run_task();
 }
 
-on_both_stores_settings!(
-    duplicate_deliveries_to_two_workers_launch_one_task,
-    a_worker_killed_between_jit_and_run_task_leaves_one_task_and_no_orphan,
-    a_worker_killed_after_run_task_is_adopted_not_relaunched,
-);
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivery_after_a_completed_launch_launches_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let env = env(
-        QueueChoice::Embedded,
-        common::stores::sqlite_settings(&dir),
-        &dir,
-    )
-    .await;
+    let env = Env::new(QueueChoice::Embedded, Backend::Sqlite).await;
     let worker = env.worker().await;
     env.app.deliver(Delivery::signed(queued_job(321))).await;
-    assert_eq!(drain(&[&worker]).await, ["launched"]);
+    assert_eq!(drain(&[&worker]).await, [Settled::Done(Outcome::Launched)]);
     // The same message again, as SQS redelivers one whose visibility expired.
     env.app.deliver(Delivery::signed(queued_job(321))).await;
-    assert_eq!(drain(&[&worker]).await, ["duplicate"]);
+    assert_eq!(drain(&[&worker]).await, [Settled::Done(Outcome::Duplicate)]);
     assert_eq!(env.ecs.task_arns().await.len(), 1);
     assert_eq!(env.github.count(Endpoint::JitConfig), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_github_500_then_success_launches_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let env = env(
-        QueueChoice::Embedded,
-        common::stores::sqlite_settings(&dir),
-        &dir,
-    )
-    .await;
+    let env = Env::new(QueueChoice::Embedded, Backend::Sqlite).await;
     env.github
         .fail_next(Endpoint::JitConfig, Failure::Status(500));
     let worker = env.worker().await;
     env.app.deliver(Delivery::signed(queued_job(322))).await;
-    assert_eq!(drain(&[&worker]).await, ["deferred_error", "launched"]);
+    let settled = drain(&[&worker]).await;
+    assert!(
+        matches!(
+            &settled[..],
+            [
+                Settled::Deferred(Deferral::Error(_)),
+                Settled::Done(Outcome::Launched)
+            ]
+        ),
+        "{settled:?}"
+    );
     assert_eq!(env.github.count(Endpoint::JitConfig), 2);
     assert_eq!(env.github.runners().len(), 1);
     assert_eq!(env.ecs.task_arns().await.len(), 1);
@@ -328,13 +338,7 @@ async fn a_github_500_then_success_launches_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_jit_call_is_deferred_until_the_reset_not_dead_lettered() {
-    let dir = tempfile::tempdir().unwrap();
-    let env = env(
-        QueueChoice::Embedded,
-        common::stores::sqlite_settings(&dir),
-        &dir,
-    )
-    .await;
+    let env = Env::new(QueueChoice::Embedded, Backend::Sqlite).await;
     env.github.fail_next(
         Endpoint::JitConfig,
         Failure::RateLimited {
@@ -344,35 +348,29 @@ async fn a_rate_limited_jit_call_is_deferred_until_the_reset_not_dead_lettered()
     let worker = env.worker().await;
     env.app.deliver(Delivery::signed(queued_job(323))).await;
 
-    assert_eq!(
-        worker.process_next().await.unwrap(),
-        Step::Processed(vec!["deferred_rate_limit"])
+    let step = worker.process_next().await.unwrap();
+    assert!(
+        matches!(&step, Step::Processed(s) if matches!(&s[..], [Settled::Deferred(Deferral::RateLimit(_))])),
+        "{step:?}"
     );
     // Not before the reset: the message stays invisible.
     assert_eq!(worker.process_next().await.unwrap(), Step::Empty);
     let dlq = env.app.queue.dead_letter_queue().await.unwrap().unwrap();
-    assert_eq!(dlq.approximate_depth().await.unwrap(), 0);
+    assert_eq!(dlq.approximate_depth().await.unwrap().total(), 0);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(drain(&[&worker]).await, ["launched"]);
+    assert_eq!(drain(&[&worker]).await, [Settled::Done(Outcome::Launched)]);
     assert_eq!(env.ecs.task_arns().await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capacity_failure_on_fargate_spot_launches_on_fargate() {
-    let dir = tempfile::tempdir().unwrap();
-    let env = env_with(
-        QueueChoice::Embedded,
-        common::stores::sqlite_settings(&dir),
-        &dir,
-        spot_then_fargate,
-    )
-    .await;
+    let env = Env::with(QueueChoice::Embedded, Backend::Sqlite, spot_then_fargate).await;
     env.proxy
         .fail_run_task_on("FARGATE_SPOT", FARGATE_NO_CAPACITY);
     let worker = env.worker().await;
     env.app.deliver(Delivery::signed(queued_job(324))).await;
 
-    assert_eq!(drain(&[&worker]).await, ["launched"]);
+    assert_eq!(drain(&[&worker]).await, [Settled::Done(Outcome::Launched)]);
     let providers: Vec<_> = env
         .proxy
         .run_task_calls()
@@ -392,14 +390,7 @@ async fn a_capacity_failure_on_fargate_spot_launches_on_fargate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_every_provider_out_of_capacity_the_job_is_deferred_and_its_runner_deleted() {
-    let dir = tempfile::tempdir().unwrap();
-    let env = env_with(
-        QueueChoice::Embedded,
-        common::stores::sqlite_settings(&dir),
-        &dir,
-        spot_then_fargate,
-    )
-    .await;
+    let env = Env::with(QueueChoice::Embedded, Backend::Sqlite, spot_then_fargate).await;
     env.proxy
         .fail_run_task_on("FARGATE_SPOT", FARGATE_NO_CAPACITY);
     env.proxy.fail_run_task_on("FARGATE", FARGATE_NO_CAPACITY);
@@ -408,7 +399,7 @@ async fn with_every_provider_out_of_capacity_the_job_is_deferred_and_its_runner_
 
     assert_eq!(
         worker.process_next().await.unwrap(),
-        Step::Processed(vec!["deferred_capacity"])
+        Step::Processed(vec![Settled::Deferred(Deferral::Capacity)])
     );
     assert!(env.ecs.task_arns().await.is_empty());
     assert_eq!(env.github.count(Endpoint::DeleteRunner), 1);
@@ -416,27 +407,77 @@ async fn with_every_provider_out_of_capacity_the_job_is_deferred_and_its_runner_
     let job = worker.store().job(JobId(325)).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Pending);
     let dlq = env.app.queue.dead_letter_queue().await.unwrap().unwrap();
-    assert_eq!(dlq.approximate_depth().await.unwrap(), 0);
+    assert_eq!(dlq.approximate_depth().await.unwrap().total(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_in_flight_lands_before_the_deferral_so_the_deferral_has_the_last_word() {
+    // With a 1s visibility timeout and lease, the heartbeat beats every 333ms.
+    let env = Env::with(QueueChoice::Embedded, Backend::Sqlite, spot_then_fargate).await;
+    env.proxy
+        .fail_run_task_on("FARGATE_SPOT", FARGATE_NO_CAPACITY);
+    env.proxy.fail_run_task_on("FARGATE", FARGATE_NO_CAPACITY);
+    let queue = GatedQueue::new(env.app.queue.clone());
+    let worker = dockhand::startup::build_worker(&env.settings, Arc::new(queue.clone()))
+        .await
+        .unwrap();
+    env.app.deliver(Delivery::signed(queued_job(327))).await;
+
+    // The launch hangs in RunTask while the heartbeat beats; then one beat hangs too.
+    env.proxy.hold_run_task(false);
+    let processing = tokio::spawn(async move { worker.process_next().await.unwrap() });
+    env.proxy.wait_for_held_run_task().await;
+    queue.arm();
+    queue.wait_until_holding().await;
+    let beats = queue.calls();
+
+    // RunTask fails for want of capacity, the runner is deleted and the job deferred, all
+    // while that beat is in flight. The deferral's own change must wait for the beat; give
+    // it every chance not to.
+    env.proxy.release_run_task();
+    eventually(
+        "the registration's removal",
+        Duration::from_secs(30),
+        || async { (env.github.count(Endpoint::DeleteRunner) == 1).then_some(()) },
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while queue.calls() == beats && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    queue.open();
+    let step = processing.await.unwrap();
+    assert!(
+        matches!(&step, Step::Processed(s) if matches!(&s[..], [Settled::Deferred(_)])),
+        "{step:?}"
+    );
+
+    let landed = eventually("the held beat to land", Duration::from_secs(10), || async {
+        let landed = queue.landed();
+        landed.iter().any(|l| l.held).then_some(landed)
+    })
+    .await;
+    let last = landed.last().unwrap();
+    assert!(
+        !last.held && last.call >= beats,
+        "the deferral's visibility change lands last: {landed:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_at_max_defers_and_launches_once_a_runner_completes() {
-    let dir = tempfile::tempdir().unwrap();
-    let env = env_with(
-        QueueChoice::Embedded,
-        common::stores::sqlite_settings(&dir),
-        &dir,
-        |s| s.pools[0].max_runners = 1,
-    )
+    let env = Env::with(QueueChoice::Embedded, Backend::Sqlite, |s| {
+        s.pools[0].max_runners = 1
+    })
     .await;
     let worker = env.worker().await;
     env.app.deliver(Delivery::signed(queued_job(1001))).await;
-    assert_eq!(drain(&[&worker]).await, ["launched"]);
+    assert_eq!(drain(&[&worker]).await, [Settled::Done(Outcome::Launched)]);
 
     env.app.deliver(Delivery::signed(queued_job(1002))).await;
     assert_eq!(
         worker.process_next().await.unwrap(),
-        Step::Processed(vec!["deferred_pool_full"])
+        Step::Processed(vec![Settled::Deferred(Deferral::PoolFull)])
     );
     assert_eq!(env.ecs.task_arns().await.len(), 1);
 
@@ -450,7 +491,8 @@ async fn a_pool_at_max_defers_and_launches_once_a_runner_completes() {
     env.app.deliver(Delivery::signed(done.to_string())).await;
     let outcomes = drain(&[&worker]).await;
     assert!(
-        outcomes.contains(&"tracked") && outcomes.contains(&"launched"),
+        outcomes.contains(&Settled::Done(Outcome::Tracked))
+            && outcomes.contains(&Settled::Done(Outcome::Launched)),
         "{outcomes:?}"
     );
     assert_eq!(env.ecs.task_arns().await.len(), 2);
@@ -483,13 +525,7 @@ async fn logs_never_hold_the_jit_config_the_private_key_tokens_or_the_webhook_se
         .try_init()
         .expect("this test installs the only subscriber in its process");
 
-    let dir = tempfile::tempdir().unwrap();
-    let env = env(
-        QueueChoice::Embedded,
-        common::stores::sqlite_settings(&dir),
-        &dir,
-    )
-    .await;
+    let env = Env::new(QueueChoice::Embedded, Backend::Sqlite).await;
     env.github
         .fail_next(Endpoint::JitConfig, Failure::Status(500));
     let worker = env.worker().await;
@@ -500,7 +536,17 @@ async fn logs_never_hold_the_jit_config_the_private_key_tokens_or_the_webhook_se
         d
     };
     env.app.deliver(bad).await;
-    assert_eq!(drain(&[&worker]).await, ["deferred_error", "launched"]);
+    let settled = drain(&[&worker]).await;
+    assert!(
+        matches!(
+            &settled[..],
+            [
+                Settled::Deferred(Deferral::Error(_)),
+                Settled::Done(Outcome::Launched)
+            ]
+        ),
+        "{settled:?}"
+    );
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
@@ -531,13 +577,7 @@ async fn logs_never_hold_the_jit_config_the_private_key_tokens_or_the_webhook_se
 async fn a_failed_job_requeued_twice_is_launched_exactly_once() {
     use dockhand::dlq::{Filter, Selection};
 
-    let dir = tempfile::tempdir().unwrap();
-    let env = env(
-        QueueChoice::Sqs,
-        common::stores::sqlite_settings(&dir),
-        &dir,
-    )
-    .await;
+    let env = Env::new(QueueChoice::Sqs, Backend::Sqlite).await;
     let (a, b) = (env.worker().await, env.worker().await);
     // GitHub refuses the JIT call (the App lacks the runner permission): the job fails and
     // is dead-lettered.
@@ -545,7 +585,8 @@ async fn a_failed_job_requeued_twice_is_launched_exactly_once() {
         .fail_next(Endpoint::JitConfig, Failure::Status(403));
     let (status, _) = env.app.deliver(Delivery::signed(queued_job(960))).await;
     assert_eq!(status, 202);
-    assert_eq!(drain(&[&a]).await, ["failed"]);
+    let settled = drain(&[&a]).await;
+    assert!(matches!(&settled[..], [Settled::Failed(_)]), "{settled:?}");
     let store = a.store();
     assert_eq!(
         store.job(JobId(960)).await.unwrap().unwrap().state,
@@ -580,8 +621,8 @@ async fn a_failed_job_requeued_twice_is_launched_exactly_once() {
 
     // Two requeued copies, two workers: one launch, one duplicate.
     let outcomes = drain(&[&a, &b]).await;
-    assert_eq!(count(&outcomes, "launched"), 1, "{outcomes:?}");
-    assert_eq!(count(&outcomes, "duplicate"), 1, "{outcomes:?}");
+    assert_eq!(count_done(&outcomes, Outcome::Launched), 1, "{outcomes:?}");
+    assert_eq!(count_done(&outcomes, Outcome::Duplicate), 1, "{outcomes:?}");
     assert_eq!(
         env.github.count(Endpoint::JitConfig),
         2,
@@ -603,15 +644,10 @@ async fn reloaded_launch_settings_apply_to_the_next_job_and_a_broken_config_chan
     use dockhand::reload::{Reloaded, Reloader};
     use dockhand::startup::Roles;
 
-    let dir = tempfile::tempdir().unwrap();
-    let env = env(
-        QueueChoice::Embedded,
-        common::stores::sqlite_settings(&dir),
-        &dir,
-    )
-    .await;
+    let env = Env::new(QueueChoice::Embedded, Backend::Sqlite).await;
     // The running worker's configuration, as a file it re-reads. (Secrets are written
     // redacted; a reload only swaps pools, so the running ones stay in use.)
+    let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("dockhand.toml");
     let write = |settings: &Settings| {
         std::fs::write(&file, toml::to_string(settings).unwrap()).unwrap();
@@ -633,7 +669,7 @@ async fn reloaded_launch_settings_apply_to_the_next_job_and_a_broken_config_chan
         async move {
             let (status, _) = app.deliver(Delivery::signed(queued_job(job))).await;
             assert_eq!(status, 202);
-            assert_eq!(drain(&[worker]).await, ["launched"]);
+            assert_eq!(drain(&[worker]).await, [Settled::Done(Outcome::Launched)]);
         }
     };
     let task_definition_of = |job: u64| {

@@ -1,0 +1,26 @@
+//! dockhand's integration tests, in one binary (each extra test binary links the AWS SDKs
+//! and octocrab again). They drive the real code paths against real components: moto_server
+//! for SQS, ECS and SSM, Postgres and SQLite, and a fake GitHub that checks every request.
+//! `scripts/test` provides moto and Postgres; `common` gives each test its own ports,
+//! queues, databases and clusters, so the tests run in parallel.
+
+mod common;
+
+mod ingress_bad_input;
+mod ingress_shutdown;
+mod ingress_sqs;
+
+mod embedded_queue;
+mod store;
+
+mod ecs;
+mod github;
+
+mod worker;
+mod worker_dry_run;
+
+mod dlq;
+
+mod cli;
+mod observability;
+mod reload;

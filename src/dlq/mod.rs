@@ -6,7 +6,8 @@
 //! - `list` hides each message for [`PEEK_HOLD`] and makes all of them visible again at
 //!   the end.
 //! - A scan that runs long (a large queue, a slow endpoint) stops before the first message
-//!   it holds could show again, and says so, rather than count a message twice.
+//!   it holds could show again ([`max_scan_time`]), and says so, rather than count a
+//!   message twice.
 //! - `requeue` hides the messages it chose for [`MOVE_HOLD`], extending that while it
 //!   works, and makes the rest visible again as soon as it has chosen.
 //!
@@ -27,4 +28,4 @@ mod scan;
 pub use filter::{Filter, Refusal, Selection};
 pub use message::{DeadLetter, REDRIVE_REASON, requeued};
 pub use requeue::{MOVE_HOLD, Moved, Plan, Summary, plan};
-pub use scan::{Listing, PEEK_HOLD, list};
+pub use scan::{Listing, PEEK_HOLD, list, max_scan_time};

@@ -16,6 +16,14 @@ pub const PEEK_HOLD: Duration = Duration::from_secs(120);
 /// rather than one sampled SQS host with nothing on it.
 const SCAN_WAIT: Duration = Duration::from_secs(1);
 
+/// How long a scan whose messages stay hidden for `hold` may go on: until a quarter of the
+/// hold is left, so it stops before the first messages it holds could show again (and be
+/// counted twice). The one place this rule lives: the scan stops by it, and `requeue` tells
+/// the operator by it how long it ran.
+pub fn max_scan_time(hold: Duration) -> Duration {
+    hold * 3 / 4
+}
+
 /// What `list` found.
 #[derive(Debug)]
 pub struct Listing {
@@ -49,7 +57,7 @@ pub async fn list(dlq: &dyn Queue, max: usize) -> Result<Listing, QueueError> {
 
 /// One pass over a queue that sees each message once: what it receives stays hidden for
 /// `hold`, and it stops before the first of those could show again (a slow queue, a large
-/// one) rather than count a message twice.
+/// one) rather than count a message twice: see [`max_scan_time`].
 pub(super) struct Scan<'a> {
     dlq: &'a dyn Queue,
     hold: Duration,
@@ -70,10 +78,10 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// The next messages this scan has not seen. Empty at the end of the queue, or when a
-    /// quarter of the hold is all that is left.
+    /// The next messages this scan has not seen. Empty at the end of the queue, or once the
+    /// scan has run for [`max_scan_time`].
     pub(super) async fn next(&mut self) -> Result<Vec<ReceivedMessage>, QueueError> {
-        if self.started.elapsed() > self.hold * 3 / 4 {
+        if self.started.elapsed() > max_scan_time(self.hold) {
             self.cut_short = true;
             tracing::warn!(
                 seen = self.seen.len(),

@@ -4,7 +4,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use axum::http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt;
 use octocrab::Octocrab;
 use serde::de::DeserializeOwned;
@@ -65,7 +66,7 @@ pub(super) enum Method<'a> {
 /// A successful (2xx) answer.
 pub(super) struct Answer {
     pub status: StatusCode,
-    body: axum::body::Bytes,
+    body: Bytes,
     endpoint: Endpoint,
 }
 

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt;
 use octocrab::Octocrab;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::de::DeserializeOwned;
 
 use super::error::{GitHubError, classify, header_u64};
@@ -155,18 +156,18 @@ fn observe(endpoint: Endpoint, scope: RateScope, status: StatusCode, headers: &H
     }
 }
 
+/// What a path segment keeps as it is: RFC 3986's unreserved characters. Everything else,
+/// `/` and `?` included, is escaped.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// Percent-encodes one path segment (an org, repo or owner name), so a name can never
 /// change which endpoint is called.
 pub(super) fn segment(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for byte in name.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(name, UNRESERVED).to_string()
 }
 
 #[cfg(test)]
@@ -178,6 +179,7 @@ mod tests {
         assert_eq!(segment("acme-corp_1.x"), "acme-corp_1.x");
         assert_eq!(segment("a/b?c"), "a%2Fb%3Fc");
         assert_eq!(segment("ä"), "%C3%A4");
+        assert_eq!(segment("a b%c~"), "a%20b%25c~");
     }
 
     #[test]

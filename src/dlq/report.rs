@@ -183,7 +183,7 @@ fn show_plan(plan: &Plan, run: &RequeueRun, now: DateTime<Utc>, main: &dyn Queue
         eprintln!(
             "The scan stopped after {} minutes, before the end of the dead-letter queue: \
              run again for the rest.",
-            super::MOVE_HOLD.as_secs() * 3 / 4 / 60
+            super::max_scan_time(super::MOVE_HOLD).as_secs() / 60
         );
     }
     if !plan.over_limit.is_empty() {

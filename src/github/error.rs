@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::http::{HeaderMap, StatusCode};
+use http::{HeaderMap, StatusCode};
 
 /// How long to wait on a rate limit that names no time of its own (GitHub's advice for
 /// secondary limits: at least a minute).
@@ -148,7 +148,7 @@ fn message(body: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use axum::http::HeaderValue;
+    use http::HeaderValue;
 
     use super::*;
 

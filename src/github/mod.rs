@@ -1,9 +1,9 @@
 //! dockhand as a GitHub App: App JWT auth, cached installation tokens, just-in-time runner
 //! configs, and clean-up of runner registrations.
 //!
-//! Every call goes through octocrab's raw methods so the answer's status and headers are
-//! ours to classify ([`GitHubError`]); octocrab's own retries are off, because the worker
-//! retries transient failures through the queue.
+//! Every call goes through octocrab's raw request API so the answer's status and headers
+//! are ours to classify ([`GitHubError`]); octocrab's own retries are off, because the
+//! worker retries transient failures through the queue.
 
 mod error;
 mod request;
@@ -22,7 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 pub use self::error::GitHubError;
-use self::request::{Answer, Endpoint, Method, RateScope, segment};
+use self::request::{Answer, Caller, Endpoint, Method, segment};
 use self::tokens::Tokens;
 use crate::config::{GitHubSettings, SecretResolver};
 use crate::domain::{InstallationId, RunnerId};
@@ -101,6 +101,8 @@ pub struct GitHubApp {
 struct Inner {
     /// Authenticated as the App (a fresh JWT per call).
     app: Octocrab,
+    /// No credentials of its own: installation calls carry their token in the request.
+    api: Octocrab,
     app_id: u64,
     api_url: String,
     timeout: Duration,
@@ -176,18 +178,25 @@ impl GitHubApp {
         octocrab::auth::create_jwt(AppId(app_id), &key)
             .context("github.private_key: cannot sign a JWT with this key")?;
         let timeout = settings.request_timeout;
-        let app = Octocrab::builder()
-            .base_uri(settings.api_url.as_str())
-            .context("github.api_url: not a valid URL")?
+        let builder = || {
+            anyhow::Ok(
+                Octocrab::builder()
+                    .base_uri(settings.api_url.as_str())
+                    .context("github.api_url: not a valid URL")?
+                    .set_connect_timeout(Some(timeout))
+                    .set_read_timeout(Some(timeout))
+                    .set_write_timeout(Some(timeout)),
+            )
+        };
+        let app = builder()?
             .app(AppId(app_id), key)
-            .set_connect_timeout(Some(timeout))
-            .set_read_timeout(Some(timeout))
-            .set_write_timeout(Some(timeout))
             .build()
             .context("building the GitHub client")?;
+        let api = builder()?.build().context("building the GitHub client")?;
         Ok(Self {
             inner: Arc::new(Inner {
                 app,
+                api,
                 app_id,
                 api_url: settings.api_url.clone(),
                 timeout,
@@ -308,10 +317,9 @@ impl GitHubApp {
         }
         let path = format!("{}/installation", target.path());
         let answer: InstallationAnswer = request::send(
-            &self.inner.app,
+            Caller::App(&self.inner.app),
             self.inner.timeout,
             Endpoint::Installation,
-            RateScope::App,
             Method::Get,
             &path,
         )
@@ -332,22 +340,33 @@ impl GitHubApp {
         path: &str,
     ) -> Result<Answer, GitHubError> {
         let inner = &*self.inner;
-        let scope = RateScope::Installation(installation);
-        let client = inner
+        let caller = |token| Caller::Installation {
+            client: &inner.api,
+            id: installation,
+            token,
+        };
+        let token = inner
             .tokens
-            .client(&inner.app, inner.timeout, installation, None)
+            .token(&inner.app, inner.timeout, installation, None)
             .await?;
-        match request::send(&client.client, inner.timeout, endpoint, scope, method, path).await {
-            Err(GitHubError::Unauthorized) if !client.fresh => {
+        match request::send(caller(&token.token), inner.timeout, endpoint, method, path).await {
+            Err(GitHubError::Unauthorized) if !token.fresh => {
                 tracing::info!(
                     github.installation = %installation,
                     "GitHub refused a cached installation token; minting a new one"
                 );
-                let client = inner
+                let replacement = inner
                     .tokens
-                    .client(&inner.app, inner.timeout, installation, Some(client.serial))
+                    .token(&inner.app, inner.timeout, installation, Some(token.serial))
                     .await?;
-                request::send(&client.client, inner.timeout, endpoint, scope, method, path).await
+                request::send(
+                    caller(&replacement.token),
+                    inner.timeout,
+                    endpoint,
+                    method,
+                    path,
+                )
+                .await
             }
             other => other,
         }

@@ -1,12 +1,17 @@
-//! One GitHub API call: sent through octocrab's raw methods, bounded by the request
-//! timeout, counted by endpoint and status, and classified into a [`GitHubError`] from
-//! the status and headers when it is not a success.
+//! One GitHub API call: built and sent through octocrab's raw request API, as the App or
+//! as one installation, bounded by the request timeout, counted by endpoint and status,
+//! and classified into a [`GitHubError`] from the status and headers when it is not a
+//! success.
 
 use std::time::{Duration, SystemTime};
 
-use axum::http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, InvalidHeaderValue};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use octocrab::Octocrab;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 
 use super::error::{GitHubError, classify, header_u64};
@@ -37,20 +42,48 @@ impl Endpoint {
     }
 }
 
-/// Whose rate limit an answer's `x-ratelimit-remaining` reports: the App's own (JWT
-/// calls) or one installation's (token calls).
-#[derive(Debug, Clone, Copy)]
-pub(super) enum RateScope {
-    App,
-    Installation(InstallationId),
+/// Who a call is made as. It also says whose rate limit the answer's
+/// `x-ratelimit-remaining` reports: the App's own, or one installation's.
+#[derive(Clone, Copy)]
+pub(super) enum Caller<'a> {
+    /// The App: `app` signs a fresh JWT for each call.
+    App(&'a Octocrab),
+    /// One installation: the call carries the installation's token as
+    /// `Authorization: Bearer <token>`, sent on `client`, which must have no credentials
+    /// of its own (octocrab would replace the header with them).
+    Installation {
+        client: &'a Octocrab,
+        id: InstallationId,
+        token: &'a SecretString,
+    },
 }
 
-impl RateScope {
-    fn label(self) -> String {
+impl<'a> Caller<'a> {
+    fn client(self) -> &'a Octocrab {
         match self {
-            Self::App => "app".to_string(),
-            Self::Installation(id) => id.to_string(),
+            Self::App(app) => app,
+            Self::Installation { client, .. } => client,
         }
+    }
+
+    /// The `installation` label of the rate-limit gauge.
+    fn rate_scope(self) -> String {
+        match self {
+            Self::App(_) => "app".to_string(),
+            Self::Installation { id, .. } => id.to_string(),
+        }
+    }
+
+    /// The `Authorization` header the call carries itself: an installation's token,
+    /// marked sensitive so it never shows in a log. `None` for the App, whose client adds
+    /// its own.
+    fn authorization(self) -> Result<Option<HeaderValue>, InvalidHeaderValue> {
+        let Self::Installation { token, .. } = self else {
+            return Ok(None);
+        };
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))?;
+        value.set_sensitive(true);
+        Ok(Some(value))
     }
 }
 
@@ -62,10 +95,27 @@ pub(super) enum Method<'a> {
     Delete,
 }
 
+impl<'a> Method<'a> {
+    fn verb(self) -> http::Method {
+        match self {
+            Self::Get => http::Method::GET,
+            Self::Post(_) => http::Method::POST,
+            Self::Delete => http::Method::DELETE,
+        }
+    }
+
+    fn body(self) -> Option<&'a serde_json::Value> {
+        match self {
+            Self::Post(body) => Some(body),
+            Self::Get | Self::Delete => None,
+        }
+    }
+}
+
 /// A successful (2xx) answer.
 pub(super) struct Answer {
     pub status: StatusCode,
-    body: axum::body::Bytes,
+    body: Bytes,
     endpoint: Endpoint,
 }
 
@@ -88,27 +138,35 @@ impl Answer {
     }
 }
 
-/// Sends one request on `client` (whose auth is the App JWT or an installation token) to
-/// `path`, relative to the API root. Resolves to the answer when it is a success.
+/// Sends one request as `caller` to `path`, relative to the API root. Resolves to the
+/// answer when it is a success.
 pub(super) async fn send(
-    client: &Octocrab,
+    caller: Caller<'_>,
     timeout: Duration,
     endpoint: Endpoint,
-    scope: RateScope,
     method: Method<'_>,
     path: &str,
 ) -> Result<Answer, GitHubError> {
     let mut answered = false;
     let call = async {
-        let response = match method {
-            Method::Get => client._get(path).await,
-            Method::Post(body) => client._post(path, Some(body)).await,
-            Method::Delete => client._delete(path, None::<&()>).await,
+        let client = caller.client();
+        let mut request = http::Request::builder().method(method.verb()).uri(path);
+        if let Some(authorization) = caller
+            .authorization()
+            .map_err(|e| GitHubError::Transport(Box::new(e)))?
+        {
+            request = request.header(AUTHORIZATION, authorization);
         }
-        .map_err(|e| GitHubError::Transport(Box::new(e)))?;
+        let request = client
+            .build_request(request, method.body())
+            .map_err(|e| GitHubError::Transport(Box::new(e)))?;
+        let response = client
+            .execute(request)
+            .await
+            .map_err(|e| GitHubError::Transport(Box::new(e)))?;
         answered = true;
         let (parts, body) = response.into_parts();
-        observe(endpoint, scope, parts.status, &parts.headers);
+        observe(endpoint, caller, parts.status, &parts.headers);
         let body = body
             .collect()
             .await
@@ -141,7 +199,7 @@ pub(super) async fn send(
 }
 
 /// Counts an answer and records the rate-limit quota it reports.
-fn observe(endpoint: Endpoint, scope: RateScope, status: StatusCode, headers: &HeaderMap) {
+fn observe(endpoint: Endpoint, caller: Caller<'_>, status: StatusCode, headers: &HeaderMap) {
     metrics::counter!(
         GITHUB_REQUESTS_TOTAL,
         "endpoint" => endpoint.as_str(),
@@ -149,23 +207,23 @@ fn observe(endpoint: Endpoint, scope: RateScope, status: StatusCode, headers: &H
     )
     .increment(1);
     if let Some(remaining) = header_u64(headers, "x-ratelimit-remaining") {
-        metrics::gauge!(GITHUB_RATE_LIMIT_REMAINING, "installation" => scope.label())
+        metrics::gauge!(GITHUB_RATE_LIMIT_REMAINING, "installation" => caller.rate_scope())
             .set(remaining as f64);
     }
 }
 
+/// What a path segment keeps as it is: RFC 3986's unreserved characters. Everything else,
+/// `/` and `?` included, is escaped.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// Percent-encodes one path segment (an org, repo or owner name), so a name can never
 /// change which endpoint is called.
 pub(super) fn segment(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for byte in name.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(name, UNRESERVED).to_string()
 }
 
 #[cfg(test)]
@@ -177,6 +235,7 @@ mod tests {
         assert_eq!(segment("acme-corp_1.x"), "acme-corp_1.x");
         assert_eq!(segment("a/b?c"), "a%2Fb%3Fc");
         assert_eq!(segment("ä"), "%C3%A4");
+        assert_eq!(segment("a b%c~"), "a%20b%25c~");
     }
 
     #[test]

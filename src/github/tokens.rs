@@ -7,6 +7,11 @@
 //! behind its back: the mint is then counted like every other call, its failures are
 //! classified from status and headers (a rate-limited mint is `RateLimited`, not an
 //! opaque error), and the refresh margin is ours to choose.
+//!
+//! What is cached is the token itself. A call made with it carries it as
+//! `Authorization: Bearer <token>` (see [`Caller::Installation`]); octocrab has no way to
+//! take an installation token minted elsewhere, only its own installation auth (which
+//! mints behind our back) and user or personal tokens, which these are not.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,17 +24,18 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::error::GitHubError;
-use super::request::{self, Endpoint, Method, RateScope};
+use super::request::{self, Caller, Endpoint, Method};
 use crate::domain::InstallationId;
 
 /// A cached token is replaced once it has less than this left: enough to cover a slow
 /// call, and clock skew between dockhand and GitHub.
 const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 
-/// An installation-scoped client: octocrab carrying one installation token.
+/// An installation token, as handed to a caller.
 #[derive(Clone)]
-pub(super) struct InstallationClient {
-    pub client: Octocrab,
+pub(super) struct InstallationToken {
+    /// The token; `Debug` shows it redacted.
+    pub token: SecretString,
     /// Identifies the token, so a caller that saw it refused can replace exactly it.
     pub serial: u64,
     /// Whether this call minted the token (a refusal of a fresh token is final).
@@ -37,12 +43,12 @@ pub(super) struct InstallationClient {
 }
 
 struct Minted {
-    client: Octocrab,
+    token: SecretString,
     serial: u64,
     expires_at: DateTime<Utc>,
 }
 
-/// One client per installation, each behind its own async lock so concurrent callers for
+/// One token per installation, each behind its own async lock so concurrent callers for
 /// one installation wait for a single mint instead of each minting.
 #[derive(Default)]
 pub(super) struct Tokens {
@@ -57,21 +63,21 @@ struct TokenAnswer {
 }
 
 impl Tokens {
-    /// How many installations have a client (for `Debug`).
+    /// How many installations have a token (for `Debug`).
     pub fn len(&self) -> usize {
         self.slots.lock().expect("token map lock").len()
     }
 
-    /// The installation's client with a token good for at least [`REFRESH_MARGIN`],
-    /// minting one when there is none, it is about to expire, or it is the token `stale`
+    /// The installation's token, good for at least [`REFRESH_MARGIN`]: minted with the App
+    /// client `app` when there is none, it is about to expire, or it is the token `stale`
     /// that GitHub just refused.
-    pub async fn client(
+    pub async fn token(
         &self,
         app: &Octocrab,
         timeout: Duration,
         installation: InstallationId,
         stale: Option<u64>,
-    ) -> Result<InstallationClient, GitHubError> {
+    ) -> Result<InstallationToken, GitHubError> {
         let slot = self
             .slots
             .lock()
@@ -84,21 +90,21 @@ impl Tokens {
             let fresh_enough = minted.expires_at - Utc::now()
                 > chrono::Duration::from_std(REFRESH_MARGIN).expect("a small duration");
             if fresh_enough && stale != Some(minted.serial) {
-                return Ok(InstallationClient {
-                    client: minted.client.clone(),
+                return Ok(InstallationToken {
+                    token: minted.token.clone(),
                     serial: minted.serial,
                     fresh: false,
                 });
             }
         }
         let minted = self.mint(app, timeout, installation).await?;
-        let client = InstallationClient {
-            client: minted.client.clone(),
+        let token = InstallationToken {
+            token: minted.token.clone(),
             serial: minted.serial,
             fresh: true,
         };
         *slot = Some(minted);
-        Ok(client)
+        Ok(token)
     }
 
     async fn mint(
@@ -110,25 +116,21 @@ impl Tokens {
         let path = format!("/app/installations/{installation}/access_tokens");
         let body = serde_json::json!({});
         let answer = request::send(
-            app,
+            Caller::App(app),
             timeout,
             Endpoint::InstallationToken,
-            RateScope::App,
             Method::Post(&body),
             &path,
         )
         .await?;
         let TokenAnswer { token, expires_at } = answer.json()?;
-        let client = app
-            .user_access_token(token)
-            .map_err(|e| GitHubError::Transport(Box::new(e)))?;
         tracing::debug!(
             github.installation = %installation,
             %expires_at,
             "minted an installation token"
         );
         Ok(Minted {
-            client,
+            token,
             serial: self.serial.fetch_add(1, Ordering::Relaxed),
             expires_at,
         })

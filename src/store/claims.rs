@@ -1,0 +1,326 @@
+//! Claims and leases: how a launch happens exactly once. A worker claims a job before any
+//! GitHub or ECS call, records each step under its lease, and ends by launching, releasing,
+//! failing or dry-running the job. Each of those writes checks the lease, so a worker whose
+//! lease was taken over learns it ([`StoreError::LeaseLost`]) instead of overwriting the
+//! new owner's record.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{JobState, Store, StoreError, millis, now};
+use crate::domain::{JobEvent, JobId, RunnerId};
+
+/// The outcome of trying to claim a job's launch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This worker now holds the lease for `attempt`. `prior` is what an earlier attempt
+    /// whose lease expired left behind: a runner registration or a task to adopt or clean up.
+    Acquired {
+        attempt: u32,
+        prior: Option<PriorAttempt>,
+    },
+    /// Launched already, or finished before it needed a runner: nothing to do.
+    Done(JobState),
+    /// Another worker holds a live lease until then.
+    Held(DateTime<Utc>),
+}
+
+/// What an interrupted attempt had recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriorAttempt {
+    pub runner_name: Option<String>,
+    pub runner_id: Option<RunnerId>,
+    pub task_arn: Option<String>,
+}
+
+impl Store {
+    /// Claims the launch of a queued job: inserts it, or takes over a released or expired
+    /// lease, in one statement, so two workers can never both hold it.
+    pub async fn claim(
+        &self,
+        event: &JobEvent,
+        pool: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
+        let now = now();
+        let labels = serde_json::to_string(&event.job.labels).expect("labels serialize");
+        let sql = self.sql(
+            "INSERT INTO jobs (job_id, state, pool, repo, installation_id, run_id, labels, attempt,
+                               lease_owner, lease_expires_at, created_at, received_at, updated_at)
+             VALUES ($1, 'launching', $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $10)
+             ON CONFLICT (job_id) DO UPDATE SET
+                 state = 'launching',
+                 attempt = jobs.attempt + 1,
+                 pool = excluded.pool,
+                 lease_owner = excluded.lease_owner,
+                 lease_expires_at = excluded.lease_expires_at,
+                 installation_id = COALESCE(jobs.installation_id, excluded.installation_id),
+                 updated_at = excluded.updated_at
+             WHERE jobs.state = 'pending'
+                OR (jobs.state = 'launching' AND jobs.lease_expires_at < excluded.updated_at)
+             RETURNING attempt, runner_name, runner_id, task_arn",
+        );
+        let claimed = sqlx::query(sql)
+            .bind(event.job.id.0 as i64)
+            .bind(pool.to_string())
+            .bind(event.repository.full_name.clone())
+            .bind(event.installation_id.map(|i| i.0 as i64))
+            .bind(event.job.run_id.0 as i64)
+            .bind(labels)
+            .bind(owner.to_string())
+            .bind(now + lease.as_millis() as i64)
+            .bind(millis(event.job.created_at))
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(row) = claimed {
+            let attempt: i64 = row.try_get("attempt")?;
+            let prior = PriorAttempt {
+                runner_name: row.try_get("runner_name")?,
+                runner_id: row
+                    .try_get::<Option<i64>, _>("runner_id")?
+                    .map(|id| RunnerId(id as u64)),
+                task_arn: row.try_get("task_arn")?,
+            };
+            let prior = (prior.runner_name.is_some() || prior.task_arn.is_some()).then_some(prior);
+            return Ok(Claim::Acquired {
+                attempt: attempt as u32,
+                prior,
+            });
+        }
+        let sql = self.sql("SELECT state, lease_expires_at FROM jobs WHERE job_id = $1");
+        let row = sqlx::query(sql)
+            .bind(event.job.id.0 as i64)
+            .fetch_one(&self.pool)
+            .await?;
+        let state = JobState::parse(&row.try_get::<String, _>("state")?);
+        Ok(match state {
+            JobState::Launching | JobState::Pending => {
+                let until: Option<i64> = row.try_get("lease_expires_at")?;
+                Claim::Held(
+                    until
+                        .and_then(DateTime::from_timestamp_millis)
+                        .unwrap_or_else(Utc::now),
+                )
+            }
+            other => Claim::Done(other),
+        })
+    }
+
+    /// Extends a held lease (the worker's heartbeat).
+    pub async fn renew_lease(
+        &self,
+        job: JobId,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        let sql = self.sql(
+            "UPDATE jobs SET lease_expires_at = $3, updated_at = $4
+            
+             WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
+        );
+        let now = now();
+        self.leased(
+            job,
+            sqlx::query(sql)
+                .bind(job.0 as i64)
+                .bind(owner.to_string())
+                .bind(now + lease.as_millis() as i64)
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    /// Records the runner name about to be registered, before GitHub is called, so a
+    /// take-over knows what to look for.
+    pub async fn record_intent(
+        &self,
+        job: JobId,
+        owner: &str,
+        runner_name: &str,
+    ) -> Result<(), StoreError> {
+        self.update_leased(
+            "UPDATE jobs SET runner_name = $3, runner_id = NULL, task_arn = NULL, updated_at = $4
+             WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
+            job,
+            owner,
+            runner_name,
+        )
+        .await
+    }
+
+    /// Records the GitHub runner registration made for the job.
+    pub async fn record_registration(
+        &self,
+        job: JobId,
+        owner: &str,
+        pool: &str,
+        runner_name: &str,
+        runner_id: RunnerId,
+    ) -> Result<(), StoreError> {
+        let now = now();
+        let sql = self.sql(
+            "UPDATE jobs SET runner_id = $3, updated_at = $4
+            
+             WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
+        );
+        let updated = sqlx::query(sql)
+            .bind(job.0 as i64)
+            .bind(owner.to_string())
+            .bind(runner_id.0 as i64)
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        self.leased(job, updated)?;
+        let sql = self.sql(
+            "INSERT INTO runners (runner_name, pool, for_job_id, runner_id, state, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 'registered', $5, $5)
+             ON CONFLICT (runner_name) DO UPDATE SET
+                 runner_id = excluded.runner_id, state = 'registered', updated_at = excluded.updated_at",
+        );
+        sqlx::query(sql)
+            .bind(runner_name.to_string())
+            .bind(pool.to_string())
+            .bind(job.0 as i64)
+            .bind(runner_id.0 as i64)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records the task: the job is launched and the lease released.
+    pub async fn record_launched(
+        &self,
+        job: JobId,
+        owner: &str,
+        runner_name: &str,
+        task_arn: &str,
+    ) -> Result<(), StoreError> {
+        let now = now();
+        let sql = self.sql(
+            "UPDATE jobs SET state = 'launched', task_arn = $3, lease_owner = NULL,
+                 lease_expires_at = NULL, reason = NULL, updated_at = $4
+            
+             WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
+        );
+        let updated = sqlx::query(sql)
+            .bind(job.0 as i64)
+            .bind(owner.to_string())
+            .bind(task_arn.to_string())
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        self.leased(job, updated)?;
+        let sql = self.sql(
+            "UPDATE runners SET task_arn = $2, state = 'launched', updated_at = $3
+             WHERE runner_name = $1 AND state = 'registered'",
+        );
+        sqlx::query(sql)
+            .bind(runner_name.to_string())
+            .bind(task_arn.to_string())
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Gives the job back (after a transient failure, its registration removed): the next
+    /// delivery claims it afresh, with a new attempt and runner name.
+    pub async fn release(&self, job: JobId, owner: &str, reason: &str) -> Result<(), StoreError> {
+        self.update_leased(
+            "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, runner_name = NULL, runner_id = NULL, task_arn = NULL, reason = $3, updated_at = $4
+             WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
+            job,
+            owner,
+            reason,
+        )
+        .await
+    }
+
+    /// The job cannot be launched (a permanent error).
+    pub async fn record_failed(
+        &self,
+        job: JobId,
+        owner: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.update_leased(
+            "UPDATE jobs SET state = 'failed', lease_owner = NULL, lease_expires_at = NULL, reason = $3, updated_at = $4
+             WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
+            job,
+            owner,
+            reason,
+        )
+        .await
+    }
+
+    /// Makes a job that failed permanently claimable again, because an operator requeued its
+    /// message after fixing the cause. The claim that follows is the usual one, so a job
+    /// requeued twice still launches once; its earlier attempt is taken over as after a
+    /// crash. Returns whether the job was failed.
+    pub async fn reopen_failed(&self, job: JobId) -> Result<bool, StoreError> {
+        let sql = self.sql(
+            "UPDATE jobs SET state = 'pending', reason = NULL, updated_at = $2
+             WHERE job_id = $1 AND state = 'failed'",
+        );
+        let done = sqlx::query(sql)
+            .bind(job.0 as i64)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// A dry run: records what would have launched and releases the lease.
+    pub async fn record_dry_run(
+        &self,
+        job: JobId,
+        owner: &str,
+        runner_name: &str,
+    ) -> Result<(), StoreError> {
+        self.update_leased(
+            "UPDATE jobs SET state = 'dry_run', runner_name = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = $4
+             WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
+            job,
+            owner,
+            runner_name,
+        )
+        .await
+    }
+
+    /// Runs an update of a job this worker holds the lease on. `sql` binds `$1` job id,
+    /// `$2` owner, `$3` the value, `$4` now, and must check the lease in its WHERE clause.
+    async fn update_leased(
+        &self,
+        sql: &'static str,
+        job: JobId,
+        owner: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        let updated = sqlx::query(self.sql(sql))
+            .bind(job.0 as i64)
+            .bind(owner.to_string())
+            .bind(value.to_string())
+            .bind(now())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        self.leased(job, updated)
+    }
+
+    fn leased(&self, job: JobId, rows_affected: u64) -> Result<(), StoreError> {
+        if rows_affected == 0 {
+            Err(StoreError::LeaseLost(job))
+        } else {
+            Ok(())
+        }
+    }
+}

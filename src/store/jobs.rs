@@ -1,0 +1,57 @@
+//! Job rows as tests and operators read them.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{JobState, Store, StoreError};
+use crate::domain::{JobId, RunnerId};
+
+/// A job row, as tests and operators see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecord {
+    pub job_id: JobId,
+    pub state: JobState,
+    pub pool: Option<String>,
+    pub repo: String,
+    pub attempt: u32,
+    pub runner_name: Option<String>,
+    pub runner_id: Option<RunnerId>,
+    pub task_arn: Option<String>,
+    pub lease_owner: Option<String>,
+    pub conclusion: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl Store {
+    /// The job's row, if the store has heard of it.
+    pub async fn job(&self, job: JobId) -> Result<Option<JobRecord>, StoreError> {
+        let sql = self.sql(
+            "SELECT job_id, state, pool, repo, attempt, runner_name, runner_id, task_arn,
+                    lease_owner, conclusion, reason
+             FROM jobs WHERE job_id = $1",
+        );
+        let row = sqlx::query(sql)
+            .bind(job.0 as i64)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| job_record(&r)).transpose().map_err(Into::into)
+    }
+}
+
+fn job_record(r: &AnyRow) -> Result<JobRecord, sqlx::Error> {
+    Ok(JobRecord {
+        job_id: JobId(r.try_get::<i64, _>("job_id")? as u64),
+        state: JobState::parse(&r.try_get::<String, _>("state")?),
+        pool: r.try_get("pool")?,
+        repo: r.try_get("repo")?,
+        attempt: r.try_get::<i64, _>("attempt")? as u32,
+        runner_name: r.try_get("runner_name")?,
+        runner_id: r
+            .try_get::<Option<i64>, _>("runner_id")?
+            .map(|id| RunnerId(id as u64)),
+        task_arn: r.try_get("task_arn")?,
+        lease_owner: r.try_get("lease_owner")?,
+        conclusion: r.try_get("conclusion")?,
+        reason: r.try_get("reason")?,
+    })
+}

@@ -179,11 +179,11 @@ pub enum ProcessArg {
 }
 
 impl ProcessArg {
-    pub fn roles(self) -> crate::startup::Roles {
+    pub fn roles(self) -> crate::config::Roles {
         match self {
-            Self::Serve => crate::startup::Roles::SERVE,
-            Self::Ingress => crate::startup::Roles::INGRESS,
-            Self::Worker => crate::startup::Roles::WORKER,
+            Self::Serve => crate::config::Roles::SERVE,
+            Self::Ingress => crate::config::Roles::INGRESS,
+            Self::Worker => crate::config::Roles::WORKER,
         }
     }
 }

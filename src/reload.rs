@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, ConfigSource, Settings};
+use crate::config::{ConfigError, ConfigSource, Roles, Settings};
 use crate::metrics as m;
 use crate::pool::{Pools, PoolsUpdater};
-use crate::startup::Roles;
 
 /// Re-reads the configuration and swaps the pools.
 pub struct Reloader {

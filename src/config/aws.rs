@@ -4,14 +4,13 @@
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig, timeout::TimeoutConfig};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use super::Problems;
-use super::secret::redact;
+use super::{Problems, Secret};
 
 /// `[aws]`: shared by every AWS client.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AwsSettings {
     /// Region; unset means the SDK's default chain (env, profile, task metadata).
@@ -47,19 +46,18 @@ impl Default for AwsSettings {
 }
 
 /// A per-client override, e.g. `[aws.sqs]`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AwsClientSettings {
     pub endpoint_url: Option<String>,
 }
 
 /// `[aws.credentials]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaticCredentials {
     pub access_key_id: String,
-    #[serde(serialize_with = "redact")]
-    pub secret_access_key: Option<SecretString>,
+    pub secret_access_key: Option<Secret>,
 }
 
 impl AwsSettings {

@@ -12,7 +12,7 @@ const MAX_POOL_LABELS: usize = 100;
 const MAX_POOL_NAME: usize = 32;
 
 /// One `[[pool]]`: a kind of runner dockhand can launch.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolSettings {
     /// Lower-case letters, digits and `-`; it becomes part of runner names.
@@ -78,7 +78,7 @@ pub enum RunnerScopeKind {
 }
 
 /// `[pool.ecs]`: the RunTask call for one runner.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EcsLaunchSettings {
     pub cluster: String,

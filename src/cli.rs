@@ -69,7 +69,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
     /// Show dead-lettered messages and why they died, without consuming them: each is
-    /// received, hidden for 30s while the scan goes on, then made visible again
+    /// received, hidden for 120s while the scan goes on, then made visible again
     List {
         /// Show at most this many
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]

@@ -40,7 +40,7 @@ pub enum Reloaded {
 }
 
 impl Reloaded {
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             Self::Applied => "applied",
             Self::Unchanged => "unchanged",

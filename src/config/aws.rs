@@ -90,7 +90,7 @@ impl AwsSettings {
 
     /// The shared SDK configuration. Loading it reads the default credential chain only
     /// when no static credentials are set.
-    pub async fn sdk_config(&self) -> SdkConfig {
+    async fn sdk_config(&self) -> SdkConfig {
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(self.connect_timeout)

@@ -25,13 +25,6 @@ pub struct Secret(SecretString);
 /// What a [`Secret`] prints as, in `Debug` and in serialized settings.
 const REDACTED: &str = "<redacted>";
 
-impl Secret {
-    /// The secret as a [`SecretString`], for code that keeps it beyond the settings.
-    pub fn to_secret_string(&self) -> SecretString {
-        self.0.clone()
-    }
-}
-
 impl ExposeSecret<str> for Secret {
     fn expose_secret(&self) -> &str {
         self.0.expose_secret()
@@ -140,7 +133,7 @@ impl<'a> SecretResolver<'a> {
     pub async fn resolve(&self, source: &SecretSource) -> anyhow::Result<SecretString> {
         let read = async {
             if let Some(value) = &source.value {
-                return Ok(value.to_secret_string());
+                return Ok(value.0.clone());
             }
             if let Some(path) = &source.file {
                 let text = tokio::fs::read_to_string(path).await?;

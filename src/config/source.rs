@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::{ConfigError, DEFAULT_CONFIG_PATH, Settings, ssm};
 
 /// The prefix that makes `--config` name an SSM parameter.
-pub const SSM_PREFIX: &str = "ssm:";
+const SSM_PREFIX: &str = "ssm:";
 
 /// The configuration's source, read again on every reload.
 #[derive(Debug, Clone, PartialEq, Eq)]

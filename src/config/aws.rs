@@ -119,6 +119,7 @@ impl AwsSettings {
         loader.load().await
     }
 
+    /// An SQS client, at `aws.sqs.endpoint_url` when set.
     pub async fn sqs_client(&self) -> aws_sdk_sqs::Client {
         let mut config = aws_sdk_sqs::config::Builder::from(&self.sdk_config().await);
         if let Some(url) = &self.sqs.endpoint_url {
@@ -127,6 +128,7 @@ impl AwsSettings {
         aws_sdk_sqs::Client::from_conf(config.build())
     }
 
+    /// An ECS client, at `aws.ecs.endpoint_url` when set.
     pub async fn ecs_client(&self) -> aws_sdk_ecs::Client {
         let mut config = aws_sdk_ecs::config::Builder::from(&self.sdk_config().await);
         if let Some(url) = &self.ecs.endpoint_url {
@@ -135,6 +137,7 @@ impl AwsSettings {
         aws_sdk_ecs::Client::from_conf(config.build())
     }
 
+    /// An SSM client, at `aws.ssm.endpoint_url` when set.
     pub async fn ssm_client(&self) -> aws_sdk_ssm::Client {
         let mut config = aws_sdk_ssm::config::Builder::from(&self.sdk_config().await);
         if let Some(url) = &self.ssm.endpoint_url {

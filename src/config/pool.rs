@@ -115,6 +115,7 @@ fn default_container() -> String {
     "runner".to_string()
 }
 
+/// RunTask's `launchType`: where a task runs when no capacity provider is named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum LaunchType {
@@ -124,6 +125,7 @@ pub enum LaunchType {
 }
 
 impl LaunchType {
+    /// The name ECS uses.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Fargate => "FARGATE",

@@ -6,7 +6,9 @@ use super::{ConfigError, Problems, Settings};
 /// Which parts of dockhand a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Roles {
+    /// Receives webhooks and enqueues jobs.
     pub ingress: bool,
+    /// Consumes the queue and launches runners.
     pub worker: bool,
 }
 

@@ -69,7 +69,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
     /// Show dead-lettered messages and why they died, without consuming them: each is
-    /// received, hidden for 30s while the scan goes on, then made visible again
+    /// received, hidden for 120s while the scan goes on, then made visible again
     List {
         /// Show at most this many
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
@@ -179,11 +179,11 @@ pub enum ProcessArg {
 }
 
 impl ProcessArg {
-    pub fn roles(self) -> crate::startup::Roles {
+    pub fn roles(self) -> crate::config::Roles {
         match self {
-            Self::Serve => crate::startup::Roles::SERVE,
-            Self::Ingress => crate::startup::Roles::INGRESS,
-            Self::Worker => crate::startup::Roles::WORKER,
+            Self::Serve => crate::config::Roles::SERVE,
+            Self::Ingress => crate::config::Roles::INGRESS,
+            Self::Worker => crate::config::Roles::WORKER,
         }
     }
 }
@@ -319,10 +319,18 @@ impl SendEventArgs {
         });
         let secret = match explicit_secret {
             Some(secret) => secret,
-            None => SecretResolver::new(&settings.aws)
-                .resolve(&settings.webhook.secrets[0])
-                .await
-                .context("webhook.secrets[0]")?,
+            None => {
+                let first = settings.webhook.secrets.first().with_context(|| {
+                    format!(
+                        "no secret to sign with: pass --secret-file (or --secret), or configure \
+                         webhook.secrets in {config}"
+                    )
+                })?;
+                SecretResolver::new(&settings.aws)
+                    .resolve(first)
+                    .await
+                    .context("webhook.secrets[0]")?
+            }
         };
         Ok((url, secret))
     }
@@ -362,5 +370,33 @@ mod tests {
         assert_eq!(args.labels, ["a", "b"]);
         assert_eq!(args.job_id, Some(7));
         assert_eq!(args.action.as_str(), "in_progress");
+    }
+
+    #[tokio::test]
+    async fn send_event_without_any_webhook_secret_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dockhand.toml");
+        std::fs::write(&file, "[[pool]]\nname = \"linux\"\nlabels = [\"linux\"]\n").unwrap();
+        let cli = Cli::parse_from([
+            "dockhand",
+            "send-event",
+            "--url",
+            "http://127.0.0.1:1/webhook",
+        ]);
+        let Command::SendEvent(args) = cli.command else {
+            panic!("not send-event")
+        };
+        let err = args
+            .target(&ConfigSource::File(file.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!(
+                "no secret to sign with: pass --secret-file (or --secret), or configure \
+                 webhook.secrets in {}",
+                file.display()
+            )
+        );
     }
 }

@@ -1,23 +1,38 @@
 //! dockhand: GitHub `workflow_job` webhooks in, one ephemeral ECS runner per job out.
 //!
-//! The flow, in module order: `ingress` verifies and parses webhooks into `domain` values,
-//! matches them against `pool`s and puts an envelope on the `queue`. `config`, `metrics`,
-//! `telemetry`, `admin` and `startup` serve every process; `synthetic` makes test traffic.
+//! The flow, in module order:
+//! - `ingress` verifies a delivery's signature, parses it into `domain` values, matches
+//!   the job's labels against the `pool`s, and answers 2xx only once the `queue` holds an
+//!   envelope for it.
+//! - The `queue` (SQS, or an embedded SQLite file with SQS's semantics) carries envelopes
+//!   to the workers and keeps each message until its outcome is durable.
+//! - A `worker` receives a message, claims the job in the `store` (which makes launches
+//!   exactly-once across workers), asks `github` for a just-in-time runner config, starts
+//!   the runner with `ecs` RunTask, records the outcome, and only then deletes the
+//!   message. A transient failure brings the message back later; a permanent one sends it
+//!   to the dead-letter queue with its reason.
+//! - `dlq` lists what died and why, and moves it back to the queue once the cause is fixed.
+//!
+//! Around the flow: `config` (settings, their validation, and which roles a process
+//! runs), `startup` (building and running the processes) and `reload` (pool changes while
+//! running), `admin` (`/metrics`, `/healthz`, `/readyz`), `metrics`, `telemetry`, `cli`,
+//! and `synthetic` (signed test deliveries for `send-event`, tests and benchmarks).
 
-pub mod admin;
-pub mod cli;
-pub mod config;
-pub mod dlq;
-pub mod domain;
-pub mod ecs;
-pub mod github;
 pub mod ingress;
-pub mod metrics;
+pub mod domain;
 pub mod pool;
 pub mod queue;
-pub mod reload;
-pub mod startup;
-pub mod store;
-pub mod synthetic;
-pub mod telemetry;
 pub mod worker;
+pub mod store;
+pub mod github;
+pub mod ecs;
+pub mod dlq;
+
+pub mod config;
+pub mod startup;
+pub mod reload;
+pub mod admin;
+pub mod metrics;
+pub mod telemetry;
+pub mod cli;
+pub mod synthetic;

@@ -2,9 +2,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use dockhand::cli::{Cli, Command, ConfigCommand, DlqCommand};
-use dockhand::config::{ConfigSource, Settings};
+use dockhand::config::{ConfigSource, Roles, Settings};
 use dockhand::dlq;
-use dockhand::startup::{Application, Reloading, Roles, shutdown_on_signal};
+use dockhand::startup::{Application, Reloading, shutdown_on_signal};
 use dockhand::store::Store;
 use dockhand::telemetry::{self, LogTarget};
 

@@ -6,7 +6,8 @@ use std::sync::OnceLock;
 use metrics::Unit;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-pub const BUILD_INFO: &str = "dockhand_build_info";
+/// Set once, by [`install`]; nothing else writes it.
+const BUILD_INFO: &str = "dockhand_build_info";
 pub const WEBHOOK_REQUESTS_TOTAL: &str = "dockhand_webhook_requests_total";
 pub const WEBHOOK_REQUEST_SECONDS: &str = "dockhand_webhook_request_seconds";
 pub const QUEUE_SEND_TOTAL: &str = "dockhand_queue_send_total";

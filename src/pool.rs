@@ -19,7 +19,7 @@ pub struct Pool {
 
 impl Pool {
     /// GitHub's rule: a runner can take a job when it has every one of the job's labels.
-    pub fn can_serve(&self, job_labels: &Labels) -> bool {
+    fn can_serve(&self, job_labels: &Labels) -> bool {
         job_labels
             .iter()
             .all(|wanted| self.labels.iter().any(|have| label_eq(have, wanted)))

@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, ConfigSource, Settings};
+use crate::config::{ConfigError, ConfigSource, Roles, Settings};
 use crate::metrics as m;
 use crate::pool::{Pools, PoolsUpdater};
-use crate::startup::Roles;
 
 /// Re-reads the configuration and swaps the pools.
 pub struct Reloader {
@@ -24,7 +23,7 @@ pub struct Reloader {
     running: Settings,
     updater: PoolsUpdater,
     /// The sections last reported as needing a restart, so each change is reported once.
-    reported: BTreeSet<String>,
+    reported: BTreeSet<&'static str>,
 }
 
 /// What one reload did; the label of `dockhand_config_reloads_total`.
@@ -41,7 +40,7 @@ pub enum Reloaded {
 }
 
 impl Reloaded {
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             Self::Applied => "applied",
             Self::Unchanged => "unchanged",
@@ -108,7 +107,8 @@ impl Reloader {
             return self.refuse(&err);
         }
         self.report_restart_only_changes(&new);
-        if json(&new.pools) == json(&self.running.pools) {
+        // Compared as values, secrets included: serialized, every secret reads `<redacted>`.
+        if new.pools == self.running.pools {
             return Reloaded::Unchanged;
         }
         let names: Vec<&str> = new.pools.iter().map(|p| p.name.as_str()).collect();
@@ -131,14 +131,7 @@ impl Reloader {
     /// Logs, once per change, the sections that differ from the running ones but only
     /// apply on a restart.
     fn report_restart_only_changes(&mut self, new: &Settings) {
-        let (running, new) = (json(&self.running), json(new));
-        let changed: BTreeSet<String> = new
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(section, value)| *section != "pool" && running.get(section) != Some(value))
-            .map(|(section, _)| section.clone())
-            .collect();
+        let changed = restart_only_changes(&self.running, new);
         if !changed.is_empty() && changed != self.reported {
             tracing::warn!(
                 sections = ?changed,
@@ -149,6 +142,80 @@ impl Reloader {
     }
 }
 
-fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
-    serde_json::to_value(value).expect("settings always serialize")
+/// The sections outside `[[pool]]` whose values differ, secrets included.
+fn restart_only_changes(running: &Settings, new: &Settings) -> BTreeSet<&'static str> {
+    // Destructured, so that a new section cannot be forgotten here.
+    let Settings {
+        server,
+        admin,
+        webhook,
+        queue,
+        aws,
+        github,
+        worker,
+        store,
+        log,
+        reload,
+        pools: _,
+    } = new;
+    [
+        ("server", *server != running.server),
+        ("admin", *admin != running.admin),
+        ("webhook", *webhook != running.webhook),
+        ("queue", *queue != running.queue),
+        ("aws", *aws != running.aws),
+        ("github", *github != running.github),
+        ("worker", *worker != running.worker),
+        ("store", *store != running.store),
+        ("log", *log != running.log),
+        ("reload", *reload != running.reload),
+    ]
+    .into_iter()
+    .filter_map(|(section, changed)| changed.then_some(section))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::LivePools;
+
+    fn config(secret: &str) -> String {
+        format!(
+            "[webhook]\nsecrets = [{{ value = \"{secret}\" }}]\n\n\
+             [[pool]]\nname = \"linux\"\nlabels = [\"self-hosted\", \"linux\"]\n"
+        )
+    }
+
+    #[tokio::test]
+    async fn a_changed_inline_secret_is_seen_as_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dockhand.toml");
+        std::fs::write(&file, config("old-secret")).unwrap();
+        let source = ConfigSource::File(file.clone());
+        let running = source.load().await.unwrap();
+        let (updater, _pools) = LivePools::new(Pools::from_settings(&running.pools));
+        let mut reloader = Reloader::new(source, Roles::INGRESS, false, running, updater);
+        assert_eq!(reloader.reload_once().await, Reloaded::Unchanged);
+        assert!(reloader.reported.is_empty(), "{:?}", reloader.reported);
+
+        // Only the secret's value changes: what either would print is the same.
+        std::fs::write(&file, config("new-secret")).unwrap();
+        assert_eq!(reloader.reload_once().await, Reloaded::Unchanged);
+        assert_eq!(
+            reloader.reported,
+            BTreeSet::from(["webhook"]),
+            "a new webhook secret applies only on a restart, and must be reported"
+        );
+
+        // A pool's new label applies at once; the webhook stays reported as it was.
+        let more_labels = config("new-secret").replace("\"linux\"]", "\"linux\", \"x64\"]");
+        std::fs::write(&file, more_labels).unwrap();
+        assert_eq!(reloader.reload_once().await, Reloaded::Applied);
+        assert_eq!(
+            reloader.running.pools[0].labels,
+            ["self-hosted", "linux", "x64"]
+        );
+        assert_eq!(reloader.reported, BTreeSet::from(["webhook"]));
+    }
 }

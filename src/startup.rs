@@ -26,41 +26,9 @@ use crate::reload::Reloader;
 use crate::store::Store;
 use crate::worker::{Launchers, Worker};
 
-/// Which parts of dockhand a process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Roles {
-    pub ingress: bool,
-    pub worker: bool,
-}
-
-impl Roles {
-    pub const SERVE: Roles = Roles {
-        ingress: true,
-        worker: true,
-    };
-    pub const INGRESS: Roles = Roles {
-        ingress: true,
-        worker: false,
-    };
-    pub const WORKER: Roles = Roles {
-        ingress: false,
-        worker: true,
-    };
-}
-
-impl Settings {
-    /// Every check that applies to a process running these roles.
-    pub fn validate_for(&self, roles: Roles) -> Result<(), crate::config::ConfigError> {
-        self.validate()?;
-        if roles.ingress {
-            self.validate_for_ingress()?;
-        }
-        if roles.worker {
-            self.validate_for_workers()?;
-        }
-        Ok(())
-    }
-}
+/// The roles a process runs (their home is `config`, which checks what each needs); here
+/// too, beside the [`Application`] that runs them.
+pub use crate::config::Roles;
 
 /// A process with its listeners bound, so addresses are known before it runs (tests bind
 /// port 0).

@@ -4,14 +4,13 @@
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig, timeout::TimeoutConfig};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use super::Problems;
-use super::secret::redact;
+use super::{Problems, Secret};
 
 /// `[aws]`: shared by every AWS client.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AwsSettings {
     /// Region; unset means the SDK's default chain (env, profile, task metadata).
@@ -47,19 +46,18 @@ impl Default for AwsSettings {
 }
 
 /// A per-client override, e.g. `[aws.sqs]`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AwsClientSettings {
     pub endpoint_url: Option<String>,
 }
 
 /// `[aws.credentials]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaticCredentials {
     pub access_key_id: String,
-    #[serde(serialize_with = "redact")]
-    pub secret_access_key: Option<SecretString>,
+    pub secret_access_key: Option<Secret>,
 }
 
 impl AwsSettings {
@@ -92,7 +90,7 @@ impl AwsSettings {
 
     /// The shared SDK configuration. Loading it reads the default credential chain only
     /// when no static credentials are set.
-    pub async fn sdk_config(&self) -> SdkConfig {
+    async fn sdk_config(&self) -> SdkConfig {
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(self.connect_timeout)
@@ -121,6 +119,7 @@ impl AwsSettings {
         loader.load().await
     }
 
+    /// An SQS client, at `aws.sqs.endpoint_url` when set.
     pub async fn sqs_client(&self) -> aws_sdk_sqs::Client {
         let mut config = aws_sdk_sqs::config::Builder::from(&self.sdk_config().await);
         if let Some(url) = &self.sqs.endpoint_url {
@@ -129,6 +128,7 @@ impl AwsSettings {
         aws_sdk_sqs::Client::from_conf(config.build())
     }
 
+    /// An ECS client, at `aws.ecs.endpoint_url` when set.
     pub async fn ecs_client(&self) -> aws_sdk_ecs::Client {
         let mut config = aws_sdk_ecs::config::Builder::from(&self.sdk_config().await);
         if let Some(url) = &self.ecs.endpoint_url {
@@ -137,6 +137,7 @@ impl AwsSettings {
         aws_sdk_ecs::Client::from_conf(config.build())
     }
 
+    /// An SSM client, at `aws.ssm.endpoint_url` when set.
     pub async fn ssm_client(&self) -> aws_sdk_ssm::Client {
         let mut config = aws_sdk_ssm::config::Builder::from(&self.sdk_config().await);
         if let Some(url) = &self.ssm.endpoint_url {

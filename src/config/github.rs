@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Problems, SecretSource};
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// `[github]`: the GitHub App dockhand acts as, and where its API is.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GitHubSettings {
     /// The REST API root: `https://api.github.com`, or `https://HOST/api/v3` for GitHub

@@ -12,7 +12,7 @@ const MAX_POOL_LABELS: usize = 100;
 const MAX_POOL_NAME: usize = 32;
 
 /// One `[[pool]]`: a kind of runner dockhand can launch.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolSettings {
     /// Lower-case letters, digits and `-`; it becomes part of runner names.
@@ -78,7 +78,7 @@ pub enum RunnerScopeKind {
 }
 
 /// `[pool.ecs]`: the RunTask call for one runner.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EcsLaunchSettings {
     pub cluster: String,
@@ -115,6 +115,7 @@ fn default_container() -> String {
     "runner".to_string()
 }
 
+/// RunTask's `launchType`: where a task runs when no capacity provider is named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum LaunchType {
@@ -124,6 +125,7 @@ pub enum LaunchType {
 }
 
 impl LaunchType {
+    /// The name ECS uses.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Fargate => "FARGATE",

@@ -1,42 +1,82 @@
-//! Secrets in configuration: where each comes from, and how it stays out of logs and
-//! out of `config check`'s output.
+//! Secrets in configuration: the [`Secret`] that holds one, where each comes from, and how
+//! it stays out of logs and out of `config check`'s output.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
-use tokio::sync::OnceCell;
 
 use super::Problems;
 use super::aws::AwsSettings;
+use super::ssm;
+
+/// A secret held in settings. Its `Debug` and `Serialize` both print `<redacted>`, so no
+/// settings struct can leak one through a log line or `config check`, whatever its derives.
+///
+/// Two secrets are equal when their values are: that is how a reload tells a changed
+/// secret. The comparison is not constant-time; it is for telling settings apart, never
+/// for checking a secret someone presented.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(SecretString);
+
+/// What a [`Secret`] prints as, in `Debug` and in serialized settings.
+const REDACTED: &str = "<redacted>";
+
+impl ExposeSecret<str> for Secret {
+    fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(SecretString::from(value))
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(SecretString::from(value))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(REDACTED)
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose_secret() == other.expose_secret()
+    }
+}
+
+impl Eq for Secret {}
 
 /// Where one secret comes from: exactly one of an inline value, a file, an environment
 /// variable (how ECS hands a task its Secrets Manager secrets), or the name of an SSM
 /// parameter (read with decryption, so a SecureString works).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretSource {
-    #[serde(
-        default,
-        serialize_with = "redact",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub value: Option<SecretString>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssm: Option<String>,
-}
-
-/// Serializes a secret as a fixed marker, never its value.
-pub fn redact<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
-    match secret {
-        Some(_) => s.serialize_str("<redacted>"),
-        None => s.serialize_none(),
-    }
 }
 
 impl SecretSource {
@@ -78,24 +118,22 @@ impl SecretSource {
     }
 }
 
-/// Reads secrets, creating the SSM client only if some secret lives in SSM.
+/// Reads secrets; SSM is reached (and its client made) only if some secret lives there.
 pub struct SecretResolver<'a> {
     aws: &'a AwsSettings,
-    ssm: OnceCell<aws_sdk_ssm::Client>,
 }
 
 impl<'a> SecretResolver<'a> {
+    /// A resolver that reaches SSM with the clients `aws` describes.
     pub fn new(aws: &'a AwsSettings) -> Self {
-        Self {
-            aws,
-            ssm: OnceCell::new(),
-        }
+        Self { aws }
     }
 
+    /// The secret's value, from wherever `source` says; an empty one is an error.
     pub async fn resolve(&self, source: &SecretSource) -> anyhow::Result<SecretString> {
         let read = async {
             if let Some(value) = &source.value {
-                return Ok(value.clone());
+                return Ok(value.0.clone());
             }
             if let Some(path) = &source.file {
                 let text = tokio::fs::read_to_string(path).await?;
@@ -108,26 +146,14 @@ impl<'a> SecretResolver<'a> {
             let Some(name) = &source.ssm else {
                 anyhow::bail!("no source set");
             };
-            let client = self
-                .ssm
-                .get_or_init(|| async { self.aws.ssm_client().await })
-                .await;
-            let out = client
-                .get_parameter()
-                .name(name)
-                .with_decryption(true)
-                .send()
-                .await?;
-            let value = out
-                .parameter
-                .and_then(|p| p.value)
-                .context("the parameter has no value")?;
-            Ok(SecretString::from(value))
+            Ok(SecretString::from(
+                ssm::get_parameter(self.aws, name).await?,
+            ))
         };
         let secret: SecretString = read
             .await
             .with_context(|| format!("reading secret from {}", source.describe()))?;
-        if secrecy::ExposeSecret::expose_secret(&secret).is_empty() {
+        if secret.expose_secret().is_empty() {
             anyhow::bail!("the secret from {} is empty", source.describe());
         }
         Ok(secret)
@@ -136,8 +162,6 @@ impl<'a> SecretResolver<'a> {
 
 #[cfg(test)]
 mod tests {
-    use secrecy::ExposeSecret;
-
     use super::*;
 
     #[tokio::test]
@@ -163,5 +187,19 @@ mod tests {
             err.contains("environment variable DOCKHAND_UNIT_NEVER_SET_SECRET"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_secret_prints_redacted_and_compares_by_value() {
+        let secret = Secret::from("hunter2");
+        assert_eq!(format!("{secret:?}"), REDACTED);
+        assert_eq!(serde_json::to_value(&secret).unwrap(), REDACTED);
+        let source = SecretSource {
+            value: Some(secret.clone()),
+            ..SecretSource::default()
+        };
+        assert!(!format!("{source:?}").contains("hunter2"));
+        assert_eq!(secret, Secret::from("hunter2".to_string()));
+        assert_ne!(secret, Secret::from("hunter3"));
     }
 }

@@ -3,12 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use tokio::sync::OnceCell;
-
-use super::{AwsSettings, ConfigError, DEFAULT_CONFIG_PATH, Settings};
+use super::{ConfigError, DEFAULT_CONFIG_PATH, Settings, ssm};
 
 /// The prefix that makes `--config` name an SSM parameter.
-pub const SSM_PREFIX: &str = "ssm:";
+const SSM_PREFIX: &str = "ssm:";
 
 /// The configuration's source, read again on every reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,12 +36,13 @@ impl ConfigSource {
             Self::Default => Settings::load(None),
             Self::File(path) => Settings::load(Some(path)),
             Self::Ssm(name) => {
-                let text = read_parameter(name).await.map_err(|error| match error {
-                    ReadError::Settings(err) => err,
-                    ReadError::Ssm(error) => ConfigError::Unreadable {
+                // `[aws]` from the environment alone: the rest is in the parameter.
+                let aws = Settings::aws_from_env()?;
+                let text = ssm::get_parameter(&aws, name).await.map_err(|error| {
+                    ConfigError::Unreadable {
                         source_name: self.to_string(),
-                        error,
-                    },
+                        error: Box::new(error),
+                    }
                 })?;
                 Settings::load_str(&text)
             }
@@ -67,37 +66,6 @@ impl std::fmt::Display for ConfigSource {
             Self::Ssm(name) => write!(f, "SSM parameter {name}"),
         }
     }
-}
-
-/// Reads the parameter with a client made once per process: its settings come from the
-/// environment, which does not change, and a reload every few seconds should not set up
-/// credentials afresh each time.
-async fn read_parameter(name: &str) -> Result<String, ReadError> {
-    static CLIENT: OnceCell<aws_sdk_ssm::Client> = OnceCell::const_new();
-    let client = CLIENT
-        .get_or_try_init(|| async {
-            let aws: AwsSettings = Settings::aws_from_env()?;
-            Ok::<_, ConfigError>(aws.ssm_client().await)
-        })
-        .await
-        .map_err(ReadError::Settings)?;
-    let out = client
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
-        .send()
-        .await
-        .map_err(|e| ReadError::Ssm(e.into()))?;
-    out.parameter
-        .and_then(|p| p.value)
-        .ok_or_else(|| ReadError::Ssm("the parameter has no value".into()))
-}
-
-/// Why the parameter could not be read: `[aws]` from the environment is invalid, or SSM
-/// did not give it.
-enum ReadError {
-    Settings(ConfigError),
-    Ssm(Box<dyn std::error::Error + Send + Sync>),
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use std::io::Write;
+use std::time::Duration;
 
 use figment::providers::Env;
 
@@ -46,27 +47,32 @@ fn the_reference_config_is_valid() {
 }
 
 #[test]
+#[expect(
+    clippy::result_large_err,
+    reason = "figment::Jail's closure returns figment::Result"
+)]
 fn environment_variables_override_the_file_with_double_underscore_nesting() {
-    // SAFETY: the variables' prefix is unique to this test, so no other test reads them.
-    unsafe {
-        std::env::set_var("DOCKHAND_UNIT_ENV_QUEUE__KIND", "sqs");
-        std::env::set_var(
+    // The jail sets the variables for this test alone and removes them afterwards.
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("DOCKHAND_UNIT_ENV_QUEUE__KIND", "sqs");
+        jail.set_env(
             "DOCKHAND_UNIT_ENV_QUEUE__SQS__URL",
             "http://127.0.0.1:1/000000000000/q",
         );
-        std::env::set_var("DOCKHAND_UNIT_ENV_QUEUE__SQS__WAIT_TIME", "5s");
-        std::env::set_var("DOCKHAND_UNIT_ENV_WEBHOOK__ALLOWED_ORGS", "[acme, octo]");
-        std::env::set_var("DOCKHAND_UNIT_ENV_WEBHOOK__SECRETS", "[{value=from-env}]");
-        std::env::set_var("DOCKHAND_UNIT_ENV_TEST_SOMETHING_ELSE", "ignored");
-    }
-    let file = write_config(MINIMAL);
-    let s =
-        Settings::load_with_env(Some(file.path()), Env::prefixed("DOCKHAND_UNIT_ENV_")).unwrap();
-    assert_eq!(s.queue.kind, QueueKind::Sqs);
-    assert_eq!(s.queue.sqs.wait_time, Duration::from_secs(5));
-    assert_eq!(s.webhook.allowed_orgs, ["acme", "octo"]);
-    let secret = s.webhook.secrets[0].value.as_ref().unwrap();
-    assert_eq!(secrecy::ExposeSecret::expose_secret(secret), "from-env");
+        jail.set_env("DOCKHAND_UNIT_ENV_QUEUE__SQS__WAIT_TIME", "5s");
+        jail.set_env("DOCKHAND_UNIT_ENV_WEBHOOK__ALLOWED_ORGS", "[acme, octo]");
+        jail.set_env("DOCKHAND_UNIT_ENV_WEBHOOK__SECRETS", "[{value=from-env}]");
+        jail.set_env("DOCKHAND_UNIT_ENV_TEST_SOMETHING_ELSE", "ignored");
+        let file = write_config(MINIMAL);
+        let s = Settings::load_with_env(Some(file.path()), Env::prefixed("DOCKHAND_UNIT_ENV_"))
+            .unwrap();
+        assert_eq!(s.queue.kind, QueueKind::Sqs);
+        assert_eq!(s.queue.sqs.wait_time, Duration::from_secs(5));
+        assert_eq!(s.webhook.allowed_orgs, ["acme", "octo"]);
+        let secret = s.webhook.secrets[0].value.as_ref().unwrap();
+        assert_eq!(secrecy::ExposeSecret::expose_secret(secret), "from-env");
+        Ok(())
+    });
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `[worker]` and `[store]`: how workers consume the queue, and where they keep job state.
+//! `[worker]`: how workers consume the queue.
 
 use std::time::Duration;
 
@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::Problems;
 
 /// `[worker]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerSettings {
     /// Messages processed at once by one process.
@@ -62,45 +62,6 @@ impl WorkerSettings {
         }
         if self.backoff_max > Duration::from_secs(12 * 3600) {
             p.add("worker.backoff_max", "at most 12h (SQS's visibility limit)");
-        }
-    }
-}
-
-/// `[store]`: job and runner state.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreSettings {
-    /// `sqlite://PATH` (single node) or `postgres://...` (scale-out).
-    pub url: String,
-    /// Run migrations at start. SQLite always migrates itself; for Postgres this is the
-    /// choice between `dockhand migrate` as a deploy step and migrating on start.
-    pub migrate_on_start: bool,
-    pub max_connections: u32,
-}
-
-impl Default for StoreSettings {
-    fn default() -> Self {
-        Self {
-            url: "sqlite://data/dockhand.db".to_string(),
-            migrate_on_start: false,
-            max_connections: 10,
-        }
-    }
-}
-
-impl StoreSettings {
-    pub(super) fn check(&self, p: &mut Problems) {
-        if !(self.url.starts_with("sqlite:")
-            || self.url.starts_with("postgres://")
-            || self.url.starts_with("postgresql://"))
-        {
-            p.add(
-                "store.url",
-                "must start with sqlite:, postgres:// or postgresql://",
-            );
-        }
-        if self.max_connections == 0 {
-            p.add("store.max_connections", "must be at least 1");
         }
     }
 }

@@ -51,7 +51,8 @@ pub struct LaunchSpec<'a> {
     /// different request. Both are deterministic, so a retry with the same token is
     /// idempotent per option.
     pub client_token: &'a str,
-    /// ECS `startedBy` (≤ 128 chars), marks the job: e.g. "dockhand/job/<id>".
+    /// ECS `startedBy` (≤ 128 chars), marks the job: `dockhand-job-<id>` (the worker's
+    /// `started_by`), which is how a take-over finds a task already started.
     pub started_by: &'a str,
 }
 
@@ -247,7 +248,7 @@ mod tests {
             runner_name: "dockhand-linux-7",
             jit_config: &jit,
             client_token: "dockhand-7",
-            started_by: "dockhand/job/7",
+            started_by: "dockhand-job-7",
         };
         let printed = format!("{spec:?}");
         assert!(printed.contains("dockhand-linux-7"), "{printed}");

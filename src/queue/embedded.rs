@@ -73,7 +73,7 @@ impl EmbeddedQueue {
     }
 
     /// The dead-letter queue in the same file.
-    pub fn dead_letter(&self) -> Self {
+    fn dead_letter(&self) -> Self {
         Self {
             name: DEAD_LETTER,
             max_receives: None,

@@ -9,7 +9,7 @@ use super::{Attributes, OutgoingMessage};
 use crate::domain::JobEvent;
 
 /// The envelope version this build writes and reads.
-pub const VERSION: u32 = 1;
+const VERSION: u32 = 1;
 
 /// Attribute names on every message, readable without parsing the body.
 pub const ATTR_JOB_ID: &str = "job-id";
@@ -19,7 +19,7 @@ pub const ATTR_VERSION: &str = "envelope-version";
 /// Version 1 of the envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
-    /// Always [`VERSION`] when written by this build.
+    /// The envelope version: always 1 when written by this build.
     pub v: u32,
     /// When the ingress accepted the delivery: the start of dockhand's own latency.
     pub received_at: DateTime<Utc>,

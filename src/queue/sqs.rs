@@ -49,10 +49,6 @@ impl SqsQueue {
         }
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     fn with_url(&self, url: String) -> Self {
         Self {
             url,

@@ -6,10 +6,10 @@ use crate::common;
 use std::time::Duration;
 
 use common::fake_github::{Auth, Endpoint, Failure, FakeGitHub, Recorded};
-use dockhand::config::{AwsSettings, GitHubSettings, SecretResolver, SecretSource};
+use dockhand::config::{AwsSettings, GitHubSettings, Secret, SecretResolver, SecretSource};
 use dockhand::domain::{InstallationId, RunnerId};
 use dockhand::github::{GitHubApp, GitHubError, JitRequest, RunnerTarget};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 const APP_ID: u64 = 4242;
@@ -719,7 +719,7 @@ async fn from_settings_names_the_setting_that_is_missing_or_invalid() {
 
     let mut settings = fake.settings();
     settings.private_key = Some(SecretSource {
-        value: Some(SecretString::from(
+        value: Some(Secret::from(
             "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----",
         )),
         ..SecretSource::default()

@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::QueueAttributeName;
 use dockhand::config::aws::StaticCredentials;
 use dockhand::config::{
-    AwsSettings, EcsLaunchSettings, LaunchType, PoolSettings, QueueKind, SecretSource, Settings,
+    AwsSettings, EcsLaunchSettings, LaunchType, PoolSettings, QueueKind, Secret, SecretSource,
+    Settings,
 };
 use dockhand::queue::{Queue, ReceivedMessage};
 use dockhand::startup::{Application, Roles};
 use dockhand::worker::outcome::{Outcome, Settled};
 use dockhand::worker::{Step, Worker};
-use secrecy::SecretString;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +45,7 @@ pub fn moto_aws() -> AwsSettings {
         endpoint_url: Some(moto_url()),
         credentials: Some(StaticCredentials {
             access_key_id: "testing".into(),
-            secret_access_key: Some(SecretString::from("testing")),
+            secret_access_key: Some(Secret::from("testing")),
         }),
         ..AwsSettings::default()
     }
@@ -98,7 +98,7 @@ pub fn base_settings() -> Settings {
     s.admin.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     s.server.shutdown_grace = Duration::from_secs(5);
     s.webhook.secrets = vec![SecretSource {
-        value: Some(SecretString::from(SECRET)),
+        value: Some(Secret::from(SECRET)),
         ..SecretSource::default()
     }];
     s.pools = vec![PoolSettings::new(

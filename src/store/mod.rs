@@ -102,6 +102,13 @@ fn now() -> i64 {
     millis(Utc::now())
 }
 
+/// GitHub's `created_at` for the row, or `now` when the delivery had none (older GitHub
+/// Enterprise Server versions): the column is required, and the time dockhand first
+/// stored the job is the closest thing known.
+fn created_at(event: &JobEvent, now: i64) -> i64 {
+    event.job.created_at.map_or(now, millis)
+}
+
 impl Store {
     /// Connects; SQLite files (and their directory) are created and always migrated,
     /// Postgres is migrated when `migrate_on_start` is set.
@@ -217,7 +224,7 @@ impl Store {
             .bind(labels)
             .bind(owner.to_string())
             .bind(now + lease.as_millis() as i64)
-            .bind(millis(event.job.created_at))
+            .bind(created_at(event, now))
             .bind(now)
             .fetch_optional(&self.pool)
             .await?;
@@ -500,7 +507,7 @@ impl Store {
             .bind(event.installation_id.map(|i| i.0 as i64))
             .bind(event.job.run_id.0 as i64)
             .bind(serde_json::to_string(&event.job.labels).expect("labels serialize"))
-            .bind(millis(event.job.created_at))
+            .bind(created_at(event, now))
             .bind(event.job.started_at.map(millis))
             .bind(now)
             .execute(&self.pool)
@@ -535,7 +542,7 @@ impl Store {
             .bind(event.job.run_id.0 as i64)
             .bind(serde_json::to_string(&event.job.labels).expect("labels serialize"))
             .bind(conclusion)
-            .bind(millis(event.job.created_at))
+            .bind(created_at(event, now))
             .bind(event.job.completed_at.map(millis))
             .bind(now)
             .execute(&self.pool)

@@ -180,6 +180,12 @@ impl GitHubApp {
             .base_uri(settings.api_url.as_str())
             .context("github.api_url: not a valid URL")?
             .app(AppId(app_id), key)
+            // GitHub's docs ask for this media type; octocrab sends X-GitHub-Api-Version
+            // itself. Installation-token clients share this client, header included.
+            .add_header(
+                axum::http::header::ACCEPT,
+                "application/vnd.github+json".to_string(),
+            )
             .set_connect_timeout(Some(timeout))
             .set_read_timeout(Some(timeout))
             .set_write_timeout(Some(timeout))

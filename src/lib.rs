@@ -2,7 +2,8 @@
 //!
 //! The flow, in module order: `ingress` verifies and parses webhooks into `domain` values,
 //! matches them against `pool`s and puts an envelope on the `queue`. `config`, `metrics`,
-//! `telemetry`, `admin` and `startup` serve every process; `synthetic` makes test traffic.
+//! `telemetry`, `listener`, `admin` and `startup` serve every process; `synthetic` makes
+//! test traffic.
 
 pub mod admin;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod domain;
 pub mod ecs;
 pub mod github;
 pub mod ingress;
+pub mod listener;
 pub mod metrics;
 pub mod pool;
 pub mod queue;

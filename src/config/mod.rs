@@ -71,6 +71,16 @@ pub struct ServerSettings {
     /// How long a shutdown waits for in-flight requests and queue sends.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// A connection whose request head has not arrived this long after it opened (or
+    /// after its previous answer) is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A request whose body is not in this long after its head is answered 408 and its
+    /// connection closed.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Connections open at once; more are answered 503 and closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSettings {
@@ -79,21 +89,32 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             path: "/webhook".to_string(),
             shutdown_grace: Duration::from_secs(20),
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 1024,
         }
     }
 }
 
-/// `[admin]`: `/metrics`, `/healthz` and `/readyz`.
+/// `[admin]`: `/metrics`, `/healthz` and `/readyz`, with the same limits as `[server]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    pub max_connections: usize,
 }
 
 impl Default for AdminSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 128,
         }
     }
 }
@@ -334,6 +355,20 @@ impl Settings {
         if self.server.listen == self.admin.listen && self.server.listen.port() != 0 {
             p.add("admin.listen", "must differ from server.listen");
         }
+        let server = &self.server;
+        check_connection_limits(
+            "server",
+            (server.header_timeout, server.body_timeout),
+            server.max_connections,
+            &mut p,
+        );
+        let admin = &self.admin;
+        check_connection_limits(
+            "admin",
+            (admin.header_timeout, admin.body_timeout),
+            admin.max_connections,
+            &mut p,
+        );
         self.webhook.check(&mut p);
         self.queue.check(&mut p);
         self.aws.check(&mut p);
@@ -483,6 +518,33 @@ impl QueueSettings {
         if !(1..=256).contains(&self.batch.max_in_flight) {
             p.add("queue.batch.max_in_flight", "must be between 1 and 256");
         }
+    }
+}
+
+/// The limits a listener puts on its clients: timeouts in seconds, not minutes (a stalled
+/// connection holds a file descriptor until one fires), and a cap that is not zero.
+fn check_connection_limits(
+    section: &str,
+    (header_timeout, body_timeout): (Duration, Duration),
+    max_connections: usize,
+    p: &mut Problems,
+) {
+    for (key, timeout) in [
+        ("header_timeout", header_timeout),
+        ("body_timeout", body_timeout),
+    ] {
+        if timeout.is_zero() || timeout > Duration::from_secs(300) {
+            p.add(
+                format!("{section}.{key}"),
+                "must be greater than zero and at most 5m",
+            );
+        }
+    }
+    if !(1..=1_000_000).contains(&max_connections) {
+        p.add(
+            format!("{section}.max_connections"),
+            "must be between 1 and 1000000",
+        );
     }
 }
 

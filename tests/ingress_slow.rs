@@ -121,6 +121,40 @@ async fn a_stalled_header_is_closed_within_the_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_trickled_a_byte_at_a_time_is_closed_within_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn(slow_settings(&dir), dir).await;
+    let stream = TcpStream::connect(webhook_addr(&app)).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let opened_at = Instant::now();
+    let trickle = tokio::spawn(async move {
+        for byte in b"POST /webhook HTTP/1.1\r\nx-github-event: ".repeat(100) {
+            if write.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let closed = tokio::time::timeout(TIMEOUT + SLACK, async {
+        let mut buf = [0u8; 64];
+        while let Ok(n) = read.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "still open after {:?}", opened_at.elapsed());
+    assert!(opened_at.elapsed() >= TIMEOUT - Duration::from_millis(100));
+    trickle.abort();
+    assert_eq!(
+        eventually_counted(&app, &connections("webhook", "timeout"), 1.0).await,
+        1.0
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_body_is_answered_408_and_closed_within_the_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn(slow_settings(&dir), dir).await;

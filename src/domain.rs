@@ -177,18 +177,39 @@ pub struct RunnerAssignment {
 }
 
 /// One workflow job as a `workflow_job` event describes it.
+///
+/// The id, run id, status and labels are what a worker acts on; the rest feeds metrics and
+/// the job's history only, and older GitHub Enterprise Server payloads may lack it, so it
+/// is optional. Optional fields decode when absent; the two that were once required
+/// (`run_attempt`, `created_at`) are left out when empty, so an envelope that has them
+/// reads the same as before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkflowJob {
     pub id: JobId,
     pub run_id: RunId,
-    pub run_attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_attempt: Option<u32>,
     pub status: JobStatus,
+    #[serde(default)]
     pub conclusion: Option<Conclusion>,
     pub labels: Labels,
+    #[serde(default)]
     pub runner: Option<RunnerAssignment>,
-    pub created_at: DateTime<Utc>,
+    /// When GitHub queued the job: the start of the wait users feel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(default)]
     pub started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
     pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl WorkflowJob {
+    /// From `created_at` to `started_at`: how long the job waited for a runner. `None`
+    /// when GitHub sent either timestamp without the other, or they are out of order.
+    pub fn wait(&self) -> Option<std::time::Duration> {
+        (self.started_at? - self.created_at?).to_std().ok()
+    }
 }
 
 /// A verified, parsed `workflow_job` delivery: everything the workers need, nothing more.

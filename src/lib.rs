@@ -15,8 +15,10 @@
 //!
 //! Around the flow: `config` (settings, their validation, and which roles a process
 //! runs), `startup` (building and running the processes) and `reload` (pool changes while
-//! running), `admin` (`/metrics`, `/healthz`, `/readyz`), `metrics`, `telemetry`, `cli`,
-//! and `synthetic` (signed test deliveries for `send-event`, tests and benchmarks).
+//! running), `listener` (accepting connections with timeouts and a cap, for the webhook
+//! and admin listeners), `admin` (`/metrics`, `/healthz`, `/readyz`), `metrics`,
+//! `telemetry`, `cli`, and `synthetic` (signed test deliveries for `send-event`, tests and
+//! benchmarks).
 
 pub mod ingress;
 pub mod domain;
@@ -31,6 +33,7 @@ pub mod dlq;
 pub mod config;
 pub mod startup;
 pub mod reload;
+pub mod listener;
 pub mod admin;
 pub mod metrics;
 pub mod telemetry;

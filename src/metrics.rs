@@ -10,6 +10,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 const BUILD_INFO: &str = "dockhand_build_info";
 pub const WEBHOOK_REQUESTS_TOTAL: &str = "dockhand_webhook_requests_total";
 pub const WEBHOOK_REQUEST_SECONDS: &str = "dockhand_webhook_request_seconds";
+pub const CONNECTIONS_TOTAL: &str = "dockhand_connections_total";
+pub const OPEN_CONNECTIONS: &str = "dockhand_open_connections";
+pub const ACCEPT_ERRORS_TOTAL: &str = "dockhand_accept_errors_total";
 pub const QUEUE_SEND_TOTAL: &str = "dockhand_queue_send_total";
 pub const QUEUE_SEND_SECONDS: &str = "dockhand_queue_send_seconds";
 pub const QUEUE_BATCH_SIZE: &str = "dockhand_queue_batch_size";
@@ -75,6 +78,24 @@ fn describe() {
         WEBHOOK_REQUEST_SECONDS,
         Unit::Seconds,
         "Time to answer a webhook delivery, queue send included."
+    );
+    metrics::describe_counter!(
+        CONNECTIONS_TOTAL,
+        Unit::Count,
+        "Connections ended, by listener (webhook, admin) and outcome: served (a request was \
+         read), or closed before one was: timeout (no request head within header_timeout), \
+         closed (the client hung up), invalid (not HTTP/1), refused (over max_connections)."
+    );
+    metrics::describe_gauge!(
+        OPEN_CONNECTIONS,
+        Unit::Count,
+        "Connections open now, by listener; at max_connections new ones are refused."
+    );
+    metrics::describe_counter!(
+        ACCEPT_ERRORS_TOTAL,
+        Unit::Count,
+        "Failed accept calls, by listener: out of file descriptors, or a connection that \
+         broke while being accepted."
     );
     metrics::describe_counter!(
         QUEUE_SEND_TOTAL,

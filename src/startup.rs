@@ -19,6 +19,7 @@ use crate::config::{ConfigSource, SecretResolver, Settings};
 use crate::ecs::Launcher;
 use crate::github::GitHubApp;
 use crate::ingress::{self, IngressState, signature::WebhookKeys};
+use crate::listener::{self, Limits, ListenerName};
 use crate::metrics;
 use crate::pool::{LivePools, Pools};
 use crate::queue::{self, Queue, batch::BatchSender};
@@ -37,6 +38,7 @@ pub struct Application {
     worker: Option<Worker>,
     admin: TcpListener,
     admin_router: Router,
+    admin_limits: Limits,
     queue: Arc<dyn Queue>,
     receive_wait: Duration,
     reloader: Option<(Reloader, Duration)>,
@@ -52,6 +54,7 @@ pub struct Reloading {
 
 struct Ingress {
     listener: TcpListener,
+    limits: Limits,
     router: Router,
     batcher: JoinHandle<()>,
     grace: Duration,
@@ -99,11 +102,17 @@ impl Application {
             queue: queue.clone(),
             store: worker.as_ref().map(|w| w.store().clone()),
         });
+        let admin_limits = Limits {
+            header_timeout: settings.admin.header_timeout,
+            body_timeout: settings.admin.body_timeout,
+            max_connections: settings.admin.max_connections,
+        };
         Ok(Self {
             ingress,
             worker,
             admin,
             admin_router,
+            admin_limits,
             queue,
             receive_wait: settings.queue.receive_wait(),
             reloader,
@@ -136,11 +145,13 @@ impl Application {
         let reloader = self
             .reloader
             .map(|(reloader, interval)| tokio::spawn(reloader.run(interval, shutdown.clone())));
-        let admin = tokio::spawn(
-            axum::serve(self.admin, self.admin_router)
-                .with_graceful_shutdown(admin_stop.clone().cancelled_owned())
-                .into_future(),
-        );
+        let admin = tokio::spawn(listener::serve(
+            self.admin,
+            ListenerName::Admin,
+            self.admin_limits,
+            self.admin_router,
+            admin_stop.clone(),
+        ));
         let ingress = async {
             let Some(ingress) = self.ingress else {
                 return Ok(());
@@ -178,10 +189,7 @@ impl Application {
             reloader.abort();
         }
         admin_stop.cancel();
-        admin
-            .await
-            .context("admin server task")?
-            .context("serving admin")?;
+        admin.await.context("admin server task")?;
         ingress?;
         worker?;
         tracing::info!("stopped");
@@ -212,6 +220,11 @@ impl Ingress {
             .with_context(|| format!("binding server.listen {}", settings.server.listen))?;
         Ok(Self {
             listener,
+            limits: Limits {
+                header_timeout: settings.server.header_timeout,
+                body_timeout: settings.server.body_timeout,
+                max_connections: settings.server.max_connections,
+            },
             router: ingress::router(&settings.server.path, state),
             batcher,
             grace: settings.server.shutdown_grace,
@@ -219,18 +232,24 @@ impl Ingress {
     }
 
     /// Serves until `shutdown`, then stops accepting, lets in-flight requests and their
-    /// queue sends finish (within `server.shutdown_grace`), and returns.
+    /// queue sends finish (within `server.shutdown_grace`), and returns. Requests still
+    /// open at the end of the grace period are dropped unanswered.
     async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(webhook = %self.listener.local_addr()?, "ingress listening");
-        let server = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let server = listener::serve(
+            self.listener,
+            ListenerName::Webhook,
+            self.limits,
+            self.router,
+            shutdown.clone(),
+        );
         let grace = self.grace;
         let deadline = async {
             shutdown.cancelled().await;
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            served = server => served.context("serving webhooks")?,
+            () = server => {}
             () = deadline => tracing::warn!("requests still open after the shutdown grace period"),
         }
         // Every request handler has returned, so nothing holds a sender: the batcher sends

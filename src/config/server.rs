@@ -18,6 +18,16 @@ pub struct ServerSettings {
     /// How long a shutdown waits for in-flight requests and queue sends.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// A connection whose request head has not arrived this long after it opened (or
+    /// after its previous answer) is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A request whose body is not in this long after its head is answered 408 and its
+    /// connection closed.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Connections open at once; more are answered 503 and closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSettings {
@@ -26,27 +36,39 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             path: "/webhook".to_string(),
             shutdown_grace: Duration::from_secs(20),
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 1024,
         }
     }
 }
 
-/// `[admin]`: `/metrics`, `/healthz` and `/readyz`.
+/// `[admin]`: `/metrics`, `/healthz` and `/readyz`, with the same kind of limits as
+/// `[server]`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    pub max_connections: usize,
 }
 
 impl Default for AdminSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 128,
         }
     }
 }
 
 impl ServerSettings {
-    /// Checks `[server]`, and that `[admin]` listens elsewhere.
+    /// Checks `[server]` and `[admin]`, and that they listen in different places.
     pub(super) fn check(&self, admin: &AdminSettings, p: &mut Problems) {
         if !self.path.starts_with('/') || self.path.contains(char::is_whitespace) {
             p.add("server.path", "must start with `/` and contain no spaces");
@@ -54,5 +76,44 @@ impl ServerSettings {
         if self.listen == admin.listen && self.listen.port() != 0 {
             p.add("admin.listen", "must differ from server.listen");
         }
+        check_connection_limits(
+            "server",
+            (self.header_timeout, self.body_timeout),
+            self.max_connections,
+            p,
+        );
+        check_connection_limits(
+            "admin",
+            (admin.header_timeout, admin.body_timeout),
+            admin.max_connections,
+            p,
+        );
+    }
+}
+
+/// The limits a listener puts on its clients: timeouts in seconds, not minutes (a stalled
+/// connection holds a file descriptor until one fires), and a cap that is not zero.
+fn check_connection_limits(
+    section: &str,
+    (header_timeout, body_timeout): (Duration, Duration),
+    max_connections: usize,
+    p: &mut Problems,
+) {
+    for (key, timeout) in [
+        ("header_timeout", header_timeout),
+        ("body_timeout", body_timeout),
+    ] {
+        if timeout.is_zero() || timeout > Duration::from_secs(300) {
+            p.add(
+                format!("{section}.{key}"),
+                "must be greater than zero and at most 5m",
+            );
+        }
+    }
+    if !(1..=1_000_000).contains(&max_connections) {
+        p.add(
+            format!("{section}.max_connections"),
+            "must be between 1 and 1000000",
+        );
     }
 }

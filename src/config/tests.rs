@@ -163,3 +163,29 @@ fn debug_output_never_shows_a_secret() {
     let s = load(MINIMAL).unwrap();
     assert!(!format!("{s:?}").contains("s3cret-value"));
 }
+
+#[test]
+fn connection_limits_have_defaults_in_seconds_and_are_checked_by_key() {
+    let s = load(MINIMAL).unwrap();
+    assert_eq!(s.server.header_timeout, Duration::from_secs(5));
+    assert_eq!(s.server.body_timeout, Duration::from_secs(10));
+    assert_eq!(s.server.max_connections, 1024);
+    assert_eq!(s.admin.header_timeout, Duration::from_secs(5));
+    assert_eq!(s.admin.max_connections, 128);
+    let err = problems(&format!(
+        "{MINIMAL}\n[server]\nheader_timeout = \"0s\"\nbody_timeout = \"10m\"\nmax_connections = 0\n\
+         [admin]\nmax_connections = 0\n"
+    ));
+    for key in [
+        "server.header_timeout",
+        "server.body_timeout",
+        "server.max_connections",
+        "admin.max_connections",
+    ] {
+        assert!(
+            err.contains(&format!("  {key}: ")),
+            "missing {key} in:\n{err}"
+        );
+    }
+    assert!(!err.contains("admin.header_timeout"), "{err}");
+}

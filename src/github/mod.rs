@@ -183,6 +183,12 @@ impl GitHubApp {
                 Octocrab::builder()
                     .base_uri(settings.api_url.as_str())
                     .context("github.api_url: not a valid URL")?
+                    // GitHub's docs ask for this media type; octocrab sends
+                    // X-GitHub-Api-Version itself.
+                    .add_header(
+                        http::header::ACCEPT,
+                        "application/vnd.github+json".to_string(),
+                    )
                     .set_connect_timeout(Some(timeout))
                     .set_read_timeout(Some(timeout))
                     .set_write_timeout(Some(timeout)),

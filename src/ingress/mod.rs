@@ -10,8 +10,11 @@
 //! | payload_too_large      | 413    |
 //! | unsupported_media_type | 415    |
 //! | malformed              | 400    |
+//! | timeout (body not in within `server.body_timeout`) | 408 |
 //! | method_not_allowed     | 405    |
 //! | queue_unavailable      | 503    |
+//!
+//! The connection limits and the header timeout are the listener's (`crate::listener`).
 
 pub mod signature;
 pub mod webhook;
@@ -22,7 +25,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::Utc;
@@ -30,6 +33,7 @@ use serde::Serialize;
 
 use crate::config::WebhookSettings;
 use crate::domain::{DeliveryId, JobAction, JobEvent, JobId, Repository};
+use crate::listener::deadline::is_body_timeout;
 use crate::metrics as m;
 use crate::pool::LivePools;
 use crate::queue::batch::BatchSender;
@@ -50,6 +54,7 @@ pub enum Outcome {
     PayloadTooLarge,
     UnsupportedMediaType,
     Malformed,
+    Timeout,
     MethodNotAllowed,
     QueueUnavailable,
 }
@@ -67,6 +72,7 @@ impl Outcome {
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Malformed => "malformed",
+            Self::Timeout => "timeout",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::QueueUnavailable => "queue_unavailable",
         }
@@ -84,6 +90,7 @@ impl Outcome {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Malformed => StatusCode::BAD_REQUEST,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::QueueUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -238,7 +245,14 @@ async fn receive(State(state): State<IngressState>, headers: HeaderMap, body: Bo
         job_id,
         error: reply.reason.as_deref(),
     };
-    (status, axum::Json(body)).into_response()
+    let mut response = (status, axum::Json(body)).into_response();
+    if reply.outcome == Outcome::Timeout {
+        // The rest of the body may still come; the connection is not worth keeping.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 async fn method_not_allowed() -> Response {
@@ -293,6 +307,9 @@ async fn handle(state: &Inner, headers: &HeaderMap, body: Body, delivery: Option
         Ok(body) => body,
         Err(err) if is_length_limit(&err) => {
             return Reply::new(Outcome::PayloadTooLarge, label).because("body too large");
+        }
+        Err(err) if is_body_timeout(&err) => {
+            return Reply::new(Outcome::Timeout, label).because("body not received in time");
         }
         Err(_) => return Reply::new(Outcome::Malformed, label).because("could not read body"),
     };

@@ -1,5 +1,11 @@
 //! Parsing a `workflow_job` delivery into a [`JobEvent`]. Reasons for refusal name the
 //! field at fault but never quote the body.
+//!
+//! Only what a worker needs to act on the action is required: `action`, `workflow_job.id`,
+//! `.run_id`, `.status` and `.labels`, and `repository.full_name` and `.owner.login`.
+//! The rest (timestamps, `run_attempt`, the runner, `conclusion`, the installation) feeds
+//! metrics and history; older GitHub Enterprise Server payloads lack some of it, and a
+//! missing one leaves its metric unrecorded rather than losing the job to a 400.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -136,16 +142,14 @@ pub fn parse_workflow_job(
                 job.run_id
                     .ok_or(ParseError::MissingField("workflow_job.run_id"))?,
             ),
-            run_attempt: job.run_attempt.unwrap_or(1),
+            run_attempt: job.run_attempt,
             status: job
                 .status
                 .ok_or(ParseError::MissingField("workflow_job.status"))?,
             conclusion: job.conclusion,
             labels: Labels(labels),
             runner,
-            created_at: job
-                .created_at
-                .ok_or(ParseError::MissingField("workflow_job.created_at"))?,
+            created_at: job.created_at,
             started_at: job.started_at,
             completed_at: job.completed_at,
         },
@@ -223,7 +227,7 @@ mod tests {
         assert_eq!(event.action, JobAction::Queued);
         assert_eq!(event.job.id, JobId(29679449));
         assert_eq!(event.job.run_id, RunId(10951915));
-        assert_eq!(event.job.run_attempt, 1);
+        assert_eq!(event.job.run_attempt, Some(1));
         assert_eq!(event.job.status, JobStatus::Queued);
         assert_eq!(event.job.labels.0, ["self-hosted", "linux"]);
         assert_eq!(event.job.runner, None);
@@ -306,6 +310,11 @@ mod tests {
             ("/workflow_job/id", "workflow_job.id"),
             ("/workflow_job/labels", "workflow_job.labels"),
             ("/workflow_job/run_id", "workflow_job.run_id"),
+            ("/workflow_job/status", "workflow_job.status"),
+            ("/workflow_job", "workflow_job"),
+            ("/repository", "repository"),
+            ("/repository/owner", "repository.owner"),
+            ("/repository/owner/login", "repository.owner.login"),
             ("/repository/full_name", "repository.full_name"),
             ("/action", "action"),
         ] {
@@ -319,6 +328,61 @@ mod tests {
             parent.as_object_mut().unwrap().remove(key).unwrap();
             assert_eq!(parse(&v).unwrap_err(), ParseError::MissingField(field));
         }
+    }
+
+    #[test]
+    fn fields_for_metrics_and_history_may_be_missing() {
+        for action in ["queued", "waiting", "in_progress", "completed"] {
+            let mut v = workflow_job_payload(&SyntheticJob {
+                action: action.into(),
+                ..SyntheticJob::default()
+            });
+            let job = v["workflow_job"].as_object_mut().unwrap();
+            for key in [
+                "run_attempt",
+                "created_at",
+                "started_at",
+                "completed_at",
+                "conclusion",
+                "runner_id",
+                "runner_name",
+                "runner_group_id",
+                "runner_group_name",
+            ] {
+                job.remove(key);
+            }
+            v.as_object_mut().unwrap().remove("installation");
+            v["repository"]["owner"]
+                .as_object_mut()
+                .unwrap()
+                .remove("type");
+            let event = job_event(&v);
+            assert_eq!(event.action.as_str(), action);
+            assert_eq!(event.job.run_attempt, None);
+            assert_eq!(event.job.created_at, None);
+            assert_eq!(event.job.started_at, None);
+            assert_eq!(event.job.wait(), None);
+            assert_eq!(event.job.conclusion, None);
+            assert_eq!(event.job.runner, None);
+            assert_eq!(event.installation_id, None);
+            assert_eq!(event.repository.owner_type, OwnerType::Other);
+        }
+    }
+
+    #[test]
+    fn the_wait_needs_both_timestamps_in_order() {
+        let mut v = workflow_job_payload(&SyntheticJob {
+            action: "in_progress".into(),
+            ..SyntheticJob::default()
+        });
+        v["workflow_job"]["created_at"] = json!("2024-05-01T10:00:00Z");
+        v["workflow_job"]["started_at"] = json!("2024-05-01T10:00:42Z");
+        assert_eq!(
+            job_event(&v).job.wait(),
+            Some(std::time::Duration::from_secs(42))
+        );
+        v["workflow_job"]["started_at"] = json!("2024-05-01T09:59:00Z");
+        assert_eq!(job_event(&v).job.wait(), None);
     }
 
     #[test]

@@ -111,6 +111,67 @@ mod tests {
         }
     }
 
+    /// A `completed` envelope exactly as the ingress wrote it before GitHub's timestamps
+    /// and `run_attempt` became optional.
+    const WRITTEN_BY_AN_OLDER_INGRESS: &str = r#"{"v":1,"received_at":"2024-05-01T10:01:00Z","pool":"linux","event":{"delivery":"d-7","action":"completed","job":{"id":7,"run_id":70,"run_attempt":2,"status":"completed","conclusion":"success","labels":["self-hosted","linux"],"runner":{"id":3,"name":"dockhand-linux-7-1","group_id":1,"group_name":"Default"},"created_at":"2024-05-01T10:00:00Z","started_at":"2024-05-01T10:00:30Z","completed_at":"2024-05-01T10:05:00Z"},"repository":{"full_name":"octo-org/hello","owner":"octo-org","owner_type":"Organization"},"installation_id":9}}"#;
+
+    #[test]
+    fn an_envelope_written_by_an_older_ingress_still_decodes_and_reads_the_same_again() {
+        let envelope = Envelope::decode(WRITTEN_BY_AN_OLDER_INGRESS).unwrap();
+        let job = &envelope.event.job;
+        assert_eq!(job.run_attempt, Some(2));
+        assert_eq!(
+            job.created_at,
+            Some("2024-05-01T10:00:00Z".parse().unwrap())
+        );
+        assert_eq!(job.wait(), Some(std::time::Duration::from_secs(30)));
+        assert_eq!(job.conclusion, Some(crate::domain::Conclusion::Success));
+        let rewritten: serde_json::Value =
+            serde_json::from_str(&envelope.to_message().body).unwrap();
+        let original: serde_json::Value =
+            serde_json::from_str(WRITTEN_BY_AN_OLDER_INGRESS).unwrap();
+        assert_eq!(rewritten, original, "the wire shape is unchanged");
+    }
+
+    #[test]
+    fn an_envelope_without_the_optional_fields_decodes_with_them_empty() {
+        let mut value: serde_json::Value =
+            serde_json::from_str(WRITTEN_BY_AN_OLDER_INGRESS).unwrap();
+        let job = value["event"]["job"].as_object_mut().unwrap();
+        for key in [
+            "run_attempt",
+            "conclusion",
+            "runner",
+            "created_at",
+            "started_at",
+            "completed_at",
+        ] {
+            job.remove(key).unwrap();
+        }
+        value["event"]
+            .as_object_mut()
+            .unwrap()
+            .remove("installation_id");
+        let envelope = Envelope::decode(&value.to_string()).unwrap();
+        let job = &envelope.event.job;
+        assert_eq!(
+            (
+                job.run_attempt,
+                job.created_at,
+                job.started_at,
+                job.completed_at
+            ),
+            (None, None, None, None)
+        );
+        assert_eq!((job.conclusion, &job.runner), (None, &None));
+        assert_eq!(envelope.event.installation_id, None);
+        // Written again, the empty fields that were once required stay absent.
+        let message = envelope.to_message();
+        assert!(!message.body.contains("created_at"), "{}", message.body);
+        assert!(!message.body.contains("run_attempt"), "{}", message.body);
+        assert_eq!(Envelope::decode(&message.body).unwrap(), envelope);
+    }
+
     #[test]
     fn the_envelope_is_small() {
         let message = Envelope::new(event("completed"), None, Utc::now()).to_message();

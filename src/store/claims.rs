@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{JobState, Store, StoreError, millis, now};
+use super::{JobState, Store, StoreError, created_at, now};
 use crate::domain::{JobEvent, JobId, RunnerId};
 
 /// The outcome of trying to claim a job's launch.
@@ -72,7 +72,7 @@ impl Store {
             .bind(labels)
             .bind(owner.to_string())
             .bind(now + lease.as_millis() as i64)
-            .bind(millis(event.job.created_at))
+            .bind(created_at(event, now))
             .bind(now)
             .fetch_optional(&self.pool)
             .await?;

@@ -29,7 +29,7 @@ pub use runners::RunnerRecord;
 pub use state::{JobState, RunnerState};
 
 use crate::config::StoreSettings;
-use crate::domain::JobId;
+use crate::domain::{JobEvent, JobId};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/store/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/store/postgres");
@@ -58,6 +58,13 @@ fn millis(t: DateTime<Utc>) -> i64 {
 
 fn now() -> i64 {
     millis(Utc::now())
+}
+
+/// GitHub's `created_at` for the row, or `now` when the delivery had none (older GitHub
+/// Enterprise Server versions): the column is required, and the time dockhand first
+/// stored the job is the closest thing known.
+fn created_at(event: &JobEvent, now: i64) -> i64 {
+    event.job.created_at.map_or(now, millis)
 }
 
 impl Store {

@@ -1,7 +1,7 @@
 //! Jobs followed from their webhook events: `in_progress` and `completed` (which runner
 //! took a job, when it started, how it ended), and queued jobs no pool serves.
 
-use super::{JobState, RunnerState, Store, StoreError, millis, now};
+use super::{JobState, RunnerState, Store, StoreError, created_at, millis, now};
 use crate::domain::JobEvent;
 
 impl Store {
@@ -64,7 +64,7 @@ impl Store {
             .bind(event.installation_id.map(|i| i.0 as i64))
             .bind(event.job.run_id.0 as i64)
             .bind(serde_json::to_string(&event.job.labels).expect("labels serialize"))
-            .bind(millis(event.job.created_at))
+            .bind(created_at(event, now))
             .bind(event.job.started_at.map(millis))
             .bind(now)
             .execute(&self.pool)
@@ -99,7 +99,7 @@ impl Store {
             .bind(event.job.run_id.0 as i64)
             .bind(serde_json::to_string(&event.job.labels).expect("labels serialize"))
             .bind(conclusion)
-            .bind(millis(event.job.created_at))
+            .bind(created_at(event, now))
             .bind(event.job.completed_at.map(millis))
             .bind(now)
             .execute(&self.pool)

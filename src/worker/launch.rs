@@ -389,8 +389,7 @@ impl Worker {
             .map(|p| p.name.clone());
         self.0.store.track(event, pool.as_deref()).await?;
         if event.action == JobAction::InProgress
-            && let Some(started) = event.job.started_at
-            && let Ok(wait) = (started - event.job.created_at).to_std()
+            && let Some(wait) = event.job.wait()
         {
             metrics::histogram!(m::JOB_WAIT_SECONDS, "pool" => pool.unwrap_or_else(|| "none".into()))
                 .record(wait.as_secs_f64());

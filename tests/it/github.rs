@@ -861,6 +861,9 @@ async fn a_github_that_never_answers_times_out_as_a_transport_error() {
 // The fake's own checks: it must refuse what GitHub refuses, or the tests above prove
 // nothing.
 
+/// The media type GitHub's docs ask every REST call to accept.
+const GITHUB_JSON: &str = "application/vnd.github+json";
+
 /// One request straight to the fake, as (status, JSON body).
 async fn raw(
     fake: &FakeGitHub,
@@ -871,7 +874,8 @@ async fn raw(
 ) -> (u16, serde_json::Value) {
     let mut request = reqwest::Client::new()
         .request(method, format!("{}{path}", fake.url))
-        .header("user-agent", "dockhand-tests");
+        .header("user-agent", "dockhand-tests")
+        .header("accept", GITHUB_JSON);
     if let Some(bearer) = bearer {
         request = request.header("authorization", format!("Bearer {bearer}"));
     }
@@ -1077,6 +1081,7 @@ async fn the_fake_refuses_requests_without_a_user_agent_or_with_a_broken_body() 
     let response = reqwest::Client::new()
         .post(format!("{url}/generate-jitconfig"))
         .header("user-agent", "dockhand-tests")
+        .header("accept", GITHUB_JSON)
         .header("authorization", format!("Bearer {token}"))
         .body("{not json")
         .send()
@@ -1093,4 +1098,41 @@ async fn the_fake_refuses_requests_without_a_user_agent_or_with_a_broken_body() 
     )
     .await;
     assert_eq!(status, 422);
+}
+
+#[tokio::test]
+async fn the_fake_refuses_requests_that_do_not_accept_githubs_json() {
+    let fake = FakeGitHub::start(APP_ID).await;
+    let token = mint(&fake, 5).await;
+    let url = format!("{}/orgs/acme/actions/runners", fake.url);
+    let get = |accept: Option<&'static str>| {
+        let mut request = reqwest::Client::new()
+            .get(&url)
+            .header("user-agent", "dockhand-tests")
+            .header("authorization", format!("Bearer {token}"));
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get(None).await, 415, "no Accept header");
+    assert_eq!(get(Some("application/json")).await, 415, "plain JSON");
+    assert_eq!(get(Some(GITHUB_JSON)).await, 200);
+    assert_eq!(
+        get(Some("text/html, application/vnd.github+json; q=0.9")).await,
+        200,
+        "one of several"
+    );
+}
+
+#[tokio::test]
+async fn dockhand_asks_for_githubs_json_on_every_call() {
+    let (fake, app) = start().await;
+    app.find_runner(InstallationId(5), &org("acme"), "r-1")
+        .await
+        .unwrap();
+    // The token mint (App JWT) and the listing (installation token) both got through the
+    // fake's Accept check.
+    assert_eq!(fake.count(Endpoint::InstallationToken), 1);
+    assert_eq!(fake.count(Endpoint::ListRunners), 1);
 }

@@ -311,3 +311,62 @@ async fn refusals_are_counted_by_outcome() {
         );
     }
 }
+
+#[tokio::test]
+async fn deliveries_without_github_timestamps_or_run_attempt_are_enqueued_with_them_empty() {
+    let app = spawn_embedded_app().await;
+    for (job_id, action) in [(31u64, "in_progress"), (32, "completed")] {
+        let mut body: Value =
+            serde_json::from_slice(&job_body(action, job_id, &["linux"])).unwrap();
+        let job = body["workflow_job"].as_object_mut().unwrap();
+        for key in ["created_at", "run_attempt", "started_at", "completed_at"] {
+            job.remove(key);
+        }
+        let (status, reply) = app.deliver(Delivery::signed(body.to_string())).await;
+        assert_eq!(
+            (status, &reply["outcome"]),
+            (202, &json!("enqueued")),
+            "{reply}"
+        );
+
+        let messages = app.drain().await;
+        assert_eq!(messages.len(), 1, "{action}");
+        let envelope = dockhand::queue::envelope::Envelope::decode(&messages[0].body).unwrap();
+        assert_eq!(envelope.event.job.id.0, job_id);
+        assert_eq!(envelope.event.action.as_str(), action);
+        let job = &envelope.event.job;
+        assert_eq!(
+            (
+                job.created_at,
+                job.run_attempt,
+                job.started_at,
+                job.completed_at
+            ),
+            (None, None, None, None),
+            "{action}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_missing_a_field_the_worker_needs_is_rejected_with_400() {
+    let app = spawn_embedded_app().await;
+    for (parent, key, field) in [
+        ("/workflow_job", "id", "workflow_job.id"),
+        ("/workflow_job", "run_id", "workflow_job.run_id"),
+        ("/workflow_job", "status", "workflow_job.status"),
+        ("/workflow_job", "labels", "workflow_job.labels"),
+        ("/repository", "full_name", "repository.full_name"),
+        ("/repository/owner", "login", "repository.owner.login"),
+    ] {
+        let mut body = payload();
+        body.pointer_mut(parent)
+            .and_then(Value::as_object_mut)
+            .unwrap()
+            .remove(key)
+            .unwrap();
+        let answer = app.deliver(Delivery::signed(body.to_string())).await;
+        assert_eq!(answer.1["error"], format!("missing field `{field}`"));
+        assert_refused(&app, answer, 400, "malformed").await;
+    }
+}

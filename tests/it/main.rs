@@ -8,6 +8,7 @@ mod common;
 
 mod ingress_bad_input;
 mod ingress_shutdown;
+mod ingress_slow;
 mod ingress_sqs;
 
 mod embedded_queue;

@@ -101,6 +101,50 @@ async fn a_job_cancelled_while_queued_is_recorded_and_never_launched() {
 }
 
 #[tokio::test]
+async fn a_job_without_github_timestamps_is_followed_and_only_its_wait_goes_unrecorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dry_run_settings(&dir);
+    let app = spawn_app(settings.clone()).await;
+    let worker = dockhand::startup::build_worker(&settings, app.queue.clone())
+        .await
+        .unwrap();
+    let labels = ["self-hosted", "linux"];
+    let bare = |action: &str| {
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&job_body(action, 13, &labels)).unwrap();
+        let job = body["workflow_job"].as_object_mut().unwrap();
+        for key in ["created_at", "run_attempt", "started_at", "completed_at"] {
+            job.remove(key);
+        }
+        body.to_string()
+    };
+    for action in ["in_progress", "completed"] {
+        let (status, reply) = app.deliver(Delivery::signed(bare(action))).await;
+        assert_eq!(status, 202, "{reply}");
+        assert_eq!(
+            drain_workers(&[&worker]).await,
+            [Settled::Done(Outcome::Tracked)],
+            "{action}"
+        );
+    }
+    let job = worker.store().job(JobId(13)).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Completed);
+    assert_eq!(job.conclusion.as_deref(), Some("success"));
+    let wait = "dockhand_job_wait_seconds_count{pool=\"linux-x64\"}";
+    assert_eq!(sample(&app.metrics().await, wait), None);
+
+    // The same story with GitHub's timestamps records the wait.
+    app.deliver(Delivery::signed(job_body("in_progress", 14, &labels)))
+        .await;
+    assert_eq!(
+        drain_workers(&[&worker]).await,
+        [Settled::Done(Outcome::Tracked)]
+    );
+    assert_eq!(sample(&app.metrics().await, wait), Some(1.0));
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn poison_messages_go_to_the_dead_letter_queue_at_once_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let settings = dry_run_settings(&dir);

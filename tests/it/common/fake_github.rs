@@ -374,6 +374,14 @@ async fn handle(
             json!({"message": "Request forbidden: please make sure your request has a User-Agent header"}),
         );
     }
+    if !accepts_github_json(&headers) {
+        // GitHub's docs ask every REST call for this media type; dockhand must send it.
+        return state.answer(
+            &scope,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            json!({"message": "Unsupported 'Accept' header: send application/vnd.github+json"}),
+        );
+    }
     let Some((endpoint, route)) = route else {
         return state.answer(
             &scope,
@@ -397,6 +405,16 @@ async fn handle(
     }
     let (status, answer) = state.serve(route, &auth, uri.query(), json_body);
     state.answer(&scope, status, answer)
+}
+
+/// Whether an `Accept` header asks for GitHub's JSON media type.
+fn accepts_github_json(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("accept")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.split(';').next().unwrap_or_default().trim() == "application/vnd.github+json")
 }
 
 type Answer = (StatusCode, Value);

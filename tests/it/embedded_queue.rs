@@ -5,11 +5,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::drain;
+use crate::common::{assert_depth_counts_in_flight_apart, drain};
 use dockhand::config::EmbeddedQueueSettings;
 use dockhand::queue::ATTR_DEAD_LETTER_REASON;
 use dockhand::queue::embedded::EmbeddedQueue;
-use dockhand::queue::{Depth, OutgoingMessage, Queue, QueueError};
+use dockhand::queue::{OutgoingMessage, Queue, QueueError};
 
 fn settings(dir: &tempfile::TempDir) -> EmbeddedQueueSettings {
     EmbeddedQueueSettings {
@@ -56,16 +56,7 @@ async fn a_received_message_is_invisible_until_its_visibility_expires_then_redel
 #[tokio::test]
 async fn the_depth_counts_waiting_and_in_flight_messages_apart() {
     let dir = tempfile::tempdir().unwrap();
-    let queue = open(&dir).await;
-    queue.send(message("a")).await.unwrap();
-    queue.send(message("b")).await.unwrap();
-    let depth = |visible, in_flight| Depth { visible, in_flight };
-    assert_eq!(queue.approximate_depth().await.unwrap(), depth(2, 0));
-
-    let got = queue.receive(1, Duration::ZERO).await.unwrap();
-    assert_eq!(queue.approximate_depth().await.unwrap(), depth(1, 1));
-    queue.delete(&got[0].receipt).await.unwrap();
-    assert_eq!(queue.approximate_depth().await.unwrap(), depth(1, 0));
+    assert_depth_counts_in_flight_apart(&*open(&dir).await).await;
 }
 
 #[tokio::test]

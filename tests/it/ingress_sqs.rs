@@ -8,7 +8,6 @@ use std::time::Duration;
 use common::*;
 use dockhand::config::{QueueKind, SecretSource};
 use dockhand::domain::{JobAction, JobId};
-use dockhand::queue::Depth;
 use dockhand::queue::envelope::{ATTR_ACTION, ATTR_JOB_ID, ATTR_VERSION, Envelope};
 
 #[tokio::test]
@@ -309,22 +308,7 @@ async fn the_sqs_depth_counts_waiting_and_in_flight_messages_apart() {
     let queue = dockhand::queue::connect(&settings.queue, &settings.aws)
         .await
         .unwrap();
-    for body in ["a", "b"] {
-        queue
-            .send(dockhand::queue::OutgoingMessage {
-                body: body.into(),
-                attributes: Default::default(),
-            })
-            .await
-            .unwrap();
-    }
-    let depth = |visible, in_flight| Depth { visible, in_flight };
-    assert_eq!(queue.approximate_depth().await.unwrap(), depth(2, 0));
-
-    let got = queue.receive(1, Duration::ZERO).await.unwrap();
-    assert_eq!(queue.approximate_depth().await.unwrap(), depth(1, 1));
-    queue.delete(&got[0].receipt).await.unwrap();
-    assert_eq!(queue.approximate_depth().await.unwrap(), depth(1, 0));
+    assert_depth_counts_in_flight_apart(&*queue).await;
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use dockhand::config::{
     AwsSettings, EcsLaunchSettings, LaunchType, PoolSettings, QueueKind, Secret, SecretSource,
     Settings,
 };
-use dockhand::queue::{Queue, ReceivedMessage};
+use dockhand::queue::{Depth, OutgoingMessage, Queue, ReceivedMessage};
 use dockhand::startup::{Application, Roles};
 use dockhand::worker::outcome::{Outcome, Settled};
 use dockhand::worker::{Step, Worker};
@@ -316,6 +316,27 @@ pub async fn drain(queue: &dyn Queue) -> Vec<ReceivedMessage> {
         }
         all.extend(batch);
     }
+}
+
+/// On an empty queue whose visibility timeout outlasts the check: the depth counts waiting
+/// messages and received (in-flight) ones apart, and a deleted one in neither.
+pub async fn assert_depth_counts_in_flight_apart(queue: &dyn Queue) {
+    for body in ["a", "b"] {
+        queue
+            .send(OutgoingMessage {
+                body: body.into(),
+                attributes: Default::default(),
+            })
+            .await
+            .unwrap();
+    }
+    let depth = |visible, in_flight| Depth { visible, in_flight };
+    assert_eq!(queue.approximate_depth().await.unwrap(), depth(2, 0));
+
+    let got = queue.receive(1, Duration::ZERO).await.unwrap();
+    assert_eq!(queue.approximate_depth().await.unwrap(), depth(1, 1));
+    queue.delete(&got[0].receipt).await.unwrap();
+    assert_eq!(queue.approximate_depth().await.unwrap(), depth(1, 0));
 }
 
 /// The value of one sample line of `/metrics`, e.g.

@@ -119,6 +119,9 @@ pub async fn serve(
     router: Router,
     stop: CancellationToken,
 ) {
+    // Both series exist from the start, so a dashboard or an alert sees 0 rather than nothing.
+    metrics::counter!(m::ACCEPT_ERRORS_TOTAL, "listener" => name.as_str()).increment(0);
+    metrics::gauge!(m::OPEN_CONNECTIONS, "listener" => name.as_str()).increment(0.0);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut connections = JoinSet::new();
     let mut accept_failures = Burst::default();

@@ -21,6 +21,8 @@ use common::gated_queue::GatedQueue;
 use common::process::eventually;
 use common::stores::{Backend, TestStore};
 
+mod dead_letter;
+
 const APP_ID: u64 = 4242;
 
 /// Everything one launch test needs, each part fresh and named for this test.

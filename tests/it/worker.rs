@@ -21,6 +21,7 @@ use common::gated_queue::GatedQueue;
 use common::process::eventually;
 use common::stores::{Backend, TestStore};
 
+mod cluster_change;
 mod dead_letter;
 
 const APP_ID: u64 = 4242;
@@ -176,6 +177,7 @@ async fn one_queued_event_gives_one_jit_call_and_one_task_with_everything_in_pla
     assert_eq!(job.state, JobState::Launched);
     assert_eq!(job.task_arn.as_deref(), Some(tasks[0].as_str()));
     assert_eq!(job.runner_name.as_deref(), Some("dh-linux-x64-901-1"));
+    assert_eq!(job.cluster.as_deref(), Some(env.ecs.cluster.as_str()));
     assert!(env.app.drain().await.is_empty());
 }
 

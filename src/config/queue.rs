@@ -143,8 +143,15 @@ impl QueueSettings {
                 if self.sqs.wait_time > Duration::from_secs(20) {
                     p.add("queue.sqs.wait_time", "SQS allows at most 20s");
                 }
-                if self.sqs.visibility_timeout > Duration::from_secs(12 * 3600) {
-                    p.add("queue.sqs.visibility_timeout", "SQS allows at most 12h");
+                // The worker's heartbeat renews it every third of itself (or of the lease),
+                // and SQS counts it in whole seconds.
+                if self.sqs.visibility_timeout < Duration::from_secs(1)
+                    || self.sqs.visibility_timeout > Duration::from_secs(12 * 3600)
+                {
+                    p.add(
+                        "queue.sqs.visibility_timeout",
+                        "must be between 1s and 12h (SQS's limit)",
+                    );
                 }
             }
             QueueKind::Embedded => {

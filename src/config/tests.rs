@@ -189,3 +189,32 @@ fn connection_limits_have_defaults_in_seconds_and_are_checked_by_key() {
     }
     assert!(!err.contains("admin.header_timeout"), "{err}");
 }
+
+#[test]
+fn a_visibility_timeout_or_lease_under_a_second_is_refused_by_key() {
+    // The worker's heartbeat beats every third of the shorter of the two: a zero period
+    // panics in tokio's interval.
+    let sqs = "[queue]\nkind = \"sqs\"\n[queue.sqs]\nurl = \"http://127.0.0.1:1/000000000000/q\"\n";
+    for value in ["0s", "500ms"] {
+        let text = format!("{MINIMAL}\n{sqs}visibility_timeout = \"{value}\"\n");
+        let err = match load(&text) {
+            Ok(_) => panic!("queue.sqs.visibility_timeout = {value:?} was accepted"),
+            Err(err) => err.to_string(),
+        };
+        assert!(
+            err.contains("  queue.sqs.visibility_timeout: "),
+            "{value}: {err}"
+        );
+    }
+    let err = problems(&format!(
+        "{MINIMAL}\n[queue.embedded]\nvisibility_timeout = \"0s\"\n[worker]\nlease = \"0s\"\n"
+    ));
+    for key in ["queue.embedded.visibility_timeout", "worker.lease"] {
+        assert!(
+            err.contains(&format!("  {key}: ")),
+            "missing {key} in:\n{err}"
+        );
+    }
+    let s = load(&format!("{MINIMAL}\n{sqs}visibility_timeout = \"1s\"\n")).unwrap();
+    assert_eq!(s.queue.sqs.visibility_timeout, Duration::from_secs(1));
+}

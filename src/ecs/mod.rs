@@ -10,7 +10,6 @@ mod launch;
 use std::fmt;
 
 use aws_sdk_ecs::Client;
-use aws_sdk_ecs::types::DesiredStatus;
 use secrecy::SecretString;
 
 use crate::config::EcsLaunchSettings;
@@ -86,6 +85,10 @@ impl Launcher {
 
     /// A live (not STOPPED) task started with this `startedBy` on the cluster, for adopting
     /// a launch after a crash. With several (a duplicate launch), the oldest.
+    ///
+    /// ECS takes `startedBy` only as ListTasks' sole filter (it refuses it beside
+    /// `desiredStatus`, `family` and the rest), so the status is judged here, from
+    /// DescribeTasks. ListTasks is read to its last page.
     pub async fn find_task(
         &self,
         cluster: &str,
@@ -97,7 +100,6 @@ impl Launcher {
             .list_tasks()
             .cluster(cluster)
             .started_by(started_by)
-            .desired_status(DesiredStatus::Running)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
@@ -105,8 +107,8 @@ impl Launcher {
             record(Operation::ListTasks, Outcome::Ok);
             arns.extend(page.task_arns.unwrap_or_default());
         }
-        // ListTasks is eventually consistent: a task stopped a moment ago may still be
-        // listed, so DescribeTasks has the last word.
+        // ListTasks lists recently stopped tasks too, and is eventually consistent, so
+        // DescribeTasks has the last word.
         let mut live = Vec::new();
         for batch in arns.chunks(DESCRIBE_BATCH) {
             let out = self

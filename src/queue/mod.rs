@@ -25,6 +25,8 @@ pub type Attributes = BTreeMap<String, String>;
 /// Why a message was dead-lettered: set by the worker that gave up on it, or by the
 /// embedded queue past max receives. SQS's own redrive sets none.
 pub const ATTR_DEAD_LETTER_REASON: &str = "dead-letter-reason";
+/// The most of a reason [`ATTR_DEAD_LETTER_REASON`] keeps, in bytes.
+pub const MAX_DEAD_LETTER_REASON_BYTES: usize = 256;
 /// How many times a message had been received when it was dead-lettered.
 pub const ATTR_DEAD_LETTER_RECEIVES: &str = "dead-letter-receives";
 /// How many times `dockhand requeue` has moved a message back to the main queue.
@@ -32,6 +34,13 @@ pub const ATTR_REQUEUE_COUNT: &str = "requeue-count";
 /// The reason a requeued message was dead-lettered the time before, kept apart so that a
 /// second death by SQS's redrive (which sets no reason) is not reported with a stale one.
 pub const ATTR_PREVIOUS_DEAD_LETTER_REASON: &str = "previous-dead-letter-reason";
+
+/// `reason` cut to fit [`ATTR_DEAD_LETTER_REASON`]: its longest prefix of at most
+/// [`MAX_DEAD_LETTER_REASON_BYTES`] that ends on a character. A reason may quote GitHub's or
+/// ECS's text, so the limit may fall inside a character.
+pub fn dead_letter_reason(reason: &str) -> &str {
+    &reason[..reason.floor_char_boundary(MAX_DEAD_LETTER_REASON_BYTES)]
+}
 
 /// A message to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,4 +211,27 @@ pub async fn connect(
         ),
         QueueKind::Sqs => Arc::new(sqs::SqsQueue::new(aws.sqs_client().await, &settings.sqs)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_letter_reason_is_cut_on_a_character_boundary() {
+        let ascii = "x".repeat(300);
+        assert_eq!(dead_letter_reason(&ascii), &ascii[..256]);
+        // Byte 256 falls inside the 128th "é": the cut comes before it.
+        let accented = format!("x{}", "é".repeat(200));
+        assert_eq!(dead_letter_reason(&accented), &accented[..255]);
+        // A four-byte character straddling the limit, from each of its inner bytes.
+        for pad in 253..256 {
+            let crab = format!("{}🦀tail", "x".repeat(pad));
+            assert_eq!(dead_letter_reason(&crab), "x".repeat(pad), "{pad}");
+        }
+        let exact = format!("{}é", "x".repeat(254));
+        assert_eq!(dead_letter_reason(&exact), exact);
+        assert_eq!(dead_letter_reason("short"), "short");
+        assert_eq!(dead_letter_reason(""), "");
+    }
 }

@@ -33,6 +33,8 @@ pub struct PriorAttempt {
     pub runner_name: Option<String>,
     pub runner_id: Option<RunnerId>,
     pub task_arn: Option<String>,
+    /// The cluster its task was launched in; `None` on rows older than the column.
+    pub cluster: Option<String>,
 }
 
 impl Store {
@@ -61,7 +63,7 @@ impl Store {
                  updated_at = excluded.updated_at
              WHERE jobs.state = 'pending'
                 OR (jobs.state = 'launching' AND jobs.lease_expires_at < excluded.updated_at)
-             RETURNING attempt, runner_name, runner_id, task_arn",
+             RETURNING attempt, runner_name, runner_id, task_arn, cluster",
         );
         let claimed = sqlx::query(sql)
             .bind(event.job.id.0 as i64)
@@ -84,6 +86,7 @@ impl Store {
                     .try_get::<Option<i64>, _>("runner_id")?
                     .map(|id| RunnerId(id as u64)),
                 task_arn: row.try_get("task_arn")?,
+                cluster: row.try_get("cluster")?,
             };
             let prior = (prior.runner_name.is_some() || prior.task_arn.is_some()).then_some(prior);
             return Ok(Claim::Acquired {
@@ -136,22 +139,30 @@ impl Store {
         )
     }
 
-    /// Records the runner name about to be registered, before GitHub is called, so a
-    /// take-over knows what to look for.
+    /// Records the runner name about to be registered and the cluster its task goes to,
+    /// before GitHub is called, so a take-over knows what to look for, and where.
     pub async fn record_intent(
         &self,
         job: JobId,
         owner: &str,
         runner_name: &str,
+        cluster: &str,
     ) -> Result<(), StoreError> {
-        self.update_leased(
-            "UPDATE jobs SET runner_name = $3, runner_id = NULL, task_arn = NULL, updated_at = $4
+        let sql = self.sql(
+            "UPDATE jobs SET runner_name = $3, cluster = $4, runner_id = NULL, task_arn = NULL,
+                 updated_at = $5
              WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
-            job,
-            owner,
-            runner_name,
-        )
-        .await
+        );
+        let updated = sqlx::query(sql)
+            .bind(job.0 as i64)
+            .bind(owner.to_string())
+            .bind(runner_name.to_string())
+            .bind(cluster.to_string())
+            .bind(now())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        self.leased(job, updated)
     }
 
     /// Records the GitHub runner registration made for the job.
@@ -236,7 +247,7 @@ impl Store {
     /// delivery claims it afresh, with a new attempt and runner name.
     pub async fn release(&self, job: JobId, owner: &str, reason: &str) -> Result<(), StoreError> {
         self.update_leased(
-            "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, runner_name = NULL, runner_id = NULL, task_arn = NULL, reason = $3, updated_at = $4
+            "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, runner_name = NULL, runner_id = NULL, task_arn = NULL, cluster = NULL, reason = $3, updated_at = $4
              WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
             job,
             owner,

@@ -17,6 +17,8 @@ pub struct JobRecord {
     pub runner_name: Option<String>,
     pub runner_id: Option<RunnerId>,
     pub task_arn: Option<String>,
+    /// The cluster its task was launched in.
+    pub cluster: Option<String>,
     pub lease_owner: Option<String>,
     pub conclusion: Option<String>,
     pub reason: Option<String>,
@@ -27,7 +29,7 @@ impl Store {
     pub async fn job(&self, job: JobId) -> Result<Option<JobRecord>, StoreError> {
         let sql = self.sql(
             "SELECT job_id, state, pool, repo, attempt, runner_name, runner_id, task_arn,
-                    lease_owner, conclusion, reason
+                    cluster, lease_owner, conclusion, reason
              FROM jobs WHERE job_id = $1",
         );
         let row = sqlx::query(sql)
@@ -50,6 +52,7 @@ fn job_record(r: &AnyRow) -> Result<JobRecord, sqlx::Error> {
             .try_get::<Option<i64>, _>("runner_id")?
             .map(|id| RunnerId(id as u64)),
         task_arn: r.try_get("task_arn")?,
+        cluster: r.try_get("cluster")?,
         lease_owner: r.try_get("lease_owner")?,
         conclusion: r.try_get("conclusion")?,
         reason: r.try_get("reason")?,

@@ -217,7 +217,10 @@ impl Worker {
         {
             return Ok(outcome);
         }
-        inner.store.record_intent(job, &inner.owner, name).await?;
+        inner
+            .store
+            .record_intent(job, &inner.owner, name, &ecs.cluster)
+            .await?;
         let request = JitRequest {
             name: name.to_string(),
             runner_group: pool.settings.runner_group.clone(),
@@ -287,7 +290,9 @@ impl Worker {
     }
 
     /// An earlier attempt's lease expired mid-launch. If it started a task, adopt it;
-    /// otherwise remove its registration so no offline runner is left behind.
+    /// otherwise remove its registration so no offline runner is left behind. The task is
+    /// looked for in the cluster that attempt launched in, which the pool may have left
+    /// since (the pool's own cluster for rows recorded before the cluster was).
     async fn take_over(
         &self,
         launchers: &Launchers,
@@ -301,12 +306,13 @@ impl Worker {
         let Some(prior_name) = prior.runner_name else {
             return Ok(None);
         };
-        let cluster = &pool
+        let pool_cluster = &pool
             .settings
             .ecs
             .as_ref()
             .expect("checked by the caller")
             .cluster;
+        let cluster = prior.cluster.as_deref().unwrap_or(pool_cluster);
         let task = match prior.task_arn.clone() {
             Some(arn) => Some(arn),
             None => launchers
@@ -320,7 +326,7 @@ impl Worker {
             // Record it under this attempt's lease; the runner keeps the earlier name.
             inner
                 .store
-                .record_intent(job, &inner.owner, &prior_name)
+                .record_intent(job, &inner.owner, &prior_name, cluster)
                 .await?;
             if let Some(runner_id) = prior.runner_id {
                 inner

@@ -365,10 +365,10 @@ impl Worker {
             return;
         };
         let mut copy = OutgoingMessage::from(message);
-        let mut reason = reason.to_string();
-        reason.truncate(256);
-        copy.attributes
-            .insert(ATTR_DEAD_LETTER_REASON.to_string(), reason);
+        copy.attributes.insert(
+            ATTR_DEAD_LETTER_REASON.to_string(),
+            crate::queue::dead_letter_reason(reason).to_string(),
+        );
         copy.attributes.insert(
             crate::queue::ATTR_DEAD_LETTER_RECEIVES.to_string(),
             message.receive_count.to_string(),

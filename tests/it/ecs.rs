@@ -18,6 +18,8 @@ use dockhand::domain::JobId;
 use dockhand::ecs::{LaunchError, LaunchSpec, Launcher, TAG_JOB_ID, TAG_POOL, TAG_RUNNER};
 use secrecy::SecretString;
 
+mod find_task;
+
 const POOL: &str = "linux-x64";
 
 /// The owned parts of a LaunchSpec for one job.
@@ -352,55 +354,6 @@ async fn an_ec2_launch_runs_on_a_registered_container_instance() {
     assert_eq!(task.container_instance_arn(), Some(instance.as_str()));
     assert_eq!(task.launch_type().map(|t| t.as_str()), Some("EC2"));
     assert!(runner_environment(&task).contains(&(JIT_CONFIG_ENV.to_string(), job.jit())));
-}
-
-#[tokio::test]
-async fn find_task_finds_the_live_task_by_started_by_and_ignores_stopped_ones() {
-    let moto = MotoEcs::setup().await;
-    let ecs = moto.launch_settings();
-    let job = Job::new();
-    let launcher = launcher().await;
-    let first = launcher.run_task(&job.spec(&ecs)).await.unwrap();
-
-    assert_eq!(
-        launcher
-            .find_task(&moto.cluster, &job.started_by)
-            .await
-            .unwrap(),
-        Some(first.arn.clone())
-    );
-    assert_eq!(
-        launcher
-            .find_task(&moto.cluster, "dockhand/job/0")
-            .await
-            .unwrap(),
-        None
-    );
-
-    launcher
-        .stop_task(&moto.cluster, &first.arn, "job cancelled")
-        .await
-        .unwrap();
-    let stopped = moto.describe(&first.arn.0).await;
-    assert_eq!(stopped.last_status(), Some("STOPPED"));
-    assert_eq!(stopped.stopped_reason(), Some("job cancelled"));
-    assert_eq!(
-        launcher
-            .find_task(&moto.cluster, &job.started_by)
-            .await
-            .unwrap(),
-        None
-    );
-
-    let second = launcher.run_task(&job.spec(&ecs)).await.unwrap();
-    assert_eq!(
-        launcher
-            .find_task(&moto.cluster, &job.started_by)
-            .await
-            .unwrap(),
-        Some(second.arn.clone())
-    );
-    assert_eq!(moto.task_arns().await.len(), 2);
 }
 
 #[tokio::test]

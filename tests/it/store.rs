@@ -90,7 +90,7 @@ async fn an_expired_lease_is_taken_over_with_what_the_first_attempt_left(#[case]
         .await
         .unwrap();
     store
-        .record_intent(JobId(3), "crashed", "dh-pool-3-1")
+        .record_intent(JobId(3), "crashed", "dh-pool-3-1", "runners-a")
         .await
         .unwrap();
     store
@@ -111,6 +111,7 @@ async fn an_expired_lease_is_taken_over_with_what_the_first_attempt_left(#[case]
     assert_eq!(prior.runner_name.as_deref(), Some("dh-pool-3-1"));
     assert_eq!(prior.runner_id, Some(RunnerId(77)));
     assert_eq!(prior.task_arn, None);
+    assert_eq!(prior.cluster.as_deref(), Some("runners-a"));
     // The crashed worker's late writes are refused.
     assert!(matches!(
         store
@@ -130,7 +131,7 @@ async fn a_launched_job_is_done_and_counts_as_a_live_runner(#[case] backend: Bac
     let job = event("queued", 4);
     store.claim(&job, "pool", "w", LEASE).await.unwrap();
     store
-        .record_intent(JobId(4), "w", "dh-pool-4-1")
+        .record_intent(JobId(4), "w", "dh-pool-4-1", "runners-a")
         .await
         .unwrap();
     store
@@ -180,13 +181,14 @@ async fn a_released_job_is_claimed_again_with_a_new_attempt(#[case] backend: Bac
     let job = event("queued", 5);
     store.claim(&job, "pool", "w", LEASE).await.unwrap();
     store
-        .record_intent(JobId(5), "w", "dh-pool-5-1")
+        .record_intent(JobId(5), "w", "dh-pool-5-1", "runners-a")
         .await
         .unwrap();
     store.release(JobId(5), "w", "no capacity").await.unwrap();
     let row = store.job(JobId(5)).await.unwrap().unwrap();
     assert_eq!(row.state, JobState::Pending);
     assert_eq!(row.reason.as_deref(), Some("no capacity"));
+    assert_eq!(row.cluster, None, "the next attempt may launch elsewhere");
     assert_eq!(
         store.claim(&job, "pool", "w", LEASE).await.unwrap(),
         Claim::Acquired {
@@ -225,7 +227,7 @@ async fn only_a_failed_job_is_reopened_and_then_claimed_once(#[case] backend: Ba
     let job = event("queued", 7);
     store.claim(&job, "pool", "w", LEASE).await.unwrap();
     store
-        .record_intent(JobId(7), "w", "dh-pool-7-1")
+        .record_intent(JobId(7), "w", "dh-pool-7-1", "runners-a")
         .await
         .unwrap();
     store

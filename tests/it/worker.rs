@@ -21,6 +21,10 @@ use common::gated_queue::GatedQueue;
 use common::process::eventually;
 use common::stores::{Backend, TestStore};
 
+mod cluster_change;
+mod dead_letter;
+mod logs;
+
 const APP_ID: u64 = 4242;
 
 /// Everything one launch test needs, each part fresh and named for this test.
@@ -174,6 +178,7 @@ async fn one_queued_event_gives_one_jit_call_and_one_task_with_everything_in_pla
     assert_eq!(job.state, JobState::Launched);
     assert_eq!(job.task_arn.as_deref(), Some(tasks[0].as_str()));
     assert_eq!(job.runner_name.as_deref(), Some("dh-linux-x64-901-1"));
+    assert_eq!(job.cluster.as_deref(), Some(env.ecs.cluster.as_str()));
     assert!(env.app.drain().await.is_empty());
 }
 
@@ -498,79 +503,6 @@ async fn a_pool_at_max_defers_and_launches_once_a_runner_completes() {
     assert_eq!(env.ecs.task_arns().await.len(), 2);
     let job = worker.store().job(JobId(1002)).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Launched);
-}
-
-/// Collects every log line of this test process.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logs_never_hold_the_jit_config_the_private_key_tokens_or_the_webhook_secret() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("debug,dockhand=trace")
-        .json()
-        .with_writer(move || writer.clone())
-        .try_init()
-        .expect("this test installs the only subscriber in its process");
-
-    let env = Env::new(QueueChoice::Embedded, Backend::Sqlite).await;
-    env.github
-        .fail_next(Endpoint::JitConfig, Failure::Status(500));
-    let worker = env.worker().await;
-    env.app.deliver(Delivery::signed(queued_job(4040))).await;
-    let bad = {
-        let mut d = Delivery::signed(queued_job(4041));
-        d.signature = Some(sign("wrong", &d.body));
-        d
-    };
-    env.app.deliver(bad).await;
-    let settled = drain(&[&worker]).await;
-    assert!(
-        matches!(
-            &settled[..],
-            [
-                Settled::Deferred(Deferral::Error(_)),
-                Settled::Done(Outcome::Launched)
-            ]
-        ),
-        "{settled:?}"
-    );
-
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        logs.contains("dh-linux-x64-4040-1"),
-        "the capture sees the launch"
-    );
-    let jit = env.github.runners()[0].encoded_jit_config.clone();
-    assert!(!logs.contains(&jit), "the JIT config was logged");
-    let key = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/github-app-test-key.pem"
-    ))
-    .unwrap();
-    for line in key.lines().filter(|l| !l.starts_with("-----")) {
-        assert!(!logs.contains(line), "the private key was logged");
-    }
-    assert!(!logs.contains(SECRET), "the webhook secret was logged");
-    assert!(!logs.contains("ghs_"), "an installation token was logged");
-    for body_field in ["hooks_url", "\"steps\"", "check_run_url"] {
-        assert!(
-            !logs.contains(body_field),
-            "the webhook body was logged ({body_field})"
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

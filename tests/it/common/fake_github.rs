@@ -46,6 +46,8 @@ pub enum Endpoint {
 pub enum Failure {
     /// This status, with a JSON `message` and the usual rate-limit headers.
     Status(u16),
+    /// This status with this `message` (GitHub's own text, which dockhand may pass on).
+    Message(u16, String),
     /// A primary rate limit: 403, `x-ratelimit-remaining: 0`, and `x-ratelimit-reset`
     /// this far in the future.
     RateLimited { reset_in: Duration },
@@ -731,8 +733,11 @@ impl FakeState {
     fn fail(&mut self, scope: &str, failure: Failure) -> Response {
         match failure {
             Failure::Status(code) => {
+                self.fail(scope, Failure::Message(code, "injected failure".into()))
+            }
+            Failure::Message(code, message) => {
                 let status = StatusCode::from_u16(code).expect("a valid status code");
-                self.answer(scope, status, json!({"message": "injected failure"}))
+                self.answer(scope, status, json!({"message": message}))
             }
             Failure::RateLimited { reset_in } => {
                 let reset = epoch_secs(SystemTime::now() + reset_in)

@@ -1,8 +1,10 @@
 //! A fault-injecting proxy in front of moto's ECS. moto never answers RunTask with
 //! `failures[]` (Fargate always has room; EC2 without room answers an empty list, or a 500
 //! with no instances at all), so the proxy answers RunTask for chosen capacity providers the
-//! way ECS does when it has no capacity, and can throttle RunTask. Every other request goes
-//! to moto unchanged, and every request is recorded.
+//! way ECS does when it has no capacity, and can throttle RunTask. It also refuses, as ECS
+//! does, the requests moto lets through: ListTasks with `startedBy` beside another filter,
+//! DescribeTasks with more than 100 tasks. Every other request goes to moto unchanged, and
+//! every request is recorded.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,20 @@ use crate::common::{moto_aws, moto_url};
 pub const FARGATE_NO_CAPACITY: &str = "Capacity is unavailable at this time. Please try again later or in a different availability zone";
 
 const JSON_1_1: &str = "application/x-amz-json-1.1";
+
+/// The ListTasks filters ECS refuses beside `startedBy` ("When you specify `startedBy` as
+/// the filter, it must be the only filter that you use"). `cluster` is not among them: it
+/// names where to look.
+const FILTERS_EXCLUDING_STARTED_BY: [&str; 5] = [
+    "family",
+    "containerInstance",
+    "serviceName",
+    "desiredStatus",
+    "launchType",
+];
+
+/// DescribeTasks takes at most this many tasks.
+const MAX_DESCRIBE_TASKS: usize = 100;
 
 /// One request the proxy saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +59,8 @@ struct Faults {
     /// Hold the next RunTask until released; `true` forwards it to moto first, so the task
     /// exists but its caller never hears of it.
     hold_next_run_task: Option<bool>,
+    /// ListTasks answers at most this many ARNs a page (moto answers them all at once).
+    list_tasks_page: Option<usize>,
     calls: Vec<Call>,
 }
 
@@ -127,6 +145,12 @@ impl FaultyEcs {
             .insert(provider.to_string(), reason.to_string());
     }
 
+    /// ListTasks answers in pages of `size` ARNs, with a `nextToken` while more follow, as
+    /// ECS does past its page size (moto answers every ARN at once).
+    pub fn page_list_tasks(&self, size: usize) {
+        self.faults.lock().unwrap().list_tasks_page = Some(size);
+    }
+
     /// Every RunTask answers 400 ThrottlingException.
     pub fn throttle_run_task(&self) {
         self.faults.lock().unwrap().throttle_run_task = true;
@@ -171,14 +195,20 @@ async fn handle(
     let capacity_provider = request["capacityProviderStrategy"][0]["capacityProvider"]
         .as_str()
         .map(String::from);
-    let (held, injected) = {
+    let (held, injected, page) = {
         let mut faults = proxy.faults.lock().unwrap();
+        let page = faults
+            .list_tasks_page
+            .filter(|_| operation == "ListTasks")
+            .map(|size| (size, request["nextToken"].as_str().map(String::from)));
         let held = if operation == "RunTask" {
             faults.hold_next_run_task.take()
         } else {
             None
         };
-        let injected = if operation != "RunTask" || held.is_some() {
+        let injected = if let Some(refusal) = breaks_ecs_rules(&operation, &request) {
+            Some(invalid_parameter(refusal))
+        } else if operation != "RunTask" || held.is_some() {
             None
         } else if faults.throttle_run_task {
             Some(throttled())
@@ -194,15 +224,39 @@ async fn handle(
             injected: injected.is_some(),
             request,
         });
-        (held, injected)
+        (held, injected, page)
     };
     if let Some(forward_first) = held {
         return hold(&proxy, forward_first, method, uri, headers, body).await;
     }
-    match injected {
-        Some(response) => response,
-        None => forward(&proxy, method, uri, headers, body).await,
+    match (injected, page) {
+        (Some(response), _) => response,
+        (None, Some((size, token))) => {
+            let all = forward(&proxy, method, uri, headers, body).await;
+            one_page(all, size, token).await
+        }
+        (None, None) => forward(&proxy, method, uri, headers, body).await,
     }
+}
+
+/// The page of moto's full ListTasks answer that `token` (an offset) points at.
+async fn one_page(all: Response, size: usize, token: Option<String>) -> Response {
+    let status = all.status();
+    let body = axum::body::to_bytes(all.into_body(), usize::MAX)
+        .await
+        .expect("moto's ListTasks answer");
+    if !status.is_success() {
+        return (status, [(header::CONTENT_TYPE, JSON_1_1)], body).into_response();
+    }
+    let answer: serde_json::Value = serde_json::from_slice(&body).expect("a JSON answer");
+    let arns = answer["taskArns"].as_array().cloned().unwrap_or_default();
+    let start: usize = token.map_or(0, |t| t.parse().expect("a token this proxy gave"));
+    let end = (start + size).min(arns.len());
+    let mut page = serde_json::json!({ "taskArns": arns[start.min(end)..end] });
+    if end < arns.len() {
+        page["nextToken"] = end.to_string().into();
+    }
+    ([(header::CONTENT_TYPE, JSON_1_1)], page.to_string()).into_response()
 }
 
 async fn hold(
@@ -221,6 +275,38 @@ async fn hold(
     proxy.hold.held.notify_one();
     proxy.hold.released.notified().await;
     answer.unwrap_or_else(|| StatusCode::SERVICE_UNAVAILABLE.into_response())
+}
+
+/// Why ECS would refuse this request although moto accepts it, if it would.
+fn breaks_ecs_rules(operation: &str, request: &serde_json::Value) -> Option<String> {
+    let present = |key: &str| !request[key].is_null();
+    match operation {
+        "ListTasks" if present("startedBy") => FILTERS_EXCLUDING_STARTED_BY
+            .iter()
+            .find(|filter| present(filter))
+            .map(|filter| format!("startedBy must be the only filter; {filter} was also given")),
+        "DescribeTasks" => request["tasks"]
+            .as_array()
+            .filter(|tasks| tasks.len() > MAX_DESCRIBE_TASKS)
+            .map(|tasks| {
+                format!(
+                    "at most {MAX_DESCRIBE_TASKS} tasks per DescribeTasks; {} were given",
+                    tasks.len()
+                )
+            }),
+        _ => None,
+    }
+}
+
+/// ECS's answer to a request it will not take.
+fn invalid_parameter(message: String) -> Response {
+    let body = serde_json::json!({"__type": "InvalidParameterException", "message": message});
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, JSON_1_1)],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn no_capacity(provider: &str, reason: &str) -> Response {

@@ -189,9 +189,11 @@ impl GitHubApp {
                         http::header::ACCEPT,
                         "application/vnd.github+json".to_string(),
                     )
-                    .set_connect_timeout(Some(timeout))
-                    .set_read_timeout(Some(timeout))
-                    .set_write_timeout(Some(timeout)),
+                    // Only a connect timeout: each call is bounded by `request_timeout`
+                    // as a whole (request::send). hyper-timeout's read timeout would start
+                    // its clock when a pooled connection goes idle, and fail a later call on
+                    // it early, however fast GitHub answers that call.
+                    .set_connect_timeout(Some(timeout)),
             )
         };
         let app = builder()?

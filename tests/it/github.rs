@@ -12,10 +12,10 @@ use dockhand::github::{GitHubApp, GitHubError, JitRequest, RunnerTarget};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-const APP_ID: u64 = 4242;
+pub(crate) const APP_ID: u64 = 4242;
 const INSTALLATION: InstallationId = InstallationId(99);
 
-async fn app_for(settings: &GitHubSettings) -> anyhow::Result<GitHubApp> {
+pub(crate) async fn app_for(settings: &GitHubSettings) -> anyhow::Result<GitHubApp> {
     let aws = AwsSettings::default();
     GitHubApp::from_settings(settings, &SecretResolver::new(&aws)).await
 }
@@ -28,7 +28,7 @@ async fn start() -> (FakeGitHub, GitHubApp) {
     (fake, app)
 }
 
-fn org(name: &str) -> RunnerTarget {
+pub(crate) fn org(name: &str) -> RunnerTarget {
     RunnerTarget::Org(name.to_string())
 }
 

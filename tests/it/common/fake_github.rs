@@ -2,7 +2,7 @@
 //! the way GitHub would: App JWTs are verified against the fixture public key, only
 //! installation tokens it minted are accepted (each bound to its installation, and an
 //! installation to the first account it is used on), and JIT bodies are validated. Every
-//! request is recorded, and failures can be queued per endpoint.
+//! request is recorded, and failures can be queued and answers delayed per endpoint.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -102,6 +102,8 @@ struct FakeState {
     key: DecodingKey,
     requests: Vec<(Option<Endpoint>, Recorded)>,
     failures: HashMap<Endpoint, VecDeque<Failure>>,
+    /// How long each answer from an endpoint is held back.
+    delays: HashMap<Endpoint, Duration>,
     /// Runner groups per org (lower-cased), besides "Default" = 1.
     groups: HashMap<String, Vec<(u64, String)>>,
     runners: Vec<FakeRunner>,
@@ -137,6 +139,7 @@ impl FakeGitHub {
             key,
             requests: Vec::new(),
             failures: HashMap::new(),
+            delays: HashMap::new(),
             groups: HashMap::new(),
             runners: Vec::new(),
             next_runner_id: FIRST_RUNNER_ID,
@@ -190,6 +193,12 @@ impl FakeGitHub {
             .entry(endpoint)
             .or_default()
             .push_back(failure);
+    }
+
+    /// Holds back every answer from `endpoint` by `delay` from now on (the request is
+    /// recorded and served at once; only the answer waits).
+    pub fn set_delay(&self, endpoint: Endpoint, delay: Duration) {
+        self.lock().delays.insert(endpoint, delay);
     }
 
     /// Every request received, in order.
@@ -340,7 +349,26 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut state = state.lock().unwrap();
+    let (response, delay) = {
+        let mut state = state.lock().unwrap();
+        let delay = Route::parse(&method, uri.path())
+            .and_then(|(endpoint, _)| state.delays.get(&endpoint).copied());
+        (respond(&mut state, method, uri, headers, body), delay)
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    response
+}
+
+/// Records the request and answers it.
+fn respond(
+    state: &mut FakeState,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (json_body, body_ok) = if body.is_empty() {
         (None, true)
     } else {

@@ -31,6 +31,8 @@ use crate::domain::{InstallationId, RunnerId};
 pub const DEFAULT_RUNNER_GROUP_ID: u64 = 1;
 /// Page size for runner and runner-group listings (GitHub's maximum).
 const PER_PAGE: usize = 100;
+/// Stops paging through a listing on a misbehaving server: 100 pages of 100.
+const MAX_PAGES: usize = 100;
 
 /// Where a runner registers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -134,6 +136,7 @@ struct JitRunner {
 
 #[derive(Deserialize)]
 struct RunnerPage {
+    total_count: usize,
     runners: Vec<RunnerEntry>,
 }
 
@@ -263,7 +266,9 @@ impl GitHubApp {
         })
     }
 
-    /// The runner registered on `target` under exactly `name`, if any.
+    /// The runner registered on `target` under exactly `name`, if any. Asked for by
+    /// `?name=`; older GitHub Enterprise Server ignores that filter and answers every
+    /// runner, so an answer holding other names is paged through to the end.
     #[tracing::instrument(skip_all, fields(github.installation = %installation, github.target = %target, runner.name = %name))]
     pub async fn find_runner(
         &self,
@@ -271,25 +276,36 @@ impl GitHubApp {
         target: &RunnerTarget,
         name: &str,
     ) -> Result<Option<RegisteredRunner>, GitHubError> {
-        let query = form_urlencoded::Serializer::new(String::new())
-            .append_pair("name", name)
-            .append_pair("per_page", &PER_PAGE.to_string())
-            .finish();
-        let path = format!("{}/actions/runners?{query}", target.path());
-        let page: RunnerPage = self
-            .as_installation(installation, Endpoint::ListRunners, Method::Get, &path)
-            .await?
-            .json()?;
-        Ok(page
-            .runners
-            .into_iter()
-            .find(|r| r.name == name)
-            .map(|r| RegisteredRunner {
-                id: RunnerId(r.id),
-                name: r.name,
-                busy: r.busy,
-                status: r.status,
-            }))
+        let mut seen = 0;
+        for page in 1..=MAX_PAGES {
+            let path = runner_list_path(target, name, page);
+            let answer: RunnerPage = self
+                .as_installation(installation, Endpoint::ListRunners, Method::Get, &path)
+                .await?
+                .json()?;
+            let filtered = page == 1 && answer.runners.iter().all(|r| r.name == name);
+            seen += answer.runners.len();
+            let last = filtered || answer.runners.len() < PER_PAGE || seen >= answer.total_count;
+            if let Some(runner) = answer.runners.into_iter().find(|r| r.name == name) {
+                return Ok(Some(RegisteredRunner {
+                    id: RunnerId(runner.id),
+                    name: runner.name,
+                    busy: runner.busy,
+                    status: runner.status,
+                }));
+            }
+            if last {
+                return Ok(None);
+            }
+            if page == 1 {
+                tracing::debug!("GitHub ignored the runner list's name filter; paging through it");
+            }
+        }
+        tracing::warn!(
+            pages = MAX_PAGES,
+            "gave up looking for the runner after as many pages of runners"
+        );
+        Ok(None)
     }
 
     /// Removes a runner's registration. 404 counts as success: the runner is already
@@ -395,4 +411,17 @@ impl GitHubApp {
             .lock()
             .expect("installation cache lock")
     }
+}
+
+/// `GET` this to list `target`'s runners, asking for those called `name`: the first page
+/// as GitHub documents it, later ones (where the filter is ignored) by number.
+fn runner_list_path(target: &RunnerTarget, name: &str, page: usize) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query
+        .append_pair("name", name)
+        .append_pair("per_page", &PER_PAGE.to_string());
+    if page > 1 {
+        query.append_pair("page", &page.to_string());
+    }
+    format!("{}/actions/runners?{}", target.path(), query.finish())
 }

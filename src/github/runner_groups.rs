@@ -6,11 +6,8 @@
 use serde::Deserialize;
 
 use super::request::{Endpoint, Method, segment};
-use super::{GitHubApp, GitHubError, PER_PAGE};
+use super::{GitHubApp, GitHubError, MAX_PAGES, PER_PAGE};
 use crate::domain::InstallationId;
-
-/// Stops a lookup on a misbehaving server: 100 pages of 100 groups.
-const MAX_PAGES: usize = 100;
 
 #[derive(Deserialize)]
 struct RunnerGroupPage {

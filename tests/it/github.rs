@@ -13,14 +13,14 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 pub(crate) const APP_ID: u64 = 4242;
-const INSTALLATION: InstallationId = InstallationId(99);
+pub(crate) const INSTALLATION: InstallationId = InstallationId(99);
 
 pub(crate) async fn app_for(settings: &GitHubSettings) -> anyhow::Result<GitHubApp> {
     let aws = AwsSettings::default();
     GitHubApp::from_settings(settings, &SecretResolver::new(&aws)).await
 }
 
-async fn start() -> (FakeGitHub, GitHubApp) {
+pub(crate) async fn start() -> (FakeGitHub, GitHubApp) {
     let fake = FakeGitHub::start(APP_ID).await;
     let app = app_for(&fake.settings())
         .await
@@ -54,7 +54,7 @@ fn app_jwt() -> Auth {
     }
 }
 
-fn token(installation: InstallationId) -> Auth {
+pub(crate) fn token(installation: InstallationId) -> Auth {
     Auth::InstallationToken {
         installation: installation.0,
     }
@@ -865,7 +865,7 @@ async fn a_github_that_never_answers_times_out_as_a_transport_error() {
 const GITHUB_JSON: &str = "application/vnd.github+json";
 
 /// One request straight to the fake, as (status, JSON body).
-async fn raw(
+pub(crate) async fn raw(
     fake: &FakeGitHub,
     method: reqwest::Method,
     path: &str,
@@ -913,7 +913,7 @@ fn jwt(key: &str, iss: u64, iat: i64, exp: i64) -> String {
 
 const TEST_KEY: &str = "github-app-test-key.pem";
 
-async fn mint(fake: &FakeGitHub, installation: u64) -> String {
+pub(crate) async fn mint(fake: &FakeGitHub, installation: u64) -> String {
     let (status, body) = raw(
         fake,
         reqwest::Method::POST,

@@ -1,12 +1,15 @@
 //! The GitHub client when GitHub behaves unlike github.com's happy path: a slow answer on
-//! a connection that sat idle in the pool.
+//! a connection that sat idle in the pool, and an Enterprise Server that ignores the
+//! runner list's `?name=` filter.
 
 use std::time::Duration;
 
-use crate::github::{APP_ID, app_for, org};
+use crate::github::{APP_ID, INSTALLATION, app_for, mint, org, raw, start, token};
 use common::fake_github::{Endpoint, FakeGitHub};
 use dockhand::config::GitHubSettings;
+use dockhand::domain::RunnerId;
 use dockhand::telemetry::chain;
+use rstest::rstest;
 
 use crate::common;
 
@@ -38,4 +41,100 @@ async fn a_slow_answer_on_a_connection_idle_in_the_pool_succeeds_within_the_requ
     );
     assert!(elapsed >= limit.mul_f64(0.6), "{elapsed:?}");
     assert_eq!(fake.count(Endpoint::Installation), 2);
+}
+
+/// The runner list's queries: the first asks by name, later ones page through the list.
+fn list_queries(name: &str, pages: usize) -> Vec<String> {
+    (1..=pages)
+        .map(|page| match page {
+            1 => format!("name={name}&per_page=100"),
+            n => format!("name={name}&per_page=100&page={n}"),
+        })
+        .collect()
+}
+
+#[rstest]
+#[case::github_honours_the_filter_and_has_the_runner(false, true, 1)]
+#[case::github_honours_the_filter_and_has_no_such_runner(false, false, 1)]
+#[case::ghes_ignores_the_filter_and_the_runner_is_on_page_two(true, true, 2)]
+#[case::ghes_ignores_the_filter_and_has_no_such_runner(true, false, 2)]
+#[tokio::test]
+async fn find_runner_matches_the_exact_name_paging_only_when_the_name_filter_is_ignored(
+    #[case] ignores_filter: bool,
+    #[case] registered: bool,
+    #[case] pages: usize,
+) {
+    let (fake, app) = start().await;
+    if ignores_filter {
+        fake.ignore_runner_name_filter();
+    }
+    let target = org("acme");
+    let sought = "dh-linux-7-1";
+    let mut id = None;
+    for i in 0..150 {
+        if i == 120 && registered {
+            id = Some(fake.register_runner(&target, sought, false));
+        }
+        // Names the sought one is a prefix or a suffix of do not match.
+        fake.register_runner(&target, &format!("{sought}{i}"), false);
+    }
+
+    let found = app
+        .find_runner(INSTALLATION, &target, sought)
+        .await
+        .unwrap();
+
+    assert_eq!(found.map(|r| r.id), id.map(RunnerId));
+    let queries: Vec<_> = fake
+        .requests_to(Endpoint::ListRunners)
+        .into_iter()
+        .map(|r| {
+            assert_eq!(r.path, "/orgs/acme/actions/runners");
+            assert_eq!(r.auth, token(INSTALLATION));
+            r.query.unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(queries, list_queries(sought, pages));
+}
+
+#[tokio::test]
+async fn the_fake_ignores_the_name_filter_only_when_told_and_pages_like_github() {
+    let fake = FakeGitHub::start(APP_ID).await;
+    let target = org("acme");
+    for i in 0..3 {
+        fake.register_runner(&target, &format!("r{i}"), false);
+    }
+    let token = mint(&fake, 99).await;
+    let list = |query: &'static str| {
+        let (fake, token) = (&fake, token.clone());
+        async move {
+            let (status, body) = raw(
+                fake,
+                reqwest::Method::GET,
+                &format!("/orgs/acme/actions/runners?{query}"),
+                Some(&token),
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            let names: Vec<String> = body["runners"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["name"].as_str().unwrap().to_string())
+                .collect();
+            (body["total_count"].as_u64().unwrap(), names)
+        }
+    };
+
+    assert_eq!(list("name=r1").await, (1, vec!["r1".to_string()]));
+    fake.ignore_runner_name_filter();
+    assert_eq!(
+        list("name=r1&per_page=2").await,
+        (3, vec!["r0".to_string(), "r1".to_string()])
+    );
+    assert_eq!(
+        list("name=r1&per_page=2&page=2").await,
+        (3, vec!["r2".to_string()])
+    );
 }

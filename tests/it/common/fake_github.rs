@@ -2,7 +2,8 @@
 //! the way GitHub would: App JWTs are verified against the fixture public key, only
 //! installation tokens it minted are accepted (each bound to its installation, and an
 //! installation to the first account it is used on), and JIT bodies are validated. Every
-//! request is recorded, and failures can be queued and answers delayed per endpoint.
+//! request is recorded, failures can be queued and answers delayed per endpoint, and the
+//! runner list can ignore `?name=` like older GitHub Enterprise Server.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -113,6 +114,8 @@ struct FakeState {
     /// Which installation each account (lower-cased) is, once known.
     accounts: HashMap<String, u64>,
     next_installation: u64,
+    /// Older GitHub Enterprise Server: the runner list ignores `?name=`.
+    ignore_runner_name_filter: bool,
     /// Calls left per credential ("app", or an installation id).
     rate: HashMap<String, u64>,
     rate_reset: u64,
@@ -147,6 +150,7 @@ impl FakeGitHub {
             token_lifetime: Duration::from_secs(3600),
             accounts: HashMap::new(),
             next_installation: FIRST_INSTALLATION_ID,
+            ignore_runner_name_filter: false,
             rate: HashMap::new(),
             rate_reset: epoch_secs(SystemTime::now()) + 3600,
         }));
@@ -199,6 +203,12 @@ impl FakeGitHub {
     /// recorded and served at once; only the answer waits).
     pub fn set_delay(&self, endpoint: Endpoint, delay: Duration) {
         self.lock().delays.insert(endpoint, delay);
+    }
+
+    /// From now on the runner list ignores `?name=` and answers every runner, paged, as
+    /// older GitHub Enterprise Server does.
+    pub fn ignore_runner_name_filter(&self) {
+        self.lock().ignore_runner_name_filter = true;
     }
 
     /// Every request received, in order.
@@ -720,7 +730,7 @@ impl FakeState {
         };
         let name = query_pairs(query)
             .into_iter()
-            .find(|(k, _)| k == "name")
+            .find(|(k, _)| k == "name" && !self.ignore_runner_name_filter)
             .map(|(_, v)| v);
         let matching: Vec<&FakeRunner> = self
             .runners

@@ -6,6 +6,7 @@
 //! worker retries transient failures through the queue.
 
 mod error;
+mod installations;
 mod request;
 mod runner_groups;
 mod tokens;
@@ -22,7 +23,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 pub use self::error::GitHubError;
-use self::request::{Answer, Caller, Endpoint, Method, segment};
+use self::installations::CallError;
+use self::request::{Endpoint, Method, segment};
 use self::tokens::Tokens;
 use crate::config::{GitHubSettings, SecretResolver};
 use crate::domain::{InstallationId, RunnerId};
@@ -148,11 +150,6 @@ struct RunnerEntry {
     status: String,
 }
 
-#[derive(Deserialize)]
-struct InstallationAnswer {
-    id: u64,
-}
-
 impl GitHubApp {
     /// Builds the App client from `[github]`: reads the private key (from wherever its
     /// source says), proves it can sign a JWT, and points octocrab at `api_url` with
@@ -245,12 +242,15 @@ impl GitHubApp {
         let answer = self
             .as_installation(
                 installation,
+                target,
                 Endpoint::JitConfig,
                 Method::Post(&body),
                 &path,
             )
             .await;
-        if let (Err(GitHubError::NotFound), RunnerTarget::Org(org)) = (&answer, target) {
+        if let (Err(CallError::GitHub(GitHubError::NotFound)), RunnerTarget::Org(org)) =
+            (&answer, target)
+        {
             // The group may have been deleted since it was cached: look it up afresh
             // next time.
             self.lock_groups()
@@ -280,7 +280,13 @@ impl GitHubApp {
         for page in 1..=MAX_PAGES {
             let path = runner_list_path(target, name, page);
             let answer: RunnerPage = self
-                .as_installation(installation, Endpoint::ListRunners, Method::Get, &path)
+                .as_installation(
+                    installation,
+                    target,
+                    Endpoint::ListRunners,
+                    Method::Get,
+                    &path,
+                )
                 .await?
                 .json()?;
             let filtered = page == 1 && answer.runners.iter().all(|r| r.name == name);
@@ -308,8 +314,9 @@ impl GitHubApp {
         Ok(None)
     }
 
-    /// Removes a runner's registration. 404 counts as success: the runner is already
-    /// gone. A busy runner cannot be removed (GitHub answers 422: `Validation`).
+    /// Removes a runner's registration. The runner's 404 counts as success: it is already
+    /// gone (an installation that is gone is `NotFound`: the registration may well be
+    /// there). A busy runner cannot be removed (GitHub answers 422: `Validation`).
     #[tracing::instrument(skip_all, fields(github.installation = %installation, github.target = %target, runner.id = %runner))]
     pub async fn delete_runner(
         &self,
@@ -319,80 +326,17 @@ impl GitHubApp {
     ) -> Result<(), GitHubError> {
         let path = format!("{}/actions/runners/{runner}", target.path());
         match self
-            .as_installation(installation, Endpoint::DeleteRunner, Method::Delete, &path)
+            .as_installation(
+                installation,
+                target,
+                Endpoint::DeleteRunner,
+                Method::Delete,
+                &path,
+            )
             .await
         {
-            Ok(_) | Err(GitHubError::NotFound) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The App's installation on `target`'s account, for events that carry no
-    /// `installation` (org or repo webhooks rather than the App's). Asked with the App
-    /// JWT (`GET /orgs/{org}/installation` or `/repos/{owner}/{repo}/installation`) once
-    /// per target, then cached. `NotFound` when the App is not installed there.
-    #[tracing::instrument(skip_all, fields(github.target = %target))]
-    pub async fn installation_for(
-        &self,
-        target: &RunnerTarget,
-    ) -> Result<InstallationId, GitHubError> {
-        if let Some(id) = self.lock_installations().get(target) {
-            return Ok(*id);
-        }
-        let path = format!("{}/installation", target.path());
-        let answer: InstallationAnswer = request::send(
-            Caller::App(&self.inner.app),
-            self.inner.timeout,
-            Endpoint::Installation,
-            Method::Get,
-            &path,
-        )
-        .await?
-        .json()?;
-        let id = InstallationId(answer.id);
-        self.lock_installations().insert(target.clone(), id);
-        Ok(id)
-    }
-
-    /// One call with the installation's token. A cached token that GitHub refuses (401:
-    /// revoked, or expired early) is replaced and the call made once more.
-    async fn as_installation(
-        &self,
-        installation: InstallationId,
-        endpoint: Endpoint,
-        method: Method<'_>,
-        path: &str,
-    ) -> Result<Answer, GitHubError> {
-        let inner = &*self.inner;
-        let caller = |token| Caller::Installation {
-            client: &inner.api,
-            id: installation,
-            token,
-        };
-        let token = inner
-            .tokens
-            .token(&inner.app, inner.timeout, installation, None)
-            .await?;
-        match request::send(caller(&token.token), inner.timeout, endpoint, method, path).await {
-            Err(GitHubError::Unauthorized) if !token.fresh => {
-                tracing::info!(
-                    github.installation = %installation,
-                    "GitHub refused a cached installation token; minting a new one"
-                );
-                let replacement = inner
-                    .tokens
-                    .token(&inner.app, inner.timeout, installation, Some(token.serial))
-                    .await?;
-                request::send(
-                    caller(&replacement.token),
-                    inner.timeout,
-                    endpoint,
-                    method,
-                    path,
-                )
-                .await
-            }
-            other => other,
+            Ok(_) | Err(CallError::GitHub(GitHubError::NotFound)) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -401,15 +345,6 @@ impl GitHubApp {
             .runner_groups
             .lock()
             .expect("runner group cache lock")
-    }
-
-    fn lock_installations(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<RunnerTarget, InstallationId>> {
-        self.inner
-            .installations
-            .lock()
-            .expect("installation cache lock")
     }
 }
 

@@ -32,14 +32,14 @@ pub(crate) fn org(name: &str) -> RunnerTarget {
     RunnerTarget::Org(name.to_string())
 }
 
-fn repo(owner: &str, repo: &str) -> RunnerTarget {
+pub(crate) fn repo(owner: &str, repo: &str) -> RunnerTarget {
     RunnerTarget::Repo {
         owner: owner.to_string(),
         repo: repo.to_string(),
     }
 }
 
-fn jit_request(name: &str, group: &str) -> JitRequest {
+pub(crate) fn jit_request(name: &str, group: &str) -> JitRequest {
     JitRequest {
         name: name.to_string(),
         runner_group: group.to_string(),
@@ -48,7 +48,7 @@ fn jit_request(name: &str, group: &str) -> JitRequest {
     }
 }
 
-fn app_jwt() -> Auth {
+pub(crate) fn app_jwt() -> Auth {
     Auth::AppJwt {
         iss: APP_ID.to_string(),
     }
@@ -60,7 +60,7 @@ pub(crate) fn token(installation: InstallationId) -> Auth {
     }
 }
 
-fn recorded(method: &str, path: &str, query: Option<&str>, auth: Auth) -> Recorded {
+pub(crate) fn recorded(method: &str, path: &str, query: Option<&str>, auth: Auth) -> Recorded {
     Recorded {
         method: method.to_string(),
         path: path.to_string(),
@@ -895,7 +895,7 @@ pub(crate) async fn raw(
 
 /// An App JWT signed with `key` (a fixture file), issued `iat` and expiring `exp` seconds
 /// from now.
-fn jwt(key: &str, iss: u64, iat: i64, exp: i64) -> String {
+pub(crate) fn jwt(key: &str, iss: u64, iat: i64, exp: i64) -> String {
     let pem = std::fs::read(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures")
@@ -911,7 +911,7 @@ fn jwt(key: &str, iss: u64, iat: i64, exp: i64) -> String {
     .unwrap()
 }
 
-const TEST_KEY: &str = "github-app-test-key.pem";
+pub(crate) const TEST_KEY: &str = "github-app-test-key.pem";
 
 pub(crate) async fn mint(fake: &FakeGitHub, installation: u64) -> String {
     let (status, body) = raw(

@@ -6,6 +6,7 @@
 //! worker retries transient failures through the queue.
 
 mod error;
+mod installations;
 mod request;
 mod runner_groups;
 mod tokens;
@@ -22,7 +23,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 pub use self::error::GitHubError;
-use self::request::{Answer, Caller, Endpoint, Method, segment};
+use self::installations::CallError;
+use self::request::{Endpoint, Method, segment};
 use self::tokens::Tokens;
 use crate::config::{GitHubSettings, SecretResolver};
 use crate::domain::{InstallationId, RunnerId};
@@ -31,6 +33,8 @@ use crate::domain::{InstallationId, RunnerId};
 pub const DEFAULT_RUNNER_GROUP_ID: u64 = 1;
 /// Page size for runner and runner-group listings (GitHub's maximum).
 const PER_PAGE: usize = 100;
+/// Stops paging through a listing on a misbehaving server: 100 pages of 100.
+const MAX_PAGES: usize = 100;
 
 /// Where a runner registers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -134,6 +138,7 @@ struct JitRunner {
 
 #[derive(Deserialize)]
 struct RunnerPage {
+    total_count: usize,
     runners: Vec<RunnerEntry>,
 }
 
@@ -143,11 +148,6 @@ struct RunnerEntry {
     name: String,
     busy: bool,
     status: String,
-}
-
-#[derive(Deserialize)]
-struct InstallationAnswer {
-    id: u64,
 }
 
 impl GitHubApp {
@@ -189,9 +189,11 @@ impl GitHubApp {
                         http::header::ACCEPT,
                         "application/vnd.github+json".to_string(),
                     )
-                    .set_connect_timeout(Some(timeout))
-                    .set_read_timeout(Some(timeout))
-                    .set_write_timeout(Some(timeout)),
+                    // Only a connect timeout: each call is bounded by `request_timeout`
+                    // as a whole (request::send). hyper-timeout's read timeout would start
+                    // its clock when a pooled connection goes idle, and fail a later call on
+                    // it early, however fast GitHub answers that call.
+                    .set_connect_timeout(Some(timeout)),
             )
         };
         let app = builder()?
@@ -240,12 +242,15 @@ impl GitHubApp {
         let answer = self
             .as_installation(
                 installation,
+                target,
                 Endpoint::JitConfig,
                 Method::Post(&body),
                 &path,
             )
             .await;
-        if let (Err(GitHubError::NotFound), RunnerTarget::Org(org)) = (&answer, target) {
+        if let (Err(CallError::GitHub(GitHubError::NotFound)), RunnerTarget::Org(org)) =
+            (&answer, target)
+        {
             // The group may have been deleted since it was cached: look it up afresh
             // next time.
             self.lock_groups()
@@ -261,7 +266,9 @@ impl GitHubApp {
         })
     }
 
-    /// The runner registered on `target` under exactly `name`, if any.
+    /// The runner registered on `target` under exactly `name`, if any. Asked for by
+    /// `?name=`; older GitHub Enterprise Server ignores that filter and answers every
+    /// runner, so an answer holding other names is paged through to the end.
     #[tracing::instrument(skip_all, fields(github.installation = %installation, github.target = %target, runner.name = %name))]
     pub async fn find_runner(
         &self,
@@ -269,29 +276,47 @@ impl GitHubApp {
         target: &RunnerTarget,
         name: &str,
     ) -> Result<Option<RegisteredRunner>, GitHubError> {
-        let query = form_urlencoded::Serializer::new(String::new())
-            .append_pair("name", name)
-            .append_pair("per_page", &PER_PAGE.to_string())
-            .finish();
-        let path = format!("{}/actions/runners?{query}", target.path());
-        let page: RunnerPage = self
-            .as_installation(installation, Endpoint::ListRunners, Method::Get, &path)
-            .await?
-            .json()?;
-        Ok(page
-            .runners
-            .into_iter()
-            .find(|r| r.name == name)
-            .map(|r| RegisteredRunner {
-                id: RunnerId(r.id),
-                name: r.name,
-                busy: r.busy,
-                status: r.status,
-            }))
+        let mut seen = 0;
+        for page in 1..=MAX_PAGES {
+            let path = runner_list_path(target, name, page);
+            let answer: RunnerPage = self
+                .as_installation(
+                    installation,
+                    target,
+                    Endpoint::ListRunners,
+                    Method::Get,
+                    &path,
+                )
+                .await?
+                .json()?;
+            let filtered = page == 1 && answer.runners.iter().all(|r| r.name == name);
+            seen += answer.runners.len();
+            let last = filtered || answer.runners.len() < PER_PAGE || seen >= answer.total_count;
+            if let Some(runner) = answer.runners.into_iter().find(|r| r.name == name) {
+                return Ok(Some(RegisteredRunner {
+                    id: RunnerId(runner.id),
+                    name: runner.name,
+                    busy: runner.busy,
+                    status: runner.status,
+                }));
+            }
+            if last {
+                return Ok(None);
+            }
+            if page == 1 {
+                tracing::debug!("GitHub ignored the runner list's name filter; paging through it");
+            }
+        }
+        tracing::warn!(
+            pages = MAX_PAGES,
+            "gave up looking for the runner after as many pages of runners"
+        );
+        Ok(None)
     }
 
-    /// Removes a runner's registration. 404 counts as success: the runner is already
-    /// gone. A busy runner cannot be removed (GitHub answers 422: `Validation`).
+    /// Removes a runner's registration. The runner's 404 counts as success: it is already
+    /// gone (an installation that is gone is `NotFound`: the registration may well be
+    /// there). A busy runner cannot be removed (GitHub answers 422: `Validation`).
     #[tracing::instrument(skip_all, fields(github.installation = %installation, github.target = %target, runner.id = %runner))]
     pub async fn delete_runner(
         &self,
@@ -301,80 +326,17 @@ impl GitHubApp {
     ) -> Result<(), GitHubError> {
         let path = format!("{}/actions/runners/{runner}", target.path());
         match self
-            .as_installation(installation, Endpoint::DeleteRunner, Method::Delete, &path)
+            .as_installation(
+                installation,
+                target,
+                Endpoint::DeleteRunner,
+                Method::Delete,
+                &path,
+            )
             .await
         {
-            Ok(_) | Err(GitHubError::NotFound) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The App's installation on `target`'s account, for events that carry no
-    /// `installation` (org or repo webhooks rather than the App's). Asked with the App
-    /// JWT (`GET /orgs/{org}/installation` or `/repos/{owner}/{repo}/installation`) once
-    /// per target, then cached. `NotFound` when the App is not installed there.
-    #[tracing::instrument(skip_all, fields(github.target = %target))]
-    pub async fn installation_for(
-        &self,
-        target: &RunnerTarget,
-    ) -> Result<InstallationId, GitHubError> {
-        if let Some(id) = self.lock_installations().get(target) {
-            return Ok(*id);
-        }
-        let path = format!("{}/installation", target.path());
-        let answer: InstallationAnswer = request::send(
-            Caller::App(&self.inner.app),
-            self.inner.timeout,
-            Endpoint::Installation,
-            Method::Get,
-            &path,
-        )
-        .await?
-        .json()?;
-        let id = InstallationId(answer.id);
-        self.lock_installations().insert(target.clone(), id);
-        Ok(id)
-    }
-
-    /// One call with the installation's token. A cached token that GitHub refuses (401:
-    /// revoked, or expired early) is replaced and the call made once more.
-    async fn as_installation(
-        &self,
-        installation: InstallationId,
-        endpoint: Endpoint,
-        method: Method<'_>,
-        path: &str,
-    ) -> Result<Answer, GitHubError> {
-        let inner = &*self.inner;
-        let caller = |token| Caller::Installation {
-            client: &inner.api,
-            id: installation,
-            token,
-        };
-        let token = inner
-            .tokens
-            .token(&inner.app, inner.timeout, installation, None)
-            .await?;
-        match request::send(caller(&token.token), inner.timeout, endpoint, method, path).await {
-            Err(GitHubError::Unauthorized) if !token.fresh => {
-                tracing::info!(
-                    github.installation = %installation,
-                    "GitHub refused a cached installation token; minting a new one"
-                );
-                let replacement = inner
-                    .tokens
-                    .token(&inner.app, inner.timeout, installation, Some(token.serial))
-                    .await?;
-                request::send(
-                    caller(&replacement.token),
-                    inner.timeout,
-                    endpoint,
-                    method,
-                    path,
-                )
-                .await
-            }
-            other => other,
+            Ok(_) | Err(CallError::GitHub(GitHubError::NotFound)) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -384,13 +346,17 @@ impl GitHubApp {
             .lock()
             .expect("runner group cache lock")
     }
+}
 
-    fn lock_installations(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<RunnerTarget, InstallationId>> {
-        self.inner
-            .installations
-            .lock()
-            .expect("installation cache lock")
+/// `GET` this to list `target`'s runners, asking for those called `name`: the first page
+/// as GitHub documents it, later ones (where the filter is ignored) by number.
+fn runner_list_path(target: &RunnerTarget, name: &str, page: usize) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query
+        .append_pair("name", name)
+        .append_pair("per_page", &PER_PAGE.to_string());
+    if page > 1 {
+        query.append_pair("page", &page.to_string());
     }
+    format!("{}/actions/runners?{}", target.path(), query.finish())
 }

@@ -6,11 +6,8 @@
 use serde::Deserialize;
 
 use super::request::{Endpoint, Method, segment};
-use super::{GitHubApp, GitHubError, PER_PAGE};
+use super::{GitHubApp, GitHubError, MAX_PAGES, PER_PAGE, RunnerTarget};
 use crate::domain::InstallationId;
-
-/// Stops a lookup on a misbehaving server: 100 pages of 100 groups.
-const MAX_PAGES: usize = 100;
 
 #[derive(Deserialize)]
 struct RunnerGroupPage {
@@ -37,6 +34,7 @@ impl GitHubApp {
         if let Some(id) = self.lock_groups().get(&key) {
             return Ok(*id);
         }
+        let target = RunnerTarget::Org(org.to_owned());
         let mut seen = 0;
         for page in 1..=MAX_PAGES {
             let path = format!(
@@ -44,7 +42,13 @@ impl GitHubApp {
                 segment(org)
             );
             let answer: RunnerGroupPage = self
-                .as_installation(installation, Endpoint::RunnerGroups, Method::Get, &path)
+                .as_installation(
+                    installation,
+                    &target,
+                    Endpoint::RunnerGroups,
+                    Method::Get,
+                    &path,
+                )
                 .await?
                 .json()?;
             seen += answer.runner_groups.len();

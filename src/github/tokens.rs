@@ -68,6 +68,14 @@ impl Tokens {
         self.slots.lock().expect("token map lock").len()
     }
 
+    /// Drops the installation's token: GitHub no longer knows the installation.
+    pub fn forget(&self, installation: InstallationId) {
+        self.slots
+            .lock()
+            .expect("token map lock")
+            .remove(&installation);
+    }
+
     /// The installation's token, good for at least [`REFRESH_MARGIN`]: minted with the App
     /// client `app` when there is none, it is about to expire, or it is the token `stale`
     /// that GitHub just refused.

@@ -26,7 +26,7 @@ use crate::queue::envelope::Envelope;
 use crate::queue::{Depth, MAX_BATCH, OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use crate::store::Store;
 use crate::telemetry::chain;
-use outcome::{Deferral, JobError, Outcome, Settled, backoff};
+use outcome::{Deferral, JobError, Outcome, Settled, backoff, rate_limit_delay};
 
 pub use crate::queue::ATTR_DEAD_LETTER_REASON;
 use crate::queue::ATTR_REQUEUE_COUNT;
@@ -303,9 +303,7 @@ impl Worker {
             Settled::Deferred(deferral) => {
                 let s = &self.0.settings;
                 let delay = match deferral {
-                    Deferral::RateLimit(wait) => {
-                        *wait + backoff(1, Duration::from_secs(1), Duration::from_secs(5))
-                    }
+                    Deferral::RateLimit(wait) => rate_limit_delay(*wait),
                     // Come back when the holder's lease ends: by then it has launched (and
                     // this copy is a duplicate) or crashed (and this copy takes over). Looking
                     // sooner would only spend receives towards the dead-letter limit.

@@ -110,9 +110,69 @@ pub fn backoff(receive_count: u32, base: Duration, max: Duration) -> Duration {
     full.mul_f64(jitter)
 }
 
+/// The least a rate-limit deferral is spread over, so even a short wait does not bring a
+/// backlog back in one second.
+const RATE_LIMIT_MIN_SPREAD: Duration = Duration::from_secs(5);
+/// The most a rate-limit deferral is spread over, so a long wait adds at most this.
+const RATE_LIMIT_MAX_SPREAD: Duration = Duration::from_secs(300);
+
+/// How long a message deferred by a rate limit stays away, for a limit that resets in
+/// `wait`: the wait, then a uniformly random share of a quarter of it (at least
+/// [`RATE_LIMIT_MIN_SPREAD`], at most [`RATE_LIMIT_MAX_SPREAD`]). Every message deferred
+/// by one limit waits for the same reset; spread out, the backlog does not come back
+/// within one second and trip the limit again.
+pub fn rate_limit_delay(wait: Duration) -> Duration {
+    let spread = (wait / 4).clamp(RATE_LIMIT_MIN_SPREAD, RATE_LIMIT_MAX_SPREAD);
+    wait + spread.mul_f64(fastrand::f64())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limited_messages_come_back_spread_over_seconds_and_never_before_the_reset() {
+        let wait = Duration::from_secs(60);
+        let delays: Vec<Duration> = (0..1000).map(|_| rate_limit_delay(wait)).collect();
+        let (first, last) = (*delays.iter().min().unwrap(), *delays.iter().max().unwrap());
+        assert!(first >= wait, "{first:?} is before the reset");
+        assert!(
+            last <= wait + wait / 4,
+            "{last:?}: spread past a quarter of the wait"
+        );
+        assert!(
+            last - first > Duration::from_secs(10),
+            "1,000 deferrals come back within {:?} of each other",
+            last - first
+        );
+        let mut seconds: Vec<u64> = delays.iter().map(Duration::as_secs).collect();
+        seconds.sort_unstable();
+        seconds.dedup();
+        assert!(
+            seconds.len() >= 12,
+            "only {} distinct seconds",
+            seconds.len()
+        );
+    }
+
+    #[test]
+    fn a_short_rate_limit_still_spreads_over_seconds_and_a_long_one_is_capped() {
+        let short = Duration::from_secs(1);
+        let delays: Vec<Duration> = (0..1000).map(|_| rate_limit_delay(short)).collect();
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d >= short && *d <= short + RATE_LIMIT_MIN_SPREAD)
+        );
+        let spread = *delays.iter().max().unwrap() - *delays.iter().min().unwrap();
+        assert!(spread > Duration::from_secs(3), "{spread:?}");
+
+        let long = Duration::from_secs(3600);
+        for _ in 0..1000 {
+            let d = rate_limit_delay(long);
+            assert!(d >= long && d <= long + RATE_LIMIT_MAX_SPREAD, "{d:?}");
+        }
+    }
 
     #[test]
     fn backoff_doubles_is_capped_and_jittered_within_half_to_full() {

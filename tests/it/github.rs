@@ -12,15 +12,15 @@ use dockhand::github::{GitHubApp, GitHubError, JitRequest, RunnerTarget};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-const APP_ID: u64 = 4242;
-const INSTALLATION: InstallationId = InstallationId(99);
+pub(crate) const APP_ID: u64 = 4242;
+pub(crate) const INSTALLATION: InstallationId = InstallationId(99);
 
-async fn app_for(settings: &GitHubSettings) -> anyhow::Result<GitHubApp> {
+pub(crate) async fn app_for(settings: &GitHubSettings) -> anyhow::Result<GitHubApp> {
     let aws = AwsSettings::default();
     GitHubApp::from_settings(settings, &SecretResolver::new(&aws)).await
 }
 
-async fn start() -> (FakeGitHub, GitHubApp) {
+pub(crate) async fn start() -> (FakeGitHub, GitHubApp) {
     let fake = FakeGitHub::start(APP_ID).await;
     let app = app_for(&fake.settings())
         .await
@@ -28,18 +28,18 @@ async fn start() -> (FakeGitHub, GitHubApp) {
     (fake, app)
 }
 
-fn org(name: &str) -> RunnerTarget {
+pub(crate) fn org(name: &str) -> RunnerTarget {
     RunnerTarget::Org(name.to_string())
 }
 
-fn repo(owner: &str, repo: &str) -> RunnerTarget {
+pub(crate) fn repo(owner: &str, repo: &str) -> RunnerTarget {
     RunnerTarget::Repo {
         owner: owner.to_string(),
         repo: repo.to_string(),
     }
 }
 
-fn jit_request(name: &str, group: &str) -> JitRequest {
+pub(crate) fn jit_request(name: &str, group: &str) -> JitRequest {
     JitRequest {
         name: name.to_string(),
         runner_group: group.to_string(),
@@ -48,19 +48,19 @@ fn jit_request(name: &str, group: &str) -> JitRequest {
     }
 }
 
-fn app_jwt() -> Auth {
+pub(crate) fn app_jwt() -> Auth {
     Auth::AppJwt {
         iss: APP_ID.to_string(),
     }
 }
 
-fn token(installation: InstallationId) -> Auth {
+pub(crate) fn token(installation: InstallationId) -> Auth {
     Auth::InstallationToken {
         installation: installation.0,
     }
 }
 
-fn recorded(method: &str, path: &str, query: Option<&str>, auth: Auth) -> Recorded {
+pub(crate) fn recorded(method: &str, path: &str, query: Option<&str>, auth: Auth) -> Recorded {
     Recorded {
         method: method.to_string(),
         path: path.to_string(),
@@ -865,7 +865,7 @@ async fn a_github_that_never_answers_times_out_as_a_transport_error() {
 const GITHUB_JSON: &str = "application/vnd.github+json";
 
 /// One request straight to the fake, as (status, JSON body).
-async fn raw(
+pub(crate) async fn raw(
     fake: &FakeGitHub,
     method: reqwest::Method,
     path: &str,
@@ -895,7 +895,7 @@ async fn raw(
 
 /// An App JWT signed with `key` (a fixture file), issued `iat` and expiring `exp` seconds
 /// from now.
-fn jwt(key: &str, iss: u64, iat: i64, exp: i64) -> String {
+pub(crate) fn jwt(key: &str, iss: u64, iat: i64, exp: i64) -> String {
     let pem = std::fs::read(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures")
@@ -911,9 +911,9 @@ fn jwt(key: &str, iss: u64, iat: i64, exp: i64) -> String {
     .unwrap()
 }
 
-const TEST_KEY: &str = "github-app-test-key.pem";
+pub(crate) const TEST_KEY: &str = "github-app-test-key.pem";
 
-async fn mint(fake: &FakeGitHub, installation: u64) -> String {
+pub(crate) async fn mint(fake: &FakeGitHub, installation: u64) -> String {
     let (status, body) = raw(
         fake,
         reqwest::Method::POST,

@@ -16,6 +16,7 @@ mod store;
 
 mod ecs;
 mod github;
+mod github_resilience;
 
 mod worker;
 mod worker_dry_run;

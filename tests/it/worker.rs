@@ -649,3 +649,77 @@ async fn reloaded_launch_settings_apply_to_the_next_job_and_a_broken_config_chan
     assert!(task_definition_of(973).await.contains(&family(&second)));
     assert_eq!(env.ecs.task_arns().await.len(), 3);
 }
+
+/// A queued job for the default pool, carrying `installation` as an App's webhook does, or
+/// none as an organization's webhook does.
+fn queued_job_of(job_id: u64, installation: Option<u64>) -> Vec<u8> {
+    dockhand::synthetic::workflow_job_payload(&dockhand::synthetic::SyntheticJob {
+        job_id,
+        labels: vec!["self-hosted".into(), "linux".into()],
+        installation_id: installation,
+        ..Default::default()
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[rstest]
+#[case::the_event_names_no_installation(None)]
+#[case::the_event_names_the_old_installation(Some(99))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_app_is_reinstalled_the_next_job_launches_through_the_new_installation(
+    #[case] installation: Option<u64>,
+) {
+    use common::fake_github::Auth;
+
+    let env = Env::new(QueueChoice::Embedded, Backend::Sqlite).await;
+    let worker = env.worker().await;
+    env.app
+        .deliver(Delivery::signed(queued_job_of(981, installation)))
+        .await;
+    assert_eq!(drain(&[&worker]).await, [Settled::Done(Outcome::Launched)]);
+    let old = env.github.requests_to(Endpoint::JitConfig)[0].auth.clone();
+    let new = env.github.reinstall("octo-org");
+    let seen = env.github.requests().len();
+
+    env.app
+        .deliver(Delivery::signed(queued_job_of(982, installation)))
+        .await;
+    assert_eq!(drain(&[&worker]).await, [Settled::Done(Outcome::Launched)]);
+
+    let Auth::InstallationToken { installation: old } = old else {
+        panic!("the first JIT call carried no installation token: {old:?}");
+    };
+    let app = Auth::AppJwt {
+        iss: APP_ID.to_string(),
+    };
+    let jit = "/orgs/octo-org/actions/runners/generate-jitconfig";
+    let calls: Vec<_> = env.github.requests()[seen..]
+        .iter()
+        .map(|r| (r.method.as_str().to_owned(), r.path.clone(), r.auth.clone()))
+        .collect();
+    let call =
+        |method: &str, path: &str, auth: &Auth| (method.to_owned(), path.to_owned(), auth.clone());
+    let mint = |id: u64| {
+        call(
+            "POST",
+            &format!("/app/installations/{id}/access_tokens"),
+            &app,
+        )
+    };
+    assert_eq!(
+        calls,
+        [
+            // The cached token was revoked with the old installation.
+            call("POST", jit, &Auth::None),
+            mint(old),
+            call("GET", "/orgs/octo-org/installation", &app),
+            mint(new),
+            call("POST", jit, &Auth::InstallationToken { installation: new }),
+        ]
+    );
+    assert_eq!(env.github.runners().len(), 2);
+    assert_eq!(env.ecs.task_arns().await.len(), 2);
+    let job = worker.store().job(JobId(982)).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Launched);
+}

@@ -2,9 +2,11 @@
 //! the way GitHub would: App JWTs are verified against the fixture public key, only
 //! installation tokens it minted are accepted (each bound to its installation, and an
 //! installation to the first account it is used on), and JIT bodies are validated. Every
-//! request is recorded, and failures can be queued per endpoint.
+//! request is recorded, failures can be queued and answers delayed per endpoint, the runner
+//! list can ignore `?name=` like older GitHub Enterprise Server, and the App can be
+//! uninstalled from an account or reinstalled on it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +25,8 @@ const RATE_LIMIT: u64 = 5000;
 const MAX_JWT_LIFETIME: u64 = 600;
 const FIRST_RUNNER_ID: u64 = 1001;
 const FIRST_INSTALLATION_ID: u64 = 7001;
+/// The installation of an account the App was uninstalled from: no id is ever this.
+const UNINSTALLED: u64 = 0;
 
 /// The endpoints the fake serves (and counts, and can be told to fail).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,15 +108,22 @@ struct FakeState {
     key: DecodingKey,
     requests: Vec<(Option<Endpoint>, Recorded)>,
     failures: HashMap<Endpoint, VecDeque<Failure>>,
+    /// How long each answer from an endpoint is held back.
+    delays: HashMap<Endpoint, Duration>,
     /// Runner groups per org (lower-cased), besides "Default" = 1.
     groups: HashMap<String, Vec<(u64, String)>>,
     runners: Vec<FakeRunner>,
     next_runner_id: u64,
     tokens: HashMap<String, (u64, SystemTime)>,
     token_lifetime: Duration,
-    /// Which installation each account (lower-cased) is, once known.
+    /// Which installation each account (lower-cased) is, once known ([`UNINSTALLED`] after
+    /// an uninstall).
     accounts: HashMap<String, u64>,
     next_installation: u64,
+    /// Installations deleted by a reinstall: minting for them answers 404.
+    uninstalled: HashSet<u64>,
+    /// Older GitHub Enterprise Server: the runner list ignores `?name=`.
+    ignore_runner_name_filter: bool,
     /// Calls left per credential ("app", or an installation id).
     rate: HashMap<String, u64>,
     rate_reset: u64,
@@ -139,6 +150,7 @@ impl FakeGitHub {
             key,
             requests: Vec::new(),
             failures: HashMap::new(),
+            delays: HashMap::new(),
             groups: HashMap::new(),
             runners: Vec::new(),
             next_runner_id: FIRST_RUNNER_ID,
@@ -146,6 +158,8 @@ impl FakeGitHub {
             token_lifetime: Duration::from_secs(3600),
             accounts: HashMap::new(),
             next_installation: FIRST_INSTALLATION_ID,
+            uninstalled: HashSet::new(),
+            ignore_runner_name_filter: false,
             rate: HashMap::new(),
             rate_reset: epoch_secs(SystemTime::now()) + 3600,
         }));
@@ -192,6 +206,44 @@ impl FakeGitHub {
             .entry(endpoint)
             .or_default()
             .push_back(failure);
+    }
+
+    /// Holds back every answer from `endpoint` by `delay` from now on (the request is
+    /// recorded and served at once; only the answer waits).
+    pub fn set_delay(&self, endpoint: Endpoint, delay: Duration) {
+        self.lock().delays.insert(endpoint, delay);
+    }
+
+    /// Uninstalls the App from `account`, as an org owner would: the installation's tokens
+    /// are revoked (401), minting for it answers 404, and so does the account's
+    /// installation lookup, until [`FakeGitHub::reinstall`].
+    pub fn uninstall(&self, account: &str) {
+        let mut state = self.lock();
+        let account = account.to_lowercase();
+        let old = state.installation_of(&account);
+        state.uninstalled.insert(old);
+        state
+            .tokens
+            .retain(|_, (installation, _)| *installation != old);
+        state.accounts.insert(account, UNINSTALLED);
+    }
+
+    /// Uninstalls the App from `account` and installs it again: the account gets a new
+    /// installation id (returned), and the old one is gone as after
+    /// [`FakeGitHub::uninstall`].
+    pub fn reinstall(&self, account: &str) -> u64 {
+        self.uninstall(account);
+        let mut state = self.lock();
+        let new = state.next_installation;
+        state.next_installation += 1;
+        state.accounts.insert(account.to_lowercase(), new);
+        new
+    }
+
+    /// From now on the runner list ignores `?name=` and answers every runner, paged, as
+    /// older GitHub Enterprise Server does.
+    pub fn ignore_runner_name_filter(&self) {
+        self.lock().ignore_runner_name_filter = true;
     }
 
     /// Every request received, in order.
@@ -342,7 +394,26 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut state = state.lock().unwrap();
+    let (response, delay) = {
+        let mut state = state.lock().unwrap();
+        let delay = Route::parse(&method, uri.path())
+            .and_then(|(endpoint, _)| state.delays.get(&endpoint).copied());
+        (respond(&mut state, method, uri, headers, body), delay)
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    response
+}
+
+/// Records the request and answers it.
+fn respond(
+    state: &mut FakeState,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (json_body, body_ok) = if body.is_empty() {
         (None, true)
     } else {
@@ -502,6 +573,9 @@ impl FakeState {
                 }
                 let account = account(&target);
                 let id = self.installation_of(&account);
+                if id == UNINSTALLED {
+                    return not_found();
+                }
                 (
                     StatusCode::OK,
                     json!({"id": id, "app_id": self.app_id, "account": {"login": account}}),
@@ -558,6 +632,9 @@ impl FakeState {
         let Ok(installation) = installation.parse::<u64>() else {
             return not_found();
         };
+        if self.uninstalled.contains(&installation) {
+            return not_found();
+        }
         if !matches!(body, None | Some(Value::Object(_))) {
             return invalid("Invalid request: body must be an object");
         }
@@ -694,7 +771,7 @@ impl FakeState {
         };
         let name = query_pairs(query)
             .into_iter()
-            .find(|(k, _)| k == "name")
+            .find(|(k, _)| k == "name" && !self.ignore_runner_name_filter)
             .map(|(_, v)| v);
         let matching: Vec<&FakeRunner> = self
             .runners

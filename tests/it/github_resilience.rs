@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use crate::fake_github_checks::{mint, raw};
 use crate::github::{
-    APP_ID, INSTALLATION, app_for, app_jwt, jit_request, mint, org, raw, recorded, repo, start,
-    token,
+    APP_ID, INSTALLATION, app_for, app_jwt, jit_request, org, recorded, repo, start, token,
 };
 use common::fake_github::{Auth, Endpoint, FakeGitHub, Recorded};
 use dockhand::config::GitHubSettings;
@@ -228,7 +228,7 @@ async fn the_fake_revokes_a_reinstalled_installation_like_github() {
         }
     };
     assert_eq!(runners(old_token).await, 401, "the old token is revoked");
-    let jwt = crate::github::jwt(crate::github::TEST_KEY, APP_ID, -60, 540);
+    let jwt = crate::fake_github_checks::jwt(crate::fake_github_checks::TEST_KEY, APP_ID, -60, 540);
     let (status, _) = raw(
         &fake,
         reqwest::Method::POST,

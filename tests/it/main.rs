@@ -15,6 +15,7 @@ mod embedded_queue;
 mod store;
 
 mod ecs;
+mod fake_github_checks;
 mod github;
 mod github_resilience;
 

@@ -25,6 +25,7 @@ pub const JOB_WAIT_SECONDS: &str = "dockhand_job_wait_seconds";
 pub const RUNNERS: &str = "dockhand_runners";
 pub const ECS_REQUESTS_TOTAL: &str = "dockhand_ecs_requests_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "dockhand_config_reloads_total";
+pub const STORE_PRUNED_TOTAL: &str = "dockhand_store_pruned_total";
 
 pub const GITHUB_REQUESTS_TOTAL: &str = "dockhand_github_requests_total";
 pub const GITHUB_RATE_LIMIT_REMAINING: &str = "dockhand_github_rate_limit_remaining";
@@ -170,5 +171,11 @@ fn describe() {
         Unit::Count,
         "Configuration reloads, by outcome (applied, unchanged, invalid, unreadable); invalid \
          and unreadable ones were refused and the running configuration stayed."
+    );
+    metrics::describe_counter!(
+        STORE_PRUNED_TOTAL,
+        Unit::Count,
+        "Finished rows workers deleted from the store after store.retention, by table (jobs, \
+         runners)."
     );
 }

@@ -42,6 +42,8 @@ pub struct Application {
     queue: Arc<dyn Queue>,
     receive_wait: Duration,
     reloader: Option<(Reloader, Duration)>,
+    /// `store.retention` and `store.prune_interval`, for the worker's prune task.
+    prune: (Duration, Duration),
 }
 
 /// Where a process's configuration came from, to read again while it runs.
@@ -116,6 +118,7 @@ impl Application {
             queue,
             receive_wait: settings.queue.receive_wait(),
             reloader,
+            prune: (settings.store.retention, settings.store.prune_interval),
         })
     }
 
@@ -171,10 +174,13 @@ impl Application {
                 return Ok(());
             };
             let gauges = worker.spawn_gauges(shutdown.clone());
+            let (retention, every) = self.prune;
+            let pruning = worker.spawn_pruning(retention, every, shutdown.clone());
             let result = worker
                 .run_until_stopped(self.receive_wait, shutdown.clone())
                 .await;
             gauges.abort();
+            pruning.abort();
             if let Err(err) = &result {
                 tracing::error!(
                     error = format!("{err:#}"),

@@ -218,3 +218,15 @@ fn a_visibility_timeout_or_lease_under_a_second_is_refused_by_key() {
     let s = load(&format!("{MINIMAL}\n{sqs}visibility_timeout = \"1s\"\n")).unwrap();
     assert_eq!(s.queue.sqs.visibility_timeout, Duration::from_secs(1));
 }
+
+#[test]
+fn a_store_retention_under_an_hour_is_refused_by_key() {
+    let err = problems(&format!("{MINIMAL}\n[store]\nretention = \"59m\"\n"));
+    assert!(err.contains("  store.retention: "), "{err}");
+    let s = load(&format!("{MINIMAL}\n[store]\nretention = \"1h\"\n")).unwrap();
+    assert_eq!(s.store.retention, Duration::from_secs(3600));
+    assert_eq!(
+        load(MINIMAL).unwrap().store.retention,
+        Duration::from_secs(14 * 86400)
+    );
+}

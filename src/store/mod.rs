@@ -8,10 +8,12 @@
 //! Both backends run the same SQL through sqlx's `Any` driver; timestamps are unix
 //! milliseconds. This file holds the connection and the SQL dialect; the queries live by
 //! idea: `claims` (the launch under a lease), `tracking` (jobs followed from their
-//! webhook events), `runners` and `jobs` (the rows as they are read back).
+//! webhook events), `runners` and `jobs` (the rows as they are read back), `prune` (finished rows
+//! deleted after the retention).
 
 mod claims;
 mod jobs;
+mod prune;
 mod runners;
 mod state;
 mod tracking;
@@ -25,6 +27,7 @@ use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr, SqlStr};
 
 pub use claims::{Claim, PriorAttempt};
 pub use jobs::JobRecord;
+pub use prune::{PRUNE_BATCH, Pruned};
 pub use runners::RunnerRecord;
 pub use state::{JobState, RunnerState};
 

@@ -10,6 +10,7 @@ pub enum JobState {
     Completed,
     Cancelled,
     Failed,
+    /// No pool served it: only rows from older builds, which stored such jobs.
     Unmatched,
     DryRun,
     /// A value this build does not know (written by a newer one).

@@ -1,14 +1,24 @@
 //! Jobs followed from their webhook events: `in_progress` and `completed` (which runner
-//! took a job, when it started, how it ended), and queued jobs no pool serves.
+//! took a job, when it started, how it ended). Jobs no pool serves are not stored.
 
 use super::{JobState, RunnerState, Store, StoreError, created_at, millis, now};
-use crate::domain::JobEvent;
+use crate::domain::{JobEvent, JobId};
 
 impl Store {
-    /// A queued job no pool can serve (the pool config changed since the ingress matched).
-    pub async fn record_unmatched(&self, event: &JobEvent) -> Result<(), StoreError> {
-        self.upsert_finished(event, None, JobState::Unmatched, None)
-            .await
+    /// Whether the store has a row for the job, or for the runner that took it: a job
+    /// dockhand has seen, or one a runner of its own is running, is tracked whether or not
+    /// a pool still serves its labels.
+    pub async fn knows(&self, job: JobId, runner_name: Option<&str>) -> Result<bool, StoreError> {
+        let sql = self.sql(
+            "SELECT COUNT(*) FROM jobs WHERE job_id = $1
+             UNION ALL SELECT COUNT(*) FROM runners WHERE runner_name = $2",
+        );
+        let counts: Vec<i64> = sqlx::query_scalar(sql)
+            .bind(job.0 as i64)
+            .bind(runner_name.map(str::to_string))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(counts.iter().any(|n| *n > 0))
     }
 
     /// Follows a job from its `in_progress` and `completed` events: which runner took it,

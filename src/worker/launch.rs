@@ -93,7 +93,9 @@ impl Worker {
         let event = &envelope.event;
         let job = event.job.id;
         let Some(pool) = inner.pools.current().match_job(&event.job.labels).cloned() else {
-            inner.store.record_unmatched(event).await?;
+            // The pool config changed since the ingress matched. Not stored (the store keeps
+            // only jobs dockhand serves): the log line and the metric say why nothing ran.
+            tracing::info!(labels = ?event.job.labels, "no pool serves the job's labels; not launching");
             return Ok(Outcome::Unmatched);
         };
         tracing::Span::current().record("pool", pool.name.as_str());
@@ -384,7 +386,8 @@ impl Worker {
         }
     }
 
-    /// Records an `in_progress` or `completed` event.
+    /// Records an `in_progress` or `completed` event. A job no pool serves, that neither it
+    /// nor its runner is in the store (a GitHub-hosted job), is acknowledged unstored.
     pub(super) async fn track(&self, envelope: &Envelope) -> Result<Outcome, JobError> {
         let event = &envelope.event;
         let pool = self
@@ -393,13 +396,20 @@ impl Worker {
             .current()
             .match_job(&event.job.labels)
             .map(|p| p.name.clone());
-        self.0.store.track(event, pool.as_deref()).await?;
         if event.action == JobAction::InProgress
             && let Some(wait) = event.job.wait()
         {
-            metrics::histogram!(m::JOB_WAIT_SECONDS, "pool" => pool.unwrap_or_else(|| "none".into()))
-                .record(wait.as_secs_f64());
+            let label = pool.clone().unwrap_or_else(|| "none".into());
+            metrics::histogram!(m::JOB_WAIT_SECONDS, "pool" => label).record(wait.as_secs_f64());
         }
+        if pool.is_none() {
+            let runner = event.job.runner.as_ref().and_then(|r| r.name.as_deref());
+            if !self.0.store.knows(event.job.id, runner).await? {
+                tracing::debug!(labels = ?event.job.labels, "no pool serves the job and dockhand never saw it; not stored");
+                return Ok(Outcome::Unmatched);
+            }
+        }
+        self.0.store.track(event, pool.as_deref()).await?;
         Ok(Outcome::Tracked)
     }
 }

@@ -7,6 +7,7 @@
 
 mod launch;
 pub mod outcome;
+mod prune;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -11,7 +11,8 @@ pub enum Outcome {
     Adopted,
     /// The job is launched, finished, or being handled elsewhere already.
     Duplicate,
-    /// No pool serves the job's labels (any more).
+    /// No pool serves the job's labels (any more), and dockhand never stored it: the
+    /// message is acknowledged and nothing is stored.
     Unmatched,
     /// Dry run: recorded what would have launched.
     DryRun,

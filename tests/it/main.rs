@@ -13,6 +13,7 @@ mod ingress_sqs;
 
 mod embedded_queue;
 mod store;
+mod store_prune;
 
 mod ecs;
 mod fake_github_checks;

@@ -190,3 +190,91 @@ async fn poison_messages_go_to_the_dead_letter_queue_at_once_with_a_reason() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn events_for_a_job_no_pool_serves_leave_no_row_and_count_as_unmatched() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dry_run_settings(&dir);
+    let app = spawn_app(settings.clone()).await;
+    let worker = dockhand::startup::build_worker(&settings, app.queue.clone())
+        .await
+        .unwrap();
+    // A GitHub-hosted job: the ingress forwards its later events (dockhand's runner might
+    // have taken it), and the worker finds it is not dockhand's.
+    for action in ["in_progress", "completed"] {
+        let (status, reply) = app
+            .deliver(Delivery::signed(job_body(action, 15, &["ubuntu-latest"])))
+            .await;
+        assert_eq!(status, 202, "{reply}");
+        assert_eq!(
+            drain_workers(&[&worker]).await,
+            [Settled::Done(Outcome::Unmatched)],
+            "{action}"
+        );
+    }
+    // A queued job whose pool went away between the ingress and the worker.
+    let body = job_body("queued", 16, &["ubuntu-latest"]);
+    let event = match dockhand::ingress::webhook::parse_workflow_job(
+        &body,
+        dockhand::domain::DeliveryId("d".into()),
+        64,
+    )
+    .unwrap()
+    {
+        dockhand::ingress::webhook::Parsed::Job(event) => *event,
+        dockhand::ingress::webhook::Parsed::UnknownAction => unreachable!(),
+    };
+    let envelope =
+        dockhand::queue::envelope::Envelope::new(event, Some("gone".into()), chrono::Utc::now());
+    app.queue.send(envelope.to_message()).await.unwrap();
+    assert_eq!(
+        drain_workers(&[&worker]).await,
+        [Settled::Done(Outcome::Unmatched)]
+    );
+
+    for job in [15, 16] {
+        assert_eq!(
+            worker.store().job(JobId(job)).await.unwrap(),
+            None,
+            "job {job}"
+        );
+    }
+    assert!(app.drain().await.is_empty());
+    assert_eq!(
+        sample(
+            &app.metrics().await,
+            "dockhand_jobs_total{pool=\"none\",outcome=\"unmatched\"}"
+        ),
+        Some(3.0)
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_completed_event_for_a_job_dockhand_launched_is_still_tracked() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dry_run_settings(&dir);
+    let app = spawn_app(settings.clone()).await;
+    let worker = dockhand::startup::build_worker(&settings, app.queue.clone())
+        .await
+        .unwrap();
+    app.deliver(Delivery::signed(queued_job(17))).await;
+    assert_eq!(
+        drain_workers(&[&worker]).await,
+        [Settled::Done(Outcome::DryRun)]
+    );
+    // Its labels no longer match a pool (as if the pool were since removed): the store
+    // knows the job, so its end is still recorded.
+    let mut done: serde_json::Value =
+        serde_json::from_slice(&job_body("completed", 17, &["ubuntu-latest"])).unwrap();
+    done["workflow_job"]["runner_name"] = "dh-linux-x64-17-1".into();
+    app.deliver(Delivery::signed(done.to_string())).await;
+    assert_eq!(
+        drain_workers(&[&worker]).await,
+        [Settled::Done(Outcome::Tracked)]
+    );
+    let job = worker.store().job(JobId(17)).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Completed);
+    assert_eq!(job.conclusion.as_deref(), Some("success"));
+    app.stop().await;
+}

@@ -33,6 +33,7 @@ pub async fn postgres_settings() -> StoreSettings {
         url: format!("{base}/{name}"),
         migrate_on_start: true,
         max_connections: 10,
+        ..Default::default()
     }
 }
 
@@ -44,6 +45,7 @@ pub fn sqlite_settings(dir: &tempfile::TempDir) -> StoreSettings {
         ),
         migrate_on_start: false,
         max_connections: 10,
+        ..Default::default()
     }
 }
 

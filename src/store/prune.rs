@@ -1,0 +1,85 @@
+//! Pruning: finished jobs and runners are deleted once older than the retention, so the
+//! store does not grow without bound. Live rows are never pruned, whatever their age.
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, StoreError, millis};
+
+/// Rows deleted per statement: short statements keep SQLite's write lock short.
+pub const PRUNE_BATCH: u32 = 1_000;
+
+/// What one prune pass deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub jobs: u64,
+    pub runners: u64,
+}
+
+impl Store {
+    /// Deletes finished jobs and runners last updated more than `older_than` ago.
+    pub async fn prune(&self, older_than: std::time::Duration) -> Result<Pruned, StoreError> {
+        let older_than = chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+        let cutoff = Utc::now()
+            .checked_sub_signed(older_than)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        self.prune_before(cutoff, PRUNE_BATCH).await
+    }
+
+    /// Deletes, `batch` rows per statement, finished jobs and runners last updated before
+    /// `cutoff`. Finished: a job completed, cancelled, failed, unmatched or dry run (and no
+    /// live runner launched for it); a runner finished or removed. A state this build does
+    /// not know is kept.
+    pub async fn prune_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        batch: u32,
+    ) -> Result<Pruned, StoreError> {
+        let jobs = self
+            .delete_in_batches(
+                "DELETE FROM jobs WHERE job_id IN (
+                     SELECT job_id FROM jobs
+                     WHERE state IN ('completed', 'cancelled', 'failed', 'unmatched', 'dry_run')
+                       AND updated_at < $1
+                       AND NOT EXISTS (
+                           SELECT 1 FROM runners r WHERE r.for_job_id = jobs.job_id
+                             AND r.state NOT IN ('finished', 'removed'))
+                     LIMIT $2)",
+                cutoff,
+                batch,
+            )
+            .await?;
+        let runners = self
+            .delete_in_batches(
+                "DELETE FROM runners WHERE runner_name IN (
+                     SELECT runner_name FROM runners
+                     WHERE state IN ('finished', 'removed') AND updated_at < $1
+                     LIMIT $2)",
+                cutoff,
+                batch,
+            )
+            .await?;
+        Ok(Pruned { jobs, runners })
+    }
+
+    async fn delete_in_batches(
+        &self,
+        query: &'static str,
+        cutoff: DateTime<Utc>,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
+        let batch = batch.max(1);
+        let mut deleted = 0;
+        loop {
+            let n = sqlx::query(self.sql(query))
+                .bind(millis(cutoff))
+                .bind(i64::from(batch))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            deleted += n;
+            if n < u64::from(batch) {
+                return Ok(deleted);
+            }
+        }
+    }
+}

@@ -88,11 +88,16 @@ impl Stage {
         run_binary(&self.config, args).await
     }
 
-    /// Puts the seeded messages straight on the dead-letter queue.
-    async fn seed(&self, jobs: &[Seed]) {
+    /// Puts the seeded messages straight on the dead-letter queue, and returns them as sent
+    /// (building a seed's message again would stamp other times into its payload).
+    async fn seed(&self, jobs: &[Seed]) -> Vec<OutgoingMessage> {
+        let mut sent = Vec::new();
         for job in jobs {
-            self.dlq.send(job.message()).await.unwrap();
+            let message = job.message();
+            self.dlq.send(message.clone()).await.unwrap();
+            sent.push(message);
         }
+        sent
     }
 }
 
@@ -500,8 +505,7 @@ async fn a_requeued_message_keeps_its_body_and_attributes_and_counts_the_requeue
     #[case] backend: Backend,
 ) {
     let stage = Stage::new(backend).await;
-    stage.seed(&SEEDS[3..4]).await;
-    let seeded = SEEDS[3].message();
+    let seeded = stage.seed(&SEEDS[3..4]).await.remove(0);
     stage
         .run(&["requeue", "--job-id", "4", "--yes"])
         .await

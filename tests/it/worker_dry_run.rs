@@ -20,14 +20,20 @@ fn dry_run_settings(dir: &tempfile::TempDir) -> dockhand::config::Settings {
     s
 }
 
-#[tokio::test]
-async fn a_queued_job_flows_to_a_dry_run_launch_and_duplicates_are_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let settings = dry_run_settings(&dir);
+/// An ingress and a dry-run worker on one embedded queue and SQLite store in `dir`.
+async fn dry_run_app(dir: &tempfile::TempDir) -> (TestApp, dockhand::worker::Worker) {
+    let settings = dry_run_settings(dir);
     let app = spawn_app(settings.clone()).await;
     let worker = dockhand::startup::build_worker(&settings, app.queue.clone())
         .await
         .unwrap();
+    (app, worker)
+}
+
+#[tokio::test]
+async fn a_queued_job_flows_to_a_dry_run_launch_and_duplicates_are_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, worker) = dry_run_app(&dir).await;
 
     for _ in 0..3 {
         let (status, _) = app.deliver(Delivery::signed(queued_job(11))).await;
@@ -67,11 +73,7 @@ async fn a_queued_job_flows_to_a_dry_run_launch_and_duplicates_are_acknowledged(
 #[tokio::test]
 async fn a_job_cancelled_while_queued_is_recorded_and_never_launched() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = dry_run_settings(&dir);
-    let app = spawn_app(settings.clone()).await;
-    let worker = dockhand::startup::build_worker(&settings, app.queue.clone())
-        .await
-        .unwrap();
+    let (app, worker) = dry_run_app(&dir).await;
 
     let mut cancelled =
         dockhand::synthetic::workflow_job_payload(&dockhand::synthetic::SyntheticJob {
@@ -103,11 +105,7 @@ async fn a_job_cancelled_while_queued_is_recorded_and_never_launched() {
 #[tokio::test]
 async fn a_job_without_github_timestamps_is_followed_and_only_its_wait_goes_unrecorded() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = dry_run_settings(&dir);
-    let app = spawn_app(settings.clone()).await;
-    let worker = dockhand::startup::build_worker(&settings, app.queue.clone())
-        .await
-        .unwrap();
+    let (app, worker) = dry_run_app(&dir).await;
     let labels = ["self-hosted", "linux"];
     let bare = |action: &str| {
         let mut body: serde_json::Value =
@@ -147,11 +145,7 @@ async fn a_job_without_github_timestamps_is_followed_and_only_its_wait_goes_unre
 #[tokio::test]
 async fn poison_messages_go_to_the_dead_letter_queue_at_once_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = dry_run_settings(&dir);
-    let app = spawn_app(settings.clone()).await;
-    let worker = dockhand::startup::build_worker(&settings, app.queue.clone())
-        .await
-        .unwrap();
+    let (app, worker) = dry_run_app(&dir).await;
     let mut future_version = serde_json::json!({"v": 2, "event": {}});
     future_version["job"] = 5.into();
     for body in ["not json at all".to_string(), future_version.to_string()] {
@@ -194,11 +188,7 @@ async fn poison_messages_go_to_the_dead_letter_queue_at_once_with_a_reason() {
 #[tokio::test]
 async fn events_for_a_job_no_pool_serves_leave_no_row_and_count_as_unmatched() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = dry_run_settings(&dir);
-    let app = spawn_app(settings.clone()).await;
-    let worker = dockhand::startup::build_worker(&settings, app.queue.clone())
-        .await
-        .unwrap();
+    let (app, worker) = dry_run_app(&dir).await;
     // A GitHub-hosted job: the ingress forwards its later events (dockhand's runner might
     // have taken it), and the worker finds it is not dockhand's.
     for action in ["in_progress", "completed"] {
@@ -253,11 +243,7 @@ async fn events_for_a_job_no_pool_serves_leave_no_row_and_count_as_unmatched() {
 #[tokio::test]
 async fn a_completed_event_for_a_job_dockhand_launched_is_still_tracked() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = dry_run_settings(&dir);
-    let app = spawn_app(settings.clone()).await;
-    let worker = dockhand::startup::build_worker(&settings, app.queue.clone())
-        .await
-        .unwrap();
+    let (app, worker) = dry_run_app(&dir).await;
     app.deliver(Delivery::signed(queued_job(17))).await;
     assert_eq!(
         drain_workers(&[&worker]).await,

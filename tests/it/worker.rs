@@ -92,6 +92,20 @@ impl Env {
     }
 }
 
+/// The message failed transiently once (deferred with an error), then launched.
+fn assert_retried_once_then_launched(settled: &[Settled]) {
+    assert!(
+        matches!(
+            settled,
+            [
+                Settled::Deferred(Deferral::Error(_)),
+                Settled::Done(Outcome::Launched)
+            ]
+        ),
+        "{settled:?}"
+    );
+}
+
 /// The pool launches on FARGATE_SPOT, falling back to FARGATE.
 fn spot_then_fargate(s: &mut Settings) {
     let ecs = s.pools[0].ecs.as_mut().unwrap();
@@ -325,17 +339,7 @@ async fn a_github_500_then_success_launches_once() {
         .fail_next(Endpoint::JitConfig, Failure::Status(500));
     let worker = env.worker().await;
     env.app.deliver(Delivery::signed(queued_job(322))).await;
-    let settled = drain(&[&worker]).await;
-    assert!(
-        matches!(
-            &settled[..],
-            [
-                Settled::Deferred(Deferral::Error(_)),
-                Settled::Done(Outcome::Launched)
-            ]
-        ),
-        "{settled:?}"
-    );
+    assert_retried_once_then_launched(&drain(&[&worker]).await);
     assert_eq!(env.github.count(Endpoint::JitConfig), 2);
     assert_eq!(env.github.runners().len(), 1);
     assert_eq!(env.ecs.task_arns().await.len(), 1);

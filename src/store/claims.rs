@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{JobState, Store, StoreError, created_at, now};
+use super::{JobState, Store, StoreError, created_at};
 use crate::domain::{JobEvent, JobId, RunnerId};
 
 /// The outcome of trying to claim a job's launch.
@@ -47,7 +47,7 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<Claim, StoreError> {
-        let now = now();
+        let now = self.now();
         let labels = serde_json::to_string(&event.job.labels).expect("labels serialize");
         let sql = self.sql(
             "INSERT INTO jobs (job_id, state, pool, repo, installation_id, run_id, labels, attempt,
@@ -125,7 +125,7 @@ impl Store {
             
              WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
         );
-        let now = now();
+        let now = self.now();
         self.leased(
             job,
             sqlx::query(sql)
@@ -158,7 +158,7 @@ impl Store {
             .bind(owner.to_string())
             .bind(runner_name.to_string())
             .bind(cluster.to_string())
-            .bind(now())
+            .bind(self.now())
             .execute(&self.pool)
             .await?
             .rows_affected();
@@ -174,7 +174,7 @@ impl Store {
         runner_name: &str,
         runner_id: RunnerId,
     ) -> Result<(), StoreError> {
-        let now = now();
+        let now = self.now();
         let sql = self.sql(
             "UPDATE jobs SET runner_id = $3, updated_at = $4
             
@@ -214,7 +214,7 @@ impl Store {
         runner_name: &str,
         task_arn: &str,
     ) -> Result<(), StoreError> {
-        let now = now();
+        let now = self.now();
         let sql = self.sql(
             "UPDATE jobs SET state = 'launched', task_arn = $3, lease_owner = NULL,
                  lease_expires_at = NULL, reason = NULL, updated_at = $4
@@ -284,7 +284,7 @@ impl Store {
         );
         let done = sqlx::query(sql)
             .bind(job.0 as i64)
-            .bind(now())
+            .bind(self.now())
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
@@ -320,7 +320,7 @@ impl Store {
             .bind(job.0 as i64)
             .bind(owner.to_string())
             .bind(value.to_string())
-            .bind(now())
+            .bind(self.now())
             .execute(&self.pool)
             .await?
             .rows_affected();

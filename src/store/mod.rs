@@ -53,15 +53,15 @@ pub enum StoreError {
 pub struct Store {
     pool: AnyPool,
     sqlite: bool,
+    /// How far this handle's clock runs ahead of the machine's, in milliseconds: 0, except
+    /// in tests that play a worker whose clock is wrong ([`Store::with_clock_skew`]).
+    skew_ms: i64,
 }
 
 fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-fn now() -> i64 {
-    millis(Utc::now())
-}
 
 /// GitHub's `created_at` for the row, or `now` when the delivery had none (older GitHub
 /// Enterprise Server versions): the column is required, and the time dockhand first
@@ -123,7 +123,11 @@ impl Store {
             .connect(&url)
             .await
             .context("connecting to the store (store.url)")?;
-        Ok(Self { pool, sqlite })
+        Ok(Self {
+            pool,
+            sqlite,
+            skew_ms: 0,
+        })
     }
 
     /// Applies this backend's pending migrations (embedded in the binary).
@@ -148,6 +152,20 @@ impl Store {
         } else {
             query.into_sql_str()
         }
+    }
+
+    /// This handle, with a clock that runs `skew` ahead of the machine's (behind, if
+    /// negative): a worker whose clock is wrong, for tests. Only the timestamps dockhand
+    /// reads from its own clock move; leases are judged by the database's clock.
+    #[must_use]
+    pub fn with_clock_skew(mut self, skew: chrono::TimeDelta) -> Self {
+        self.skew_ms = skew.num_milliseconds();
+        self
+    }
+
+    /// This process's idea of now, in unix milliseconds.
+    fn now(&self) -> i64 {
+        millis(Utc::now()) + self.skew_ms
     }
 
     /// Whether the database answers (for `/readyz`).

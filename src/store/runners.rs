@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{RunnerState, Store, StoreError, now};
+use super::{RunnerState, Store, StoreError};
 use crate::domain::{JobId, RunnerId};
 
 /// A runner row.
@@ -35,7 +35,7 @@ impl Store {
             .bind(runner_name.to_string())
             .bind(state.as_str().to_string())
             .bind(ran_job.map(|j| j.0 as i64))
-            .bind(now())
+            .bind(self.now())
             .execute(&self.pool)
             .await?;
         Ok(())

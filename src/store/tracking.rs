@@ -1,7 +1,7 @@
 //! Jobs followed from their webhook events: `in_progress` and `completed` (which runner
 //! took a job, when it started, how it ended). Jobs no pool serves are not stored.
 
-use super::{JobState, RunnerState, Store, StoreError, created_at, millis, now};
+use super::{JobState, RunnerState, Store, StoreError, created_at, millis};
 use crate::domain::{JobEvent, JobId};
 
 impl Store {
@@ -58,7 +58,7 @@ impl Store {
     }
 
     async fn upsert_running(&self, event: &JobEvent, pool: Option<&str>) -> Result<(), StoreError> {
-        let now = now();
+        let now = self.now();
         let sql = self.sql(
             "INSERT INTO jobs (job_id, state, pool, repo, installation_id, run_id, labels,
                                created_at, started_at, received_at, updated_at)
@@ -89,7 +89,7 @@ impl Store {
         state: JobState,
         conclusion: Option<String>,
     ) -> Result<(), StoreError> {
-        let now = now();
+        let now = self.now();
         let sql = self.sql(
             "INSERT INTO jobs (job_id, state, pool, repo, installation_id, run_id, labels,
                                conclusion, created_at, completed_at, received_at, updated_at)

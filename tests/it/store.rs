@@ -275,3 +275,50 @@ async fn migrating_twice_is_harmless(#[case] backend: Backend) {
     store.migrate().await.unwrap();
     store.ping().await.unwrap();
 }
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_clock_runs_ahead_cannot_take_over_a_live_lease(#[case] backend: Backend) {
+    let fresh = TestStore::new(backend).await;
+    let on_time = fresh.connect().await;
+    let ahead = fresh
+        .connect()
+        .await
+        .with_clock_skew(chrono::TimeDelta::minutes(10));
+    let job = event("queued", 31);
+    assert!(matches!(
+        on_time.claim(&job, "pool", "on-time", LEASE).await.unwrap(),
+        Claim::Acquired { attempt: 1, .. }
+    ));
+    let claim = ahead.claim(&job, "pool", "ahead", LEASE).await.unwrap();
+    assert!(matches!(claim, Claim::Held(_)), "{claim:?}");
+    let row = on_time.job(JobId(31)).await.unwrap().unwrap();
+    assert_eq!(row.lease_owner.as_deref(), Some("on-time"));
+    assert_eq!(row.attempt, 1);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_held_by_a_worker_whose_clock_runs_behind_lasts_its_full_term(
+    #[case] backend: Backend,
+) {
+    let fresh = TestStore::new(backend).await;
+    let behind = fresh
+        .connect()
+        .await
+        .with_clock_skew(chrono::TimeDelta::minutes(-10));
+    let on_time = fresh.connect().await;
+    let job = event("queued", 32);
+    assert!(matches!(
+        behind.claim(&job, "pool", "behind", LEASE).await.unwrap(),
+        Claim::Acquired { attempt: 1, .. }
+    ));
+    let claim = on_time.claim(&job, "pool", "on-time", LEASE).await.unwrap();
+    let Claim::Held(_wait) = claim else {
+        panic!("the lease was taken over: {claim:?}")
+    };
+}

@@ -300,9 +300,20 @@ pub async fn build_worker_with(
         pools,
         settings.worker.clone(),
         settings.queue.visibility_timeout(),
+        unknown_pool_grace(settings.reload.interval),
     )
     .await
     .context("finding the dead-letter queue")
+}
+
+/// How long a worker waits to learn a pool the ingress matched: two reload intervals (the
+/// ingress's and its own), or a minute when reloading is off.
+fn unknown_pool_grace(reload: Duration) -> Duration {
+    if reload.is_zero() {
+        Duration::from_secs(60)
+    } else {
+        reload * 2
+    }
 }
 
 /// A token cancelled on SIGTERM or SIGINT.

@@ -7,8 +7,9 @@ use chrono::{DateTime, Utc};
 
 use crate::queue::envelope::{ATTR_ACTION, ATTR_JOB_ID, Envelope};
 use crate::queue::{
-    ATTR_DEAD_LETTER_REASON, ATTR_DEAD_LETTER_RECEIVES, ATTR_PREVIOUS_DEAD_LETTER_REASON,
-    ATTR_REQUEUE_COUNT, OutgoingMessage, ReceivedMessage,
+    ATTR_DEAD_LETTER_REASON, ATTR_DEAD_LETTER_RECEIVES, ATTR_NOT_BEFORE,
+    ATTR_PREVIOUS_DEAD_LETTER_REASON, ATTR_REQUEUE_COUNT, ATTR_UNKNOWN_POOL_SINCE, ATTR_WAITS,
+    OutgoingMessage, ReceivedMessage,
 };
 
 /// The reason shown for a message that carries none: SQS's own redrive moved it.
@@ -91,6 +92,10 @@ pub fn requeued(message: &ReceivedMessage) -> OutgoingMessage {
         (requeue_count(message) + 1).to_string(),
     );
     out.attributes.remove(ATTR_DEAD_LETTER_RECEIVES);
+    // A requeue starts afresh: no wait carried over.
+    for waiting in [ATTR_WAITS, ATTR_NOT_BEFORE, ATTR_UNKNOWN_POOL_SINCE] {
+        out.attributes.remove(waiting);
+    }
     if let Some(reason) = out.attributes.remove(ATTR_DEAD_LETTER_REASON) {
         out.attributes
             .insert(ATTR_PREVIOUS_DEAD_LETTER_REASON.to_string(), reason);

@@ -160,13 +160,14 @@ impl EmbeddedQueue {
             serde_json::to_string(&message.attributes).expect("string maps always serialize");
         sqlx::query(
             "INSERT INTO queue_messages (id, queue, body, attributes, sent_at, visible_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .bind(&id)
         .bind(self.name)
         .bind(&message.body)
         .bind(attributes)
         .bind(now)
+        .bind(now + message.delay.min(super::MAX_DELAY).as_millis() as i64)
         .execute(&mut *tx)
         .await?;
         Ok(MessageId(id))

@@ -64,7 +64,11 @@ impl Envelope {
             ),
             (ATTR_VERSION.to_string(), self.v.to_string()),
         ]);
-        OutgoingMessage { body, attributes }
+        OutgoingMessage {
+            body,
+            attributes,
+            delay: std::time::Duration::ZERO,
+        }
     }
 
     /// Reads a message body, checking the version before the rest.

@@ -29,6 +29,17 @@ pub const ATTR_DEAD_LETTER_REASON: &str = "dead-letter-reason";
 pub const MAX_DEAD_LETTER_REASON_BYTES: usize = 256;
 /// How many times a message had been received when it was dead-lettered.
 pub const ATTR_DEAD_LETTER_RECEIVES: &str = "dead-letter-receives";
+/// How many expected waits (a full pool, no capacity, a held lease, a rate limit) the
+/// message has been through. Each one sends a fresh delayed copy, whose receive count starts
+/// again, so waiting never moves a message towards the dead-letter queue; this carries the
+/// count on, for backoff.
+pub const ATTR_WAITS: &str = "wait-count";
+/// Unix milliseconds before which the message's wait is not over: set when the wait is
+/// longer than one delayed send allows ([`MAX_DELAY`]), so the copies chain.
+pub const ATTR_NOT_BEFORE: &str = "not-before";
+/// Unix milliseconds when a worker first found no pool for the message's job, while the
+/// ingress had matched one (a config reload the worker has not made yet).
+pub const ATTR_UNKNOWN_POOL_SINCE: &str = "unknown-pool-since";
 /// How many times `dockhand requeue` has moved a message back to the main queue.
 pub const ATTR_REQUEUE_COUNT: &str = "requeue-count";
 /// The reason a requeued message was dead-lettered the time before, kept apart so that a
@@ -47,7 +58,13 @@ pub fn dead_letter_reason(reason: &str) -> &str {
 pub struct OutgoingMessage {
     pub body: String,
     pub attributes: Attributes,
+    /// How long the message stays invisible after it is sent (SQS `DelaySeconds`, rounded
+    /// up to whole seconds there, at most [`MAX_DELAY`]).
+    pub delay: Duration,
 }
+
+/// The longest delay a send may ask for (SQS's limit on `DelaySeconds`).
+pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
 
 impl From<&ReceivedMessage> for OutgoingMessage {
     /// The same body and attributes, to send on to another queue.
@@ -55,6 +72,7 @@ impl From<&ReceivedMessage> for OutgoingMessage {
         Self {
             body: message.body.clone(),
             attributes: message.attributes.clone(),
+            delay: Duration::ZERO,
         }
     }
 }

@@ -121,6 +121,13 @@ where
     }
 }
 
+/// SQS `DelaySeconds`: whole seconds, rounded up so a message is never seen early, at most
+/// [`super::MAX_DELAY`].
+fn delay_seconds(delay: Duration) -> i32 {
+    let delay = delay.min(super::MAX_DELAY);
+    (delay.as_secs() + u64::from(delay.subsec_nanos() > 0)) as i32
+}
+
 fn sqs_attributes(attributes: &Attributes) -> HashMap<String, MessageAttributeValue> {
     attributes
         .iter()
@@ -148,6 +155,7 @@ impl Queue for SqsQueue {
                 .queue_url(&self.url)
                 .message_body(&message.body)
                 .set_message_attributes(Some(sqs_attributes(&message.attributes)))
+                .delay_seconds(delay_seconds(message.delay))
                 .send()
                 .await
                 .map_err(|e| classify(e, |e| e.is_request_throttled() || e.is_kms_throttled()))?;
@@ -161,6 +169,7 @@ impl Queue for SqsQueue {
                     .id(i.to_string())
                     .message_body(&m.body)
                     .set_message_attributes(Some(sqs_attributes(&m.attributes)))
+                    .delay_seconds(delay_seconds(m.delay))
                     .build()
                     .expect("id and body are set")
             })

@@ -1,30 +1,34 @@
 //! Claims and leases: how a launch happens exactly once. A worker claims a job before any
 //! GitHub or ECS call, records each step under its lease, and ends by launching, releasing,
-//! failing or dry-running the job. Each of those writes checks the lease, so a worker whose
-//! lease was taken over learns it ([`StoreError::LeaseLost`]) instead of overwriting the
-//! new owner's record.
+//! failing, waiving or dry-running the job. Each of those writes checks the lease, so a
+//! worker whose lease was taken over learns it ([`StoreError::LeaseLost`]) instead of
+//! overwriting the new owner's record. Leases are judged by the database's clock
+//! (`DB_NOW`), never a worker's: a worker whose clock runs ahead cannot take over a live
+//! lease.
+//!
+//! Only these writes change `launch`; the webhook events ([`super::tracking`]) change what
+//! GitHub says, and never touch a lease.
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{JobState, Store, StoreError, created_at};
+use super::{LaunchState, Store, StoreError, created_at};
 use crate::domain::{JobEvent, JobId, RunnerId};
 
 /// The outcome of trying to claim a job's launch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// This worker now holds the lease for `attempt`. `prior` is what an earlier attempt
-    /// whose lease expired left behind: a runner registration or a task to adopt or clean up.
+    /// left behind, unconfirmed gone: a runner registration or a task to adopt or clean up.
     Acquired {
         attempt: u32,
         prior: Option<PriorAttempt>,
     },
-    /// Launched already, or finished before it needed a runner: nothing to do.
-    Done(JobState),
-    /// Another worker holds a live lease until then.
-    Held(DateTime<Utc>),
+    /// Nothing to launch: launched already, failed, or no longer owed.
+    Done(LaunchState),
+    /// Another worker holds a live lease for this much longer, by the database's clock.
+    Held(Duration),
 }
 
 /// What an interrupted attempt had recorded.
@@ -37,9 +41,20 @@ pub struct PriorAttempt {
     pub cluster: Option<String>,
 }
 
+/// How a released attempt leaves the job's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftovers {
+    /// Its registration and task are confirmed gone (or were never made): the next
+    /// attempt starts clean.
+    CleanedUp,
+    /// It may have left a registration or a task: the record keeps them, for the next
+    /// claim to adopt or remove.
+    Kept,
+}
+
 impl Store {
-    /// Claims the launch of a queued job: inserts it, or takes over a released or expired
-    /// lease, in one statement, so two workers can never both hold it.
+    /// Claims the launch of a queued job: inserts it, or takes over an owed job or an
+    /// expired lease, in one statement, so two workers can never both hold it.
     pub async fn claim(
         &self,
         event: &JobEvent,
@@ -50,19 +65,21 @@ impl Store {
         let now = self.now();
         let labels = serde_json::to_string(&event.job.labels).expect("labels serialize");
         let sql = self.sql(
-            "INSERT INTO jobs (job_id, state, pool, repo, installation_id, run_id, labels, attempt,
-                               lease_owner, lease_expires_at, created_at, received_at, updated_at)
-             VALUES ($1, 'launching', $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $10)
+            "INSERT INTO jobs (job_id, launch, github, pool, repo, installation_id, run_id,
+                               labels, attempt, lease_owner, lease_expires_at, created_at,
+                               received_at, updated_at)
+             VALUES ($1, 'launching', 'queued', $2, $3, $4, $5, $6, 1, $7, DB_NOW + $8, $9,
+                     $10, $10)
              ON CONFLICT (job_id) DO UPDATE SET
-                 state = 'launching',
+                 launch = 'launching',
                  attempt = jobs.attempt + 1,
                  pool = excluded.pool,
                  lease_owner = excluded.lease_owner,
                  lease_expires_at = excluded.lease_expires_at,
                  installation_id = COALESCE(jobs.installation_id, excluded.installation_id),
                  updated_at = excluded.updated_at
-             WHERE jobs.state = 'pending'
-                OR (jobs.state = 'launching' AND jobs.lease_expires_at < excluded.updated_at)
+             WHERE jobs.launch = 'owed'
+                OR (jobs.launch = 'launching' AND jobs.lease_expires_at < DB_NOW)
              RETURNING attempt, runner_name, runner_id, task_arn, cluster",
         );
         let claimed = sqlx::query(sql)
@@ -73,7 +90,7 @@ impl Store {
             .bind(event.job.run_id.0 as i64)
             .bind(labels)
             .bind(owner.to_string())
-            .bind(now + lease.as_millis() as i64)
+            .bind(lease.as_millis() as i64)
             .bind(created_at(event, now))
             .bind(now)
             .fetch_optional(&self.pool)
@@ -94,23 +111,30 @@ impl Store {
                 prior,
             });
         }
-        let sql = self.sql("SELECT state, lease_expires_at FROM jobs WHERE job_id = $1");
+        let sql = self.sql(
+            "SELECT launch, lease_expires_at - DB_NOW AS remaining FROM jobs WHERE job_id = $1",
+        );
         let row = sqlx::query(sql)
             .bind(event.job.id.0 as i64)
             .fetch_one(&self.pool)
             .await?;
-        let state = JobState::parse(&row.try_get::<String, _>("state")?);
-        Ok(match state {
-            JobState::Launching | JobState::Pending => {
-                let until: Option<i64> = row.try_get("lease_expires_at")?;
-                Claim::Held(
-                    until
-                        .and_then(DateTime::from_timestamp_millis)
-                        .unwrap_or_else(Utc::now),
-                )
-            }
-            other => Claim::Done(other),
+        let state = LaunchState::parse(&row.try_get::<String, _>("launch")?);
+        Ok(if state.is_settled() {
+            Claim::Done(state)
+        } else {
+            let remaining: Option<i64> = row.try_get("remaining")?;
+            Claim::Held(Duration::from_millis(remaining.unwrap_or(0).max(0) as u64))
         })
+    }
+
+    /// What dockhand has done for the job, if the store has heard of it.
+    pub async fn launch_state(&self, job: JobId) -> Result<Option<LaunchState>, StoreError> {
+        let sql = self.sql("SELECT launch FROM jobs WHERE job_id = $1");
+        let state: Option<String> = sqlx::query_scalar(sql)
+            .bind(job.0 as i64)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(state.as_deref().map(LaunchState::parse))
     }
 
     /// Extends a held lease (the worker's heartbeat).
@@ -121,18 +145,16 @@ impl Store {
         lease: Duration,
     ) -> Result<(), StoreError> {
         let sql = self.sql(
-            "UPDATE jobs SET lease_expires_at = $3, updated_at = $4
-            
-             WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
+            "UPDATE jobs SET lease_expires_at = DB_NOW + $3, updated_at = $4
+             WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'",
         );
-        let now = self.now();
         self.leased(
             job,
             sqlx::query(sql)
                 .bind(job.0 as i64)
                 .bind(owner.to_string())
-                .bind(now + lease.as_millis() as i64)
-                .bind(now)
+                .bind(lease.as_millis() as i64)
+                .bind(self.now())
                 .execute(&self.pool)
                 .await?
                 .rows_affected(),
@@ -140,7 +162,8 @@ impl Store {
     }
 
     /// Records the runner name about to be registered and the cluster its task goes to,
-    /// before GitHub is called, so a take-over knows what to look for, and where.
+    /// before GitHub is called, so a take-over knows what to look for, and where. Called
+    /// only once an earlier attempt's leftovers are adopted or confirmed gone.
     pub async fn record_intent(
         &self,
         job: JobId,
@@ -151,7 +174,7 @@ impl Store {
         let sql = self.sql(
             "UPDATE jobs SET runner_name = $3, cluster = $4, runner_id = NULL, task_arn = NULL,
                  updated_at = $5
-             WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
+             WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'",
         );
         let updated = sqlx::query(sql)
             .bind(job.0 as i64)
@@ -177,8 +200,7 @@ impl Store {
         let now = self.now();
         let sql = self.sql(
             "UPDATE jobs SET runner_id = $3, updated_at = $4
-            
-             WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
+             WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'",
         );
         let updated = sqlx::query(sql)
             .bind(job.0 as i64)
@@ -206,52 +228,73 @@ impl Store {
         Ok(())
     }
 
-    /// Records the task: the job is launched and the lease released.
+    /// Records the task: the job is `launched` (or `adopted`, for a task an interrupted
+    /// attempt started) and the lease released.
     pub async fn record_launched(
         &self,
         job: JobId,
         owner: &str,
         runner_name: &str,
         task_arn: &str,
+        how: LaunchState,
     ) -> Result<(), StoreError> {
+        debug_assert!(matches!(how, LaunchState::Launched | LaunchState::Adopted));
         let now = self.now();
         let sql = self.sql(
-            "UPDATE jobs SET state = 'launched', task_arn = $3, lease_owner = NULL,
+            "UPDATE jobs SET launch = $5, task_arn = $3, lease_owner = NULL,
                  lease_expires_at = NULL, reason = NULL, updated_at = $4
-            
-             WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
+             WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'",
         );
         let updated = sqlx::query(sql)
             .bind(job.0 as i64)
             .bind(owner.to_string())
             .bind(task_arn.to_string())
             .bind(now)
+            .bind(how.as_str().to_string())
             .execute(&self.pool)
             .await?
             .rows_affected();
         self.leased(job, updated)?;
-        let sql = self.sql(
-            "UPDATE runners SET task_arn = $2, state = 'launched', updated_at = $3
-             WHERE runner_name = $1 AND state = 'registered'",
-        );
-        sqlx::query(sql)
-            .bind(runner_name.to_string())
-            .bind(task_arn.to_string())
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.record_runner_task(runner_name, task_arn).await
     }
 
-    /// Gives the job back (after a transient failure, its registration removed): the next
-    /// delivery claims it afresh, with a new attempt and runner name.
-    pub async fn release(&self, job: JobId, owner: &str, reason: &str) -> Result<(), StoreError> {
+    /// Gives the job back after a transient failure: the next delivery claims it at once,
+    /// with a new attempt. What the attempt may have left stays on record unless its
+    /// clean-up was confirmed, so that claim adopts or removes it.
+    pub async fn release(
+        &self,
+        job: JobId,
+        owner: &str,
+        reason: &str,
+        leftovers: Leftovers,
+    ) -> Result<(), StoreError> {
+        let sql = match leftovers {
+            Leftovers::CleanedUp => {
+                "UPDATE jobs SET launch = 'owed', lease_owner = NULL, lease_expires_at = NULL,
+                     runner_name = NULL, runner_id = NULL, task_arn = NULL, cluster = NULL,
+                     reason = $3, updated_at = $4
+                 WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'"
+            }
+            Leftovers::Kept => {
+                "UPDATE jobs SET launch = 'owed', lease_owner = NULL, lease_expires_at = NULL,
+                     reason = $3, updated_at = $4
+                 WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'"
+            }
+        };
+        self.update_leased(sql, job, owner, reason).await
+    }
+
+    /// No launch is owed any more (the job finished without a runner, or ran on one dockhand
+    /// did not launch) and this attempt's leftovers are confirmed gone.
+    pub async fn record_waived(&self, job: JobId, owner: &str) -> Result<(), StoreError> {
         self.update_leased(
-            "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, runner_name = NULL, runner_id = NULL, task_arn = NULL, cluster = NULL, reason = $3, updated_at = $4
-             WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
+            "UPDATE jobs SET launch = 'waived', lease_owner = NULL, lease_expires_at = NULL,
+                 runner_name = NULL, runner_id = NULL, task_arn = NULL, cluster = NULL,
+                 reason = $3, updated_at = $4
+             WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'",
             job,
             owner,
-            reason,
+            "no longer owed a launch",
         )
         .await
     }
@@ -264,8 +307,8 @@ impl Store {
         reason: &str,
     ) -> Result<(), StoreError> {
         self.update_leased(
-            "UPDATE jobs SET state = 'failed', lease_owner = NULL, lease_expires_at = NULL, reason = $3, updated_at = $4
-             WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
+            "UPDATE jobs SET launch = 'failed', lease_owner = NULL, lease_expires_at = NULL, reason = $3, updated_at = $4
+             WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'",
             job,
             owner,
             reason,
@@ -279,8 +322,8 @@ impl Store {
     /// crash. Returns whether the job was failed.
     pub async fn reopen_failed(&self, job: JobId) -> Result<bool, StoreError> {
         let sql = self.sql(
-            "UPDATE jobs SET state = 'pending', reason = NULL, updated_at = $2
-             WHERE job_id = $1 AND state = 'failed'",
+            "UPDATE jobs SET launch = 'owed', reason = NULL, updated_at = $2
+             WHERE job_id = $1 AND launch = 'failed'",
         );
         let done = sqlx::query(sql)
             .bind(job.0 as i64)
@@ -298,8 +341,8 @@ impl Store {
         runner_name: &str,
     ) -> Result<(), StoreError> {
         self.update_leased(
-            "UPDATE jobs SET state = 'dry_run', runner_name = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = $4
-             WHERE job_id = $1 AND lease_owner = $2 AND state = 'launching'",
+            "UPDATE jobs SET launch = 'dry_run', runner_name = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = $4
+             WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'",
             job,
             owner,
             runner_name,

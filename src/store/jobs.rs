@@ -3,14 +3,20 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{JobState, Store, StoreError};
+use super::{GitHubState, LaunchState, Store, StoreError};
 use crate::domain::{JobId, RunnerId};
 
 /// A job row, as tests and operators see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRecord {
     pub job_id: JobId,
-    pub state: JobState,
+    /// What dockhand did for the job.
+    pub launch: LaunchState,
+    /// What GitHub last said about it.
+    pub github: GitHubState,
+    /// The runner GitHub gave it, and whether dockhand launched that runner.
+    pub ran_on: Option<String>,
+    pub ran_on_dockhand: Option<bool>,
     pub pool: Option<String>,
     pub repo: String,
     pub attempt: u32,
@@ -28,7 +34,7 @@ impl Store {
     /// The job's row, if the store has heard of it.
     pub async fn job(&self, job: JobId) -> Result<Option<JobRecord>, StoreError> {
         let sql = self.sql(
-            "SELECT job_id, state, pool, repo, attempt, runner_name, runner_id, task_arn,
+            "SELECT job_id, launch, github, ran_on, ran_on_dockhand, pool, repo, attempt, runner_name, runner_id, task_arn,
                     cluster, lease_owner, conclusion, reason
              FROM jobs WHERE job_id = $1",
         );
@@ -43,7 +49,12 @@ impl Store {
 fn job_record(r: &AnyRow) -> Result<JobRecord, sqlx::Error> {
     Ok(JobRecord {
         job_id: JobId(r.try_get::<i64, _>("job_id")? as u64),
-        state: JobState::parse(&r.try_get::<String, _>("state")?),
+        launch: LaunchState::parse(&r.try_get::<String, _>("launch")?),
+        github: GitHubState::parse(&r.try_get::<String, _>("github")?),
+        ran_on: r.try_get("ran_on")?,
+        ran_on_dockhand: r
+            .try_get::<Option<i64>, _>("ran_on_dockhand")?
+            .map(|v| v != 0),
         pool: r.try_get("pool")?,
         repo: r.try_get("repo")?,
         attempt: r.try_get::<i64, _>("attempt")? as u32,

@@ -5,8 +5,13 @@
 //! records its intent and results as it goes, so a crash at any point leaves enough behind
 //! for the next worker to adopt or clean up.
 //!
+//! A job's row keeps two facts apart: what GitHub says about it (`github`: queued, in
+//! progress on `ran_on`, completed) and what dockhand did for it (`launch`: owed, launching,
+//! launched, adopted, failed, dry run, waived). GitHub gives a queued job to any idle runner
+//! whose labels cover it, so a job that ran on another job's runner still owes a launch.
+//!
 //! Both backends run the same SQL through sqlx's `Any` driver; timestamps are unix
-//! milliseconds. This file holds the connection and the SQL dialect; the queries live by
+//! milliseconds. `DB_NOW` in a query is the database's clock: leases are judged by it. This file holds the connection and the SQL dialect; the queries live by
 //! idea: `claims` (the launch under a lease), `tracking` (jobs followed from their
 //! webhook events), `runners` and `jobs` (the rows as they are read back), `prune` (finished rows
 //! deleted after the retention).
@@ -25,11 +30,11 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr, SqlStr};
 
-pub use claims::{Claim, PriorAttempt};
+pub use claims::{Claim, Leftovers, PriorAttempt};
 pub use jobs::JobRecord;
 pub use prune::{PRUNE_BATCH, Pruned};
 pub use runners::RunnerRecord;
-pub use state::{JobState, RunnerState};
+pub use state::{GitHubState, LaunchState, RunnerState};
 
 use crate::config::StoreSettings;
 use crate::domain::{JobEvent, JobId};
@@ -48,6 +53,13 @@ pub enum StoreError {
     LeaseLost(JobId),
 }
 
+/// Stands for the database's clock in a query (see [`Store::sql`]).
+const DB_NOW: &str = "DB_NOW";
+/// SQLite's clock in unix milliseconds (`'now'` is fixed for one statement).
+const SQLITE_NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+/// Postgres's clock in unix milliseconds.
+const POSTGRES_NOW: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
+
 /// The store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -61,7 +73,6 @@ pub struct Store {
 fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
-
 
 /// GitHub's `created_at` for the row, or `now` when the delivery had none (older GitHub
 /// Enterprise Server versions): the column is required, and the time dockhand first
@@ -144,14 +155,19 @@ impl Store {
         Ok(())
     }
 
-    /// The same SQL for both backends: `$N` placeholders become SQLite's `?N`. Only the
-    /// placeholders of a literal change, so the result is as safe as the literal.
+    /// The same SQL for both backends: `$N` placeholders become SQLite's `?N`, and `DB_NOW`
+    /// the database's clock in unix milliseconds. Only those tokens of a literal change, to
+    /// other literals, so the result is as safe as the literal.
     fn sql(&self, query: &'static str) -> SqlStr {
-        if self.sqlite {
-            AssertSqlSafe(query.replace('$', "?")).into_sql_str()
-        } else {
-            query.into_sql_str()
+        if !self.sqlite && !query.contains(DB_NOW) {
+            return query.into_sql_str();
         }
+        let query = if self.sqlite {
+            query.replace(DB_NOW, SQLITE_NOW).replace('$', "?")
+        } else {
+            query.replace(DB_NOW, POSTGRES_NOW)
+        };
+        AssertSqlSafe(query).into_sql_str()
     }
 
     /// This handle, with a clock that runs `skew` ahead of the machine's (behind, if

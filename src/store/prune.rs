@@ -26,9 +26,11 @@ impl Store {
     }
 
     /// Deletes, `batch` rows per statement, finished jobs and runners last updated before
-    /// `cutoff`. Finished: a job completed, cancelled, failed, unmatched or dry run (and no
-    /// live runner launched for it); a runner finished or removed. A state this build does
-    /// not know is kept.
+    /// `cutoff`. Finished: a job that failed or was a dry run, one launched for and completed
+    /// on GitHub, or one owed no launch and not running (and no live runner was launched
+    /// for it); a runner
+    /// finished or removed. A job still owed a launch, and a state this build does not
+    /// know, are kept.
     pub async fn prune_before(
         &self,
         cutoff: DateTime<Utc>,
@@ -38,7 +40,9 @@ impl Store {
             .delete_in_batches(
                 "DELETE FROM jobs WHERE job_id IN (
                      SELECT job_id FROM jobs
-                     WHERE state IN ('completed', 'cancelled', 'failed', 'unmatched', 'dry_run')
+                     WHERE (launch IN ('failed', 'dry_run')
+                            OR (launch IN ('launched', 'adopted') AND github = 'completed')
+                            OR (launch = 'waived' AND github <> 'in_progress'))
                        AND updated_at < $1
                        AND NOT EXISTS (
                            SELECT 1 FROM runners r WHERE r.for_job_id = jobs.job_id

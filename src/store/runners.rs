@@ -41,6 +41,36 @@ impl Store {
         Ok(())
     }
 
+    /// Records the task a runner runs in. Needs no lease: a task that exists is put on the
+    /// books whoever holds the job now.
+    pub async fn record_runner_task(
+        &self,
+        runner_name: &str,
+        task_arn: &str,
+    ) -> Result<(), StoreError> {
+        let sql = self.sql(
+            "UPDATE runners SET task_arn = $2, state = 'launched', updated_at = $3
+             WHERE runner_name = $1 AND state = 'registered'",
+        );
+        sqlx::query(sql)
+            .bind(runner_name.to_string())
+            .bind(task_arn.to_string())
+            .bind(self.now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether dockhand registered a runner of this name.
+    pub async fn is_dockhand_runner(&self, runner_name: &str) -> Result<bool, StoreError> {
+        let sql = self.sql("SELECT COUNT(*) FROM runners WHERE runner_name = $1");
+        let n: i64 = sqlx::query_scalar(sql)
+            .bind(runner_name.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
     /// Marks a runner removed (its registration was deleted on GitHub).
     pub async fn record_runner_removed(&self, runner_name: &str) -> Result<(), StoreError> {
         self.set_runner(runner_name, RunnerState::Removed, None)

@@ -1,51 +1,96 @@
 //! The closed sets of job and runner states, as stored.
 
-/// Where a job is in its life. `Pending` and an expired `Launching` may be claimed.
+/// What dockhand did for a job: the launch it owes every queued job. Kept apart from
+/// [`GitHubState`], because a job that ran on another job's runner still owes a launch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum JobState {
-    Pending,
+pub enum LaunchState {
+    /// A launch is owed and nobody holds it: the next `queued` delivery claims it. An
+    /// interrupted attempt's registration or task may still be recorded, for that claim to
+    /// adopt or clean up.
+    Owed,
+    /// A worker holds the lease and is launching.
     Launching,
+    /// A runner task was started for the job.
     Launched,
-    Running,
-    Completed,
-    Cancelled,
+    /// A task an interrupted attempt had started was found and recorded.
+    Adopted,
+    /// The launch failed permanently (until `dockhand requeue` reopens it).
     Failed,
-    /// No pool served it: only rows from older builds, which stored such jobs.
-    Unmatched,
+    /// Dry run: what would have launched was recorded.
     DryRun,
+    /// No launch is owed: the job finished before any runner took it, or ran on a runner
+    /// dockhand did not launch.
+    Waived,
     /// A value this build does not know (written by a newer one).
     Unknown,
 }
 
-impl JobState {
+impl LaunchState {
+    pub const ALL: [LaunchState; 7] = [
+        Self::Owed,
+        Self::Launching,
+        Self::Launched,
+        Self::Adopted,
+        Self::Failed,
+        Self::DryRun,
+        Self::Waived,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Pending => "pending",
+            Self::Owed => "owed",
             Self::Launching => "launching",
             Self::Launched => "launched",
-            Self::Running => "running",
-            Self::Completed => "completed",
-            Self::Cancelled => "cancelled",
+            Self::Adopted => "adopted",
             Self::Failed => "failed",
-            Self::Unmatched => "unmatched",
             Self::DryRun => "dry_run",
+            Self::Waived => "waived",
             Self::Unknown => "unknown",
         }
     }
 
     pub fn parse(value: &str) -> Self {
-        match value {
-            "pending" => Self::Pending,
-            "launching" => Self::Launching,
-            "launched" => Self::Launched,
-            "running" => Self::Running,
-            "completed" => Self::Completed,
-            "cancelled" => Self::Cancelled,
-            "failed" => Self::Failed,
-            "unmatched" => Self::Unmatched,
-            "dry_run" => Self::DryRun,
-            _ => Self::Unknown,
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == value)
+            .unwrap_or(Self::Unknown)
+    }
+
+    /// Whether nothing more will be launched for the job (short of a requeue of a failed
+    /// one): a `queued` delivery for it is a duplicate.
+    pub fn is_settled(self) -> bool {
+        !matches!(self, Self::Owed | Self::Launching)
+    }
+}
+
+/// What GitHub last said about a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GitHubState {
+    Queued,
+    /// Running on the runner in `ran_on`.
+    InProgress,
+    /// Finished, with a conclusion (a job cancelled while queued too).
+    Completed,
+    Unknown,
+}
+
+impl GitHubState {
+    pub const ALL: [GitHubState; 3] = [Self::Queued, Self::InProgress, Self::Completed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::InProgress => "in_progress",
+            Self::Completed => "completed",
+            Self::Unknown => "unknown",
         }
+    }
+
+    pub fn parse(value: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == value)
+            .unwrap_or(Self::Unknown)
     }
 }
 
@@ -103,21 +148,15 @@ mod tests {
 
     #[test]
     fn states_round_trip_through_their_names() {
-        for s in [
-            JobState::Pending,
-            JobState::Launching,
-            JobState::Launched,
-            JobState::Running,
-            JobState::Completed,
-            JobState::Cancelled,
-            JobState::Failed,
-            JobState::Unmatched,
-            JobState::DryRun,
-        ] {
-            assert_eq!(JobState::parse(s.as_str()), s);
+        for s in LaunchState::ALL {
+            assert_eq!(LaunchState::parse(s.as_str()), s);
+        }
+        for s in GitHubState::ALL {
+            assert_eq!(GitHubState::parse(s.as_str()), s);
         }
         for s in RunnerState::ALL {
             assert_eq!(RunnerState::parse(s.as_str()), s);
         }
+        assert_eq!(LaunchState::parse("pending"), LaunchState::Unknown);
     }
 }

@@ -1,8 +1,21 @@
-//! Jobs followed from their webhook events: `in_progress` and `completed` (which runner
-//! took a job, when it started, how it ended). Jobs no pool serves are not stored.
+//! Jobs followed from their webhook events: what GitHub says about a job (`in_progress` on
+//! which runner, `completed` with which conclusion), kept apart from what dockhand did for
+//! it. An event never touches a lease or a launch under way; it only cancels the launch a
+//! job is owed (`owed` → `waived`) when the job finished before any runner took it, or ran
+//! on a runner dockhand did not launch. Jobs no pool serves are not stored.
 
-use super::{JobState, RunnerState, Store, StoreError, created_at, millis};
-use crate::domain::{JobEvent, JobId};
+use super::{RunnerState, Store, StoreError, created_at, millis};
+use crate::domain::{JobAction, JobEvent, JobId};
+
+/// The launch a job a `queued` delivery has not reached yet owes, given the runner that
+/// took it (`None`: no runner) and whether dockhand launched that runner.
+fn owed_on_insert(ran_on: Option<&str>, ours: Option<bool>, completed: bool) -> &'static str {
+    match (ran_on, ours) {
+        (None, _) if completed => "waived",
+        (Some(_), Some(false)) => "waived",
+        _ => "owed",
+    }
+}
 
 impl Store {
     /// Whether the store has a row for the job, or for the runner that took it: a job
@@ -21,33 +34,25 @@ impl Store {
         Ok(counts.iter().any(|n| *n > 0))
     }
 
-    /// Follows a job from its `in_progress` and `completed` events: which runner took it,
-    /// when it started, how it ended. A `completed` job that never had a runner (cancelled
-    /// while queued) is recorded too, so a later `queued` delivery launches nothing.
+    /// Records an `in_progress` or `completed` event: GitHub's view of the job, and the
+    /// runner's state when it is one of dockhand's.
     pub async fn track(&self, event: &JobEvent, pool: Option<&str>) -> Result<(), StoreError> {
-        use crate::domain::JobAction;
-        let runner_name = event.job.runner.as_ref().and_then(|r| r.name.clone());
+        let runner = event.job.runner.as_ref().and_then(|r| r.name.as_deref());
+        let ours = match runner {
+            Some(name) => Some(self.is_dockhand_runner(name).await?),
+            None => None,
+        };
         match event.action {
             JobAction::InProgress => {
-                self.upsert_running(event, pool).await?;
-                if let Some(name) = &runner_name {
+                self.upsert_in_progress(event, pool, runner, ours).await?;
+                if let Some(name) = runner {
                     self.set_runner(name, RunnerState::Busy, Some(event.job.id))
                         .await?;
                 }
             }
             JobAction::Completed => {
-                let state = if runner_name.is_some() {
-                    JobState::Completed
-                } else {
-                    JobState::Cancelled
-                };
-                let conclusion = event
-                    .job
-                    .conclusion
-                    .map(|c| serde_json::to_value(c).ok())
-                    .and_then(|v| v.and_then(|v| v.as_str().map(str::to_string)));
-                self.upsert_finished(event, pool, state, conclusion).await?;
-                if let Some(name) = &runner_name {
+                self.upsert_completed(event, pool, runner, ours).await?;
+                if let Some(name) = runner {
                     self.set_runner(name, RunnerState::Finished, Some(event.job.id))
                         .await?;
                 }
@@ -57,23 +62,55 @@ impl Store {
         Ok(())
     }
 
-    async fn upsert_running(&self, event: &JobEvent, pool: Option<&str>) -> Result<(), StoreError> {
+    /// Whether the job still owes a launch as far as GitHub's view goes: not when it
+    /// finished without a runner, nor when it ran on a runner dockhand did not launch. A
+    /// worker asks this before it starts a task.
+    pub async fn still_owed(&self, job: JobId) -> Result<bool, StoreError> {
+        let sql = self.sql(
+            "SELECT COUNT(*) FROM jobs WHERE job_id = $1
+                 AND ((github = 'completed' AND ran_on IS NULL) OR ran_on_dockhand = 0)",
+        );
+        let cancelled: i64 = sqlx::query_scalar(sql)
+            .bind(job.0 as i64)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(cancelled == 0)
+    }
+
+    async fn upsert_in_progress(
+        &self,
+        event: &JobEvent,
+        pool: Option<&str>,
+        runner: Option<&str>,
+        ours: Option<bool>,
+    ) -> Result<(), StoreError> {
         let now = self.now();
         let sql = self.sql(
-            "INSERT INTO jobs (job_id, state, pool, repo, installation_id, run_id, labels,
-                               created_at, started_at, received_at, updated_at)
-             VALUES ($1, 'running', $2, $3, $4, $5, $6, $7, $8, $9, $9)
+            "INSERT INTO jobs (job_id, launch, github, pool, repo, installation_id, run_id,
+                               labels, ran_on, ran_on_dockhand, created_at, started_at,
+                               received_at, updated_at)
+             VALUES ($1, $2, 'in_progress', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
              ON CONFLICT (job_id) DO UPDATE SET
-                 state = 'running', started_at = excluded.started_at, updated_at = excluded.updated_at
-             WHERE jobs.state NOT IN ('completed', 'cancelled', 'running')",
+                 github = CASE WHEN jobs.github = 'completed' THEN jobs.github
+                               ELSE 'in_progress' END,
+                 ran_on = COALESCE(excluded.ran_on, jobs.ran_on),
+                 ran_on_dockhand = COALESCE(excluded.ran_on_dockhand, jobs.ran_on_dockhand),
+                 started_at = COALESCE(excluded.started_at, jobs.started_at),
+                 launch = CASE WHEN jobs.launch = 'owed' AND jobs.runner_name IS NULL
+                                    AND excluded.ran_on_dockhand = 0
+                               THEN 'waived' ELSE jobs.launch END,
+                 updated_at = excluded.updated_at",
         );
         sqlx::query(sql)
             .bind(event.job.id.0 as i64)
+            .bind(owed_on_insert(runner, ours, false).to_string())
             .bind(pool.map(str::to_string))
             .bind(event.repository.full_name.clone())
             .bind(event.installation_id.map(|i| i.0 as i64))
             .bind(event.job.run_id.0 as i64)
             .bind(serde_json::to_string(&event.job.labels).expect("labels serialize"))
+            .bind(runner.map(str::to_string))
+            .bind(ours.map(i64::from))
             .bind(created_at(event, now))
             .bind(event.job.started_at.map(millis))
             .bind(now)
@@ -82,32 +119,47 @@ impl Store {
         Ok(())
     }
 
-    async fn upsert_finished(
+    async fn upsert_completed(
         &self,
         event: &JobEvent,
         pool: Option<&str>,
-        state: JobState,
-        conclusion: Option<String>,
+        runner: Option<&str>,
+        ours: Option<bool>,
     ) -> Result<(), StoreError> {
         let now = self.now();
+        let conclusion = event
+            .job
+            .conclusion
+            .and_then(|c| serde_json::to_value(c).ok())
+            .and_then(|v| v.as_str().map(str::to_string));
         let sql = self.sql(
-            "INSERT INTO jobs (job_id, state, pool, repo, installation_id, run_id, labels,
-                               conclusion, created_at, completed_at, received_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+            "INSERT INTO jobs (job_id, launch, github, pool, repo, installation_id, run_id,
+                               labels, ran_on, ran_on_dockhand, conclusion, created_at,
+                               completed_at, received_at, updated_at)
+             VALUES ($1, $2, 'completed', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
              ON CONFLICT (job_id) DO UPDATE SET
-                 state = excluded.state, conclusion = excluded.conclusion,
-                 completed_at = excluded.completed_at, lease_owner = NULL,
-                 lease_expires_at = NULL, updated_at = excluded.updated_at
-             WHERE jobs.state NOT IN ('completed', 'cancelled')",
+                 github = 'completed',
+                 conclusion = excluded.conclusion,
+                 completed_at = excluded.completed_at,
+                 ran_on = COALESCE(excluded.ran_on, jobs.ran_on),
+                 ran_on_dockhand = COALESCE(excluded.ran_on_dockhand, jobs.ran_on_dockhand),
+                 launch = CASE WHEN jobs.launch = 'owed' AND jobs.runner_name IS NULL
+                                    AND (COALESCE(excluded.ran_on_dockhand, jobs.ran_on_dockhand) = 0
+                                         OR COALESCE(excluded.ran_on, jobs.ran_on) IS NULL)
+                               THEN 'waived' ELSE jobs.launch END,
+                 updated_at = excluded.updated_at
+             WHERE jobs.github <> 'completed'",
         );
         sqlx::query(sql)
             .bind(event.job.id.0 as i64)
-            .bind(state.as_str().to_string())
+            .bind(owed_on_insert(runner, ours, true).to_string())
             .bind(pool.map(str::to_string))
             .bind(event.repository.full_name.clone())
             .bind(event.installation_id.map(|i| i.0 as i64))
             .bind(event.job.run_id.0 as i64)
             .bind(serde_json::to_string(&event.job.labels).expect("labels serialize"))
+            .bind(runner.map(str::to_string))
+            .bind(ours.map(i64::from))
             .bind(conclusion)
             .bind(created_at(event, now))
             .bind(event.job.completed_at.map(millis))

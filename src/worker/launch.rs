@@ -1,24 +1,29 @@
 //! One queued job's launch, and following jobs to completion.
 //!
 //! The order is what makes a launch exactly-once whatever crashes:
-//! 1. claim the job in the store (insert, or take over an expired lease);
-//! 2. on take-over, adopt a task the interrupted attempt already started, or delete its
-//!    runner registration;
-//! 3. record the runner name, register it with GitHub (JIT config), record its id;
-//! 4. run the task, record its ARN. Only then is the message deleted.
+//! 1. a job already launched, or no longer owed a launch, is a duplicate: answered before
+//!    the pool is matched or its capacity checked;
+//! 2. claim the job in the store (insert, or take over an owed job or an expired lease);
+//! 3. adopt a task an earlier attempt started, or delete its runner registration;
+//! 4. record the runner name, register it with GitHub (JIT config), record its id;
+//! 5. if the job is still owed a launch, run the task and record its ARN. Only then is the
+//!    message deleted.
+//!
+//! An attempt that stops half-way keeps what it did on record ([`Leftovers::Kept`]) unless
+//! it confirmed the clean-up itself, so the next claim adopts or removes it.
 
 use std::time::Instant;
 
 use super::outcome::{Deferral, JobError, Outcome};
 use super::{Heartbeat, Launchers, Worker};
 use crate::config::RunnerScopeKind;
-use crate::domain::{InstallationId, JobAction, JobEvent, JobId};
+use crate::domain::{JobEvent, JobId};
 use crate::ecs::{LaunchError, LaunchSpec};
 use crate::github::{GitHubError, JitRequest, RunnerTarget};
 use crate::metrics as m;
 use crate::pool::Pool;
 use crate::queue::envelope::Envelope;
-use crate::store::{Claim, PriorAttempt, StoreError};
+use crate::store::{Claim, LaunchState, Leftovers, PriorAttempt, StoreError};
 use crate::telemetry::chain;
 
 /// The runner's name: deterministic from pool, job and attempt, so a take-over knows
@@ -42,7 +47,7 @@ impl From<StoreError> for JobError {
     }
 }
 
-fn github_error(err: GitHubError) -> JobError {
+pub(super) fn github_error(err: GitHubError) -> JobError {
     match err {
         GitHubError::RateLimited { retry_after } => {
             JobError::Deferred(Deferral::RateLimit(retry_after))
@@ -54,7 +59,7 @@ fn github_error(err: GitHubError) -> JobError {
     }
 }
 
-fn launch_error(err: LaunchError) -> JobError {
+pub(super) fn launch_error(err: LaunchError) -> JobError {
     match err {
         LaunchError::NoCapacity { .. } => JobError::Deferred(Deferral::Capacity),
         e if e.is_transient() => JobError::Deferred(Deferral::Error(format!("ECS: {}", chain(&e)))),
@@ -92,18 +97,30 @@ impl Worker {
         let inner = &self.0;
         let event = &envelope.event;
         let job = event.job.id;
+        if requeued && inner.store.reopen_failed(job).await? {
+            tracing::info!("requeued after a permanent failure; trying again");
+        }
+        // A copy of a job already seen to its end neither waits for a slot nor depends on
+        // the pool config.
+        if let Some(state) = inner.store.launch_state(job).await?
+            && state.is_settled()
+        {
+            return Ok(settled_already(state));
+        }
         let Some(pool) = inner.pools.current().match_job(&event.job.labels).cloned() else {
-            // The pool config changed since the ingress matched. Not stored (the store keeps
-            // only jobs dockhand serves): the log line and the metric say why nothing ran.
-            tracing::info!(labels = ?event.job.labels, "no pool serves the job's labels; not launching");
-            return Ok(Outcome::Unmatched);
+            return match &envelope.pool {
+                // The ingress matched a pool this worker does not know (yet): its config
+                // reload may be behind the ingress's. Wait for it, within a bound.
+                Some(name) => Err(JobError::Deferred(Deferral::UnknownPool(name.clone()))),
+                None => {
+                    tracing::info!(labels = ?event.job.labels, "no pool serves the job's labels; not launching");
+                    Ok(Outcome::Unmatched)
+                }
+            };
         };
         tracing::Span::current().record("pool", pool.name.as_str());
         if inner.store.live_runners(&pool.name).await? >= u64::from(pool.settings.max_runners) {
             return Err(JobError::Deferred(Deferral::PoolFull));
-        }
-        if requeued && inner.store.reopen_failed(job).await? {
-            tracing::info!("requeued after a permanent failure; trying again");
         }
         let (attempt, prior) = match inner
             .store
@@ -111,30 +128,35 @@ impl Worker {
             .await?
         {
             Claim::Acquired { attempt, prior } => (attempt, prior),
-            Claim::Done(state) => {
-                tracing::info!(state = state.as_str(), "duplicate delivery");
-                return Ok(Outcome::Duplicate);
-            }
-            Claim::Held(until) => {
-                let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default();
-                return Err(JobError::Deferred(Deferral::Held(wait)));
-            }
+            Claim::Done(state) => return Ok(settled_already(state)),
+            Claim::Held(wait) => return Err(JobError::Deferred(Deferral::Held(wait))),
         };
         heartbeat.claimed(job);
         let name = runner_name(&pool.name, job, attempt);
         let Some(launchers) = &inner.launchers else {
             return self.dry_run(&pool, event, &name).await;
         };
-        let result = self
-            .launch_claimed(launchers, &pool, event, attempt, prior, &name)
-            .await;
+        let mut leftovers = if prior.is_some() {
+            Leftovers::Kept
+        } else {
+            Leftovers::CleanedUp
+        };
+        let attempt = Attempt {
+            launchers,
+            pool: &pool,
+            event,
+            number: attempt,
+            name: &name,
+            heartbeat,
+        };
+        let result = self.launch_claimed(&attempt, prior, &mut leftovers).await;
         if let Ok(Outcome::Launched) = result {
             metrics::histogram!(m::RUNNER_LAUNCH_SECONDS, "pool" => pool.name.clone())
                 .record(received.elapsed().as_secs_f64());
         }
         match result {
             Err(JobError::Deferred(deferral)) => {
-                self.give_back(job, &deferral).await;
+                self.give_back(job, &deferral, leftovers).await;
                 Err(JobError::Deferred(deferral))
             }
             Err(JobError::Permanent(reason)) => {
@@ -148,12 +170,18 @@ impl Worker {
     }
 
     /// Releases the lease after a transient failure, so the next delivery claims at once.
-    async fn give_back(&self, job: JobId, deferral: &Deferral) {
+    /// What the attempt left stays on record unless its clean-up was confirmed.
+    async fn give_back(&self, job: JobId, deferral: &Deferral, leftovers: Leftovers) {
         let reason = match deferral {
             Deferral::Error(reason) => reason.as_str(),
             other => other.as_str(),
         };
-        match self.0.store.release(job, &self.0.owner, reason).await {
+        match self
+            .0
+            .store
+            .release(job, &self.0.owner, reason, leftovers)
+            .await
+        {
             Ok(()) | Err(StoreError::LeaseLost(_)) => {}
             Err(err) => tracing::warn!(
                 error = %chain(&err),
@@ -188,16 +216,23 @@ impl Worker {
         Ok(Outcome::DryRun)
     }
 
+    /// The launch under a lease. `leftovers` says, whenever this returns, whether what the
+    /// job's record names (an earlier attempt's, then this one's registration and task) is
+    /// confirmed gone.
     async fn launch_claimed(
         &self,
-        launchers: &Launchers,
-        pool: &Pool,
-        event: &JobEvent,
-        attempt: u32,
+        attempt: &Attempt<'_>,
         prior: Option<PriorAttempt>,
-        name: &str,
+        leftovers: &mut Leftovers,
     ) -> Result<Outcome, JobError> {
         let inner = &self.0;
+        let Attempt {
+            launchers,
+            pool,
+            event,
+            name,
+            ..
+        } = *attempt;
         let job = event.job.id;
         let ecs =
             pool.settings.ecs.as_ref().ok_or_else(|| {
@@ -212,13 +247,22 @@ impl Worker {
                 .await
                 .map_err(github_error)?,
         };
-        if let Some(prior) = prior
-            && let Some(outcome) = self
+        if let Some(prior) = prior {
+            if let Some(outcome) = self
                 .take_over(launchers, pool, job, installation, &target, prior)
                 .await?
-        {
-            return Ok(outcome);
+            {
+                return Ok(outcome);
+            }
+            *leftovers = Leftovers::CleanedUp;
         }
+        if !inner.store.still_owed(job).await? {
+            inner.store.record_waived(job, &inner.owner).await?;
+            tracing::info!("no launch is owed any more");
+            return Ok(Outcome::Waived);
+        }
+        attempt.check_lease()?;
+        *leftovers = Leftovers::Kept;
         inner
             .store
             .record_intent(job, &inner.owner, name, &ecs.cluster)
@@ -251,21 +295,59 @@ impl Worker {
             .store
             .record_registration(job, &inner.owner, &pool.name, name, jit.runner_id)
             .await?;
+        let remove = |why: &'static str| async move {
+            let removed = launchers
+                .github
+                .delete_runner(installation, &target, jit.runner_id)
+                .await;
+            match removed {
+                Ok(()) => {
+                    inner.store.record_runner_removed(name).await?;
+                    Ok::<_, StoreError>(Leftovers::CleanedUp)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %chain(&e), runner = name, why, "could not delete the runner registration; it stays on record for the next attempt");
+                    Ok(Leftovers::Kept)
+                }
+            }
+        };
+        // The job may have been cancelled, or taken by a runner dockhand did not launch,
+        // while it was being registered: then no task is owed.
+        if !inner.store.still_owed(job).await? {
+            *leftovers = remove("no longer owed").await?;
+            if *leftovers == Leftovers::Kept {
+                return Err(JobError::Deferred(Deferral::Error(
+                    "no launch is owed any more, and the registration is not removed yet".into(),
+                )));
+            }
+            inner.store.record_waived(job, &inner.owner).await?;
+            tracing::info!(
+                runner = name,
+                "no launch is owed any more; registration removed"
+            );
+            return Ok(Outcome::Waived);
+        }
+        attempt.check_lease()?;
         let spec = LaunchSpec {
             pool: &pool.name,
             ecs,
             job_id: job,
             runner_name: name,
             jit_config: &jit.encoded,
-            client_token: &format!("dockhand-{job}-{attempt}"),
+            client_token: &format!("dockhand-{job}-{}", attempt.number),
             started_by: &started_by(job),
         };
         match launchers.ecs.run_task(&spec).await {
             Ok(task) => {
-                inner
+                let recorded = inner
                     .store
-                    .record_launched(job, &inner.owner, name, &task.arn.0)
-                    .await?;
+                    .record_launched(job, &inner.owner, name, &task.arn.0, LaunchState::Launched)
+                    .await;
+                if let Err(StoreError::LeaseLost(_)) = &recorded {
+                    // Another worker owns the job now; the task still goes on the books.
+                    inner.store.record_runner_task(name, &task.arn.0).await?;
+                }
+                recorded?;
                 tracing::info!(
                     runner = name,
                     task = task.arn.0,
@@ -274,142 +356,51 @@ impl Worker {
                 );
                 Ok(Outcome::Launched)
             }
+            Err(err @ LaunchError::Unavailable(_)) => {
+                // No answer: ECS may have started the task all the same. The registration
+                // stays, for the next attempt to look for the task before removing it.
+                tracing::warn!(error = %chain(&err), runner = name, "RunTask's outcome is unknown; keeping the registration");
+                Err(launch_error(err))
+            }
             Err(err) => {
                 tracing::warn!(error = %chain(&err), runner = name, "launch failed; removing the registration");
-                let removed = launchers
-                    .github
-                    .delete_runner(installation, &target, jit.runner_id)
-                    .await;
-                match removed {
-                    Ok(()) => inner.store.record_runner_removed(name).await?,
-                    Err(e) => {
-                        tracing::warn!(error = %chain(&e), "could not delete the runner registration")
-                    }
-                }
+                *leftovers = remove("launch failed").await?;
                 Err(launch_error(err))
             }
         }
     }
+}
 
-    /// An earlier attempt's lease expired mid-launch. If it started a task, adopt it;
-    /// otherwise remove its registration so no offline runner is left behind. The task is
-    /// looked for in the cluster that attempt launched in, which the pool may have left
-    /// since (the pool's own cluster for rows recorded before the cluster was).
-    async fn take_over(
-        &self,
-        launchers: &Launchers,
-        pool: &Pool,
-        job: JobId,
-        installation: InstallationId,
-        target: &RunnerTarget,
-        prior: PriorAttempt,
-    ) -> Result<Option<Outcome>, JobError> {
-        let inner = &self.0;
-        let Some(prior_name) = prior.runner_name else {
-            return Ok(None);
-        };
-        let pool_cluster = &pool
-            .settings
-            .ecs
-            .as_ref()
-            .expect("checked by the caller")
-            .cluster;
-        let cluster = prior.cluster.as_deref().unwrap_or(pool_cluster);
-        let task = match prior.task_arn.clone() {
-            Some(arn) => Some(arn),
-            None => launchers
-                .ecs
-                .find_task(cluster, &started_by(job))
-                .await
-                .map_err(launch_error)?
-                .map(|arn| arn.0),
-        };
-        if let Some(arn) = task {
-            // Record it under this attempt's lease; the runner keeps the earlier name.
-            inner
-                .store
-                .record_intent(job, &inner.owner, &prior_name, cluster)
-                .await?;
-            if let Some(runner_id) = prior.runner_id {
-                inner
-                    .store
-                    .record_registration(job, &inner.owner, &pool.name, &prior_name, runner_id)
-                    .await?;
-            }
-            inner
-                .store
-                .record_launched(job, &inner.owner, &prior_name, &arn)
-                .await?;
-            tracing::info!(
-                task = arn,
-                runner = prior_name,
-                "adopted the task of an interrupted launch"
-            );
-            return Ok(Some(Outcome::Adopted));
+/// One claimed attempt at a launch, and what it needs.
+struct Attempt<'a> {
+    launchers: &'a Launchers,
+    pool: &'a Pool,
+    event: &'a JobEvent,
+    number: u32,
+    name: &'a str,
+    heartbeat: &'a Heartbeat,
+}
+
+impl Attempt<'_> {
+    /// Stops the attempt before its next side effect if the heartbeat found the lease
+    /// taken over: the new owner decides the job's fate.
+    fn check_lease(&self) -> Result<(), JobError> {
+        if self.heartbeat.lease_lost() {
+            return Err(StoreError::LeaseLost(self.event.job.id).into());
         }
-        self.remove_registration(launchers, installation, target, &prior_name)
-            .await?;
-        Ok(None)
+        Ok(())
     }
+}
 
-    /// Deletes a registration by name, unless GitHub says it is running a job.
-    async fn remove_registration(
-        &self,
-        launchers: &Launchers,
-        installation: InstallationId,
-        target: &RunnerTarget,
-        name: &str,
-    ) -> Result<(), JobError> {
-        let found = launchers
-            .github
-            .find_runner(installation, target, name)
-            .await
-            .map_err(github_error)?;
-        match found {
-            Some(runner) if runner.busy => Err(JobError::Deferred(Deferral::Error(format!(
-                "runner {name} is registered and busy without a known task"
-            )))),
-            Some(runner) => {
-                launchers
-                    .github
-                    .delete_runner(installation, target, runner.id)
-                    .await
-                    .map_err(github_error)?;
-                self.0.store.record_runner_removed(name).await?;
-                tracing::info!(
-                    runner = name,
-                    "removed the stale registration of an interrupted launch"
-                );
-                Ok(())
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Records an `in_progress` or `completed` event. A job no pool serves, that neither it
-    /// nor its runner is in the store (a GitHub-hosted job), is acknowledged unstored.
-    pub(super) async fn track(&self, envelope: &Envelope) -> Result<Outcome, JobError> {
-        let event = &envelope.event;
-        let pool = self
-            .0
-            .pools
-            .current()
-            .match_job(&event.job.labels)
-            .map(|p| p.name.clone());
-        if event.action == JobAction::InProgress
-            && let Some(wait) = event.job.wait()
-        {
-            let label = pool.clone().unwrap_or_else(|| "none".into());
-            metrics::histogram!(m::JOB_WAIT_SECONDS, "pool" => label).record(wait.as_secs_f64());
-        }
-        if pool.is_none() {
-            let runner = event.job.runner.as_ref().and_then(|r| r.name.as_deref());
-            if !self.0.store.knows(event.job.id, runner).await? {
-                tracing::debug!(labels = ?event.job.labels, "no pool serves the job and dockhand never saw it; not stored");
-                return Ok(Outcome::Unmatched);
-            }
-        }
-        self.0.store.track(event, pool.as_deref()).await?;
-        Ok(Outcome::Tracked)
+/// The outcome for a `queued` copy of a job whose launch is settled.
+fn settled_already(state: LaunchState) -> Outcome {
+    if state == LaunchState::Waived {
+        tracing::info!(
+            "no launch is owed: the job finished without a runner, or ran on one dockhand did not launch"
+        );
+        Outcome::Waived
+    } else {
+        tracing::info!(state = state.as_str(), "duplicate delivery");
+        Outcome::Duplicate
     }
 }

@@ -8,6 +8,8 @@
 mod launch;
 pub mod outcome;
 mod prune;
+mod takeover;
+mod track;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +32,9 @@ use crate::telemetry::chain;
 use outcome::{Deferral, JobError, Outcome, Settled, backoff, rate_limit_delay};
 
 pub use crate::queue::ATTR_DEAD_LETTER_REASON;
-use crate::queue::ATTR_REQUEUE_COUNT;
+use crate::queue::{
+    ATTR_NOT_BEFORE, ATTR_REQUEUE_COUNT, ATTR_UNKNOWN_POOL_SINCE, ATTR_WAITS, MAX_DELAY,
+};
 
 /// The longest visibility timeout SQS accepts.
 const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
@@ -57,6 +61,9 @@ struct Inner {
     visibility: Duration,
     /// Identifies this process in job leases.
     owner: String,
+    /// How long a job whose pool the ingress matched may wait for this worker's config to
+    /// know that pool, before it is dead-lettered.
+    unknown_pool_grace: Duration,
 }
 
 /// What one [`Worker::process_next`] did.
@@ -76,6 +83,7 @@ impl Worker {
         pools: LivePools,
         settings: WorkerSettings,
         visibility: Duration,
+        unknown_pool_grace: Duration,
     ) -> Result<Self, QueueError> {
         let dead_letter = queue.dead_letter_queue().await?;
         if dead_letter.is_none() {
@@ -97,6 +105,7 @@ impl Worker {
             settings,
             visibility,
             owner,
+            unknown_pool_grace,
         })))
     }
 
@@ -259,6 +268,15 @@ impl Worker {
             let span = tracing::Span::current();
             span.record("job.id", envelope.event.job.id.0);
             span.record("job.action", envelope.event.action.as_str());
+            if let Some(left) = attribute_ms(&message, ATTR_NOT_BEFORE)
+                .and_then(|t| (t - now_ms()).try_into().ok())
+                .filter(|left: &u64| *left > 0)
+            {
+                let wait = Err(JobError::Deferred(Deferral::NotYet(Duration::from_millis(
+                    left,
+                ))));
+                return self.settle(&message, "none".to_string(), wait).await;
+            }
             let heartbeat = Heartbeat::start(self, &message);
             let result = match envelope.event.action {
                 JobAction::Queued => {
@@ -269,11 +287,33 @@ impl Worker {
                 JobAction::Waiting => Ok(Outcome::Tracked),
             };
             heartbeat.stop().await;
+            let result = self.bound_unknown_pool(&message, result);
             let pool = self.pool_label(&envelope);
             self.settle(&message, pool, result).await
         }
         .instrument(span)
         .await
+    }
+
+    /// A job whose pool this worker has not known for longer than the grace fails: its
+    /// config is not merely behind the ingress's.
+    fn bound_unknown_pool(
+        &self,
+        message: &ReceivedMessage,
+        result: Result<Outcome, JobError>,
+    ) -> Result<Outcome, JobError> {
+        let Err(JobError::Deferred(Deferral::UnknownPool(pool))) = &result else {
+            return result;
+        };
+        let since = attribute_ms(message, ATTR_UNKNOWN_POOL_SINCE).unwrap_or_else(now_ms);
+        let waited = Duration::from_millis((now_ms() - since).max(0) as u64);
+        if waited < self.0.unknown_pool_grace {
+            return result;
+        }
+        Err(JobError::Permanent(format!(
+            "the ingress matched pool {pool}, which this worker's config has not had for {}s",
+            waited.as_secs()
+        )))
     }
 
     /// The pool label: a configured pool's name (a closed set), or `none`.
@@ -302,16 +342,7 @@ impl Worker {
                 self.delete(message).await;
             }
             Settled::Deferred(deferral) => {
-                let s = &self.0.settings;
-                let delay = match deferral {
-                    Deferral::RateLimit(wait) => rate_limit_delay(*wait),
-                    // Come back when the holder's lease ends: by then it has launched (and
-                    // this copy is a duplicate) or crashed (and this copy takes over). Looking
-                    // sooner would only spend receives towards the dead-letter limit.
-                    Deferral::Held(wait) => *wait + Duration::from_secs(1),
-                    _ => backoff(message.receive_count, s.backoff_base, s.backoff_max),
-                };
-                let delay = delay.min(MAX_VISIBILITY);
+                let delay = self.delay_for(message, deferral);
                 match deferral {
                     Deferral::Error(reason) => {
                         tracing::warn!(
@@ -323,13 +354,10 @@ impl Worker {
                     }
                     _ => tracing::info!(outcome = label, delay_s = delay.as_secs(), "deferred"),
                 }
-                if let Err(err) = self
-                    .0
-                    .queue
-                    .change_visibility(&message.receipt, delay)
-                    .await
-                {
-                    tracing::warn!(error = %chain(&err), "could not defer; the message reappears after its visibility timeout");
+                if deferral.is_expected() {
+                    self.wait_again(message, deferral, delay).await;
+                } else {
+                    self.come_back_later(message, delay).await;
                 }
             }
             Settled::Failed(reason) => {
@@ -338,6 +366,71 @@ impl Worker {
             }
         }
         settled
+    }
+
+    /// How long a deferred message stays away.
+    fn delay_for(&self, message: &ReceivedMessage, deferral: &Deferral) -> Duration {
+        let s = &self.0.settings;
+        let waits = attribute_ms(message, ATTR_WAITS).unwrap_or(0).max(0) as u32;
+        match deferral {
+            Deferral::RateLimit(wait) => rate_limit_delay(*wait),
+            // Come back when the holder's lease ends: by then it has launched (and this copy
+            // is a duplicate) or crashed (and this copy takes over).
+            Deferral::Held(wait) => *wait + Duration::from_secs(1),
+            Deferral::NotYet(left) => *left,
+            _ => backoff(
+                message.receive_count.saturating_add(waits),
+                s.backoff_base,
+                s.backoff_max,
+            ),
+        }
+    }
+
+    /// An error: the message comes back after `delay`, one receive nearer the dead-letter
+    /// queue.
+    async fn come_back_later(&self, message: &ReceivedMessage, delay: Duration) {
+        let delay = delay.min(MAX_VISIBILITY);
+        if let Err(err) = self
+            .0
+            .queue
+            .change_visibility(&message.receipt, delay)
+            .await
+        {
+            tracing::warn!(error = %chain(&err), "could not defer; the message reappears after its visibility timeout");
+        }
+    }
+
+    /// An expected wait: a fresh copy, delayed (in links of at most [`MAX_DELAY`]), replaces
+    /// the message, so waiting spends none of its receives. Should the send fail, the
+    /// message itself comes back later instead.
+    async fn wait_again(&self, message: &ReceivedMessage, deferral: &Deferral, delay: Duration) {
+        let mut copy = OutgoingMessage::from(message);
+        let attributes = &mut copy.attributes;
+        if !matches!(deferral, Deferral::NotYet(_)) {
+            let waits = attribute_ms(message, ATTR_WAITS).unwrap_or(0).max(0) + 1;
+            attributes.insert(ATTR_WAITS.to_string(), waits.to_string());
+        }
+        if delay > MAX_DELAY {
+            let until = now_ms() + delay.as_millis() as i64;
+            attributes.insert(ATTR_NOT_BEFORE.to_string(), until.to_string());
+        } else {
+            attributes.remove(ATTR_NOT_BEFORE);
+        }
+        if matches!(deferral, Deferral::UnknownPool(_)) {
+            attributes
+                .entry(ATTR_UNKNOWN_POOL_SINCE.to_string())
+                .or_insert_with(|| now_ms().to_string());
+        } else {
+            attributes.remove(ATTR_UNKNOWN_POOL_SINCE);
+        }
+        copy.delay = delay.min(MAX_DELAY);
+        match self.0.queue.send(copy).await {
+            Ok(_) => self.delete(message).await,
+            Err(err) => {
+                tracing::warn!(error = %chain(&err), "could not send the delayed copy; the message itself comes back later");
+                self.come_back_later(message, delay).await;
+            }
+        }
     }
 
     async fn delete(&self, message: &ReceivedMessage) {
@@ -382,15 +475,28 @@ impl Worker {
     }
 }
 
+/// An integer attribute (a count, or unix milliseconds), if the message has a readable one.
+fn attribute_ms(message: &ReceivedMessage, name: &str) -> Option<i64> {
+    message.attributes.get(name)?.parse().ok()
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// Keeps a message invisible, and the job's lease alive, while it is processed.
 struct Heartbeat {
     stop: watch::Sender<Option<crate::domain::JobId>>,
     task: tokio::task::JoinHandle<()>,
+    /// Set when renewing the lease found it taken over by another worker.
+    lost: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Heartbeat {
     fn start(worker: &Worker, message: &ReceivedMessage) -> Self {
         let (stop, mut claimed) = watch::channel(None);
+        let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let lost_flag = lost.clone();
         let inner = worker.0.clone();
         let receipt = message.receipt.clone();
         let period = inner.visibility.min(inner.settings.lease) / 3;
@@ -413,17 +519,29 @@ impl Heartbeat {
                     tracing::warn!(error = %chain(&err), "heartbeat could not extend visibility");
                 }
                 let job = *claimed.borrow();
-                if let Some(job) = job
-                    && let Err(err) = inner
-                        .store
-                        .renew_lease(job, &inner.owner, inner.settings.lease)
-                        .await
+                let Some(job) = job else { continue };
+                match inner
+                    .store
+                    .renew_lease(job, &inner.owner, inner.settings.lease)
+                    .await
                 {
-                    tracing::warn!(error = %chain(&err), "heartbeat could not renew the lease");
+                    Ok(()) => {}
+                    Err(err @ crate::store::StoreError::LeaseLost(_)) => {
+                        tracing::warn!(error = %err, "the lease was taken over; stopping before the next step");
+                        lost_flag.store(true, std::sync::atomic::Ordering::Release);
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %chain(&err), "heartbeat could not renew the lease")
+                    }
                 }
             }
         });
-        Self { stop, task }
+        Self { stop, task, lost }
+    }
+
+    /// Whether renewing the lease found it taken over.
+    fn lease_lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// From now on the heartbeat renews this job's lease too.

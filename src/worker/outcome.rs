@@ -9,8 +9,11 @@ pub enum Outcome {
     Launched,
     /// A task an interrupted attempt had started was found and recorded.
     Adopted,
-    /// The job is launched, finished, or being handled elsewhere already.
+    /// The job is launched, failed, or being handled elsewhere already.
     Duplicate,
+    /// No launch is owed: the job finished before any runner took it, or ran on a runner
+    /// dockhand did not launch.
+    Waived,
     /// No pool serves the job's labels (any more), and dockhand never stored it: the
     /// message is acknowledged and nothing is stored.
     Unmatched,
@@ -26,6 +29,7 @@ impl Outcome {
             Self::Launched => "launched",
             Self::Adopted => "adopted",
             Self::Duplicate => "duplicate",
+            Self::Waived => "waived",
             Self::Unmatched => "unmatched",
             Self::DryRun => "dry_run",
             Self::Tracked => "tracked",
@@ -33,7 +37,9 @@ impl Outcome {
     }
 }
 
-/// Why a message is put back on the queue for later.
+/// Why a message is put back on the queue for later. Every reason but [`Deferral::Error`]
+/// is an expected wait: it is sent again as a fresh delayed copy, so it does not count
+/// towards the queue's dead-letter limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Deferral {
     /// No launch option had capacity.
@@ -44,6 +50,10 @@ pub enum Deferral {
     PoolFull,
     /// Another worker holds the job's lease for this long.
     Held(Duration),
+    /// The ingress matched this pool, which this worker's config does not have yet.
+    UnknownPool(String),
+    /// A wait longer than one delayed send allows is not over yet.
+    NotYet(Duration),
     /// A transient error (GitHub, ECS, the store).
     Error(String),
 }
@@ -55,8 +65,15 @@ impl Deferral {
             Self::RateLimit(_) => "deferred_rate_limit",
             Self::PoolFull => "deferred_pool_full",
             Self::Held(_) => "deferred_held",
+            Self::UnknownPool(_) => "deferred_unknown_pool",
+            Self::NotYet(_) => "deferred_not_yet",
             Self::Error(_) => "deferred_error",
         }
+    }
+
+    /// Whether this is an expected wait rather than an error.
+    pub fn is_expected(&self) -> bool {
+        !matches!(self, Self::Error(_))
     }
 }
 

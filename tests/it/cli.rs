@@ -67,7 +67,7 @@ async fn serve_takes_a_send_event_to_a_dry_run_launch_shows_it_in_metrics_and_ex
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let job = store.job(dockhand::domain::JobId(31337)).await.unwrap();
-        if let Some(job) = job.filter(|j| j.state == dockhand::store::JobState::DryRun) {
+        if let Some(job) = job.filter(|j| j.launch == dockhand::store::LaunchState::DryRun) {
             assert_eq!(job.runner_name.as_deref(), Some("dh-linux-x64-31337-1"));
             break;
         }

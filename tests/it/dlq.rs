@@ -319,6 +319,7 @@ async fn the_worker_paths_dead_letters_are_listed_with_their_reasons(#[case] bac
             .send(OutgoingMessage {
                 body,
                 attributes: [("job-id".to_string(), job.to_string())].into(),
+                delay: std::time::Duration::ZERO,
             })
             .await
             .unwrap();

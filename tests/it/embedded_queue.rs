@@ -24,6 +24,7 @@ fn message(body: &str) -> OutgoingMessage {
     OutgoingMessage {
         body: body.into(),
         attributes: [("job-id".to_string(), body.to_string())].into(),
+        delay: Duration::ZERO,
     }
 }
 

@@ -258,6 +258,7 @@ async fn sqs_redrives_to_the_dead_letter_queue_its_policy_names() {
         .send(dockhand::queue::OutgoingMessage {
             body: "poison".into(),
             attributes: [("job-id".to_string(), "1".to_string())].into(),
+            delay: std::time::Duration::ZERO,
         })
         .await
         .unwrap();
@@ -293,6 +294,7 @@ async fn sqs_redrives_to_the_dead_letter_queue_its_policy_names() {
         .send(dockhand::queue::OutgoingMessage {
             body: marker.clone(),
             attributes: Default::default(),
+            delay: std::time::Duration::ZERO,
         })
         .await
         .unwrap();

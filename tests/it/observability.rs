@@ -145,6 +145,7 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
         .send(OutgoingMessage {
             body: "poison".into(),
             attributes: Default::default(),
+            delay: std::time::Duration::ZERO,
         })
         .await
         .unwrap();

@@ -12,7 +12,7 @@ use common::process::{
 };
 use common::*;
 use dockhand::domain::JobId;
-use dockhand::store::{JobState, Store};
+use dockhand::store::{LaunchState, Store};
 
 /// Where the running process reads its configuration.
 enum Source {
@@ -196,7 +196,7 @@ impl Served {
             Duration::from_secs(20),
             || async {
                 let job = store.job(JobId(job)).await.unwrap()?;
-                (job.state == JobState::DryRun)
+                (job.launch == LaunchState::DryRun)
                     .then(|| (job.pool.unwrap(), job.runner_name.unwrap()))
             },
         )

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use dockhand::domain::{DeliveryId, JobEvent, JobId, RunnerId};
 use dockhand::ingress::webhook::{Parsed, parse_workflow_job};
-use dockhand::store::{Claim, JobState, RunnerState, StoreError};
+use dockhand::store::{Claim, GitHubState, LaunchState, Leftovers, RunnerState, StoreError};
 use dockhand::synthetic::{SyntheticJob, workflow_job_payload};
 use rstest::rstest;
 
@@ -46,7 +46,7 @@ async fn a_first_claim_acquires_and_a_second_is_held(#[case] backend: Backend) {
         Claim::Held(_)
     ));
     let row = store.job(JobId(1)).await.unwrap().unwrap();
-    assert_eq!(row.state, JobState::Launching);
+    assert_eq!(row.launch, LaunchState::Launching);
     assert_eq!(row.lease_owner.as_deref(), Some("worker-a"));
     assert_eq!(row.repo, "octo-org/hello-world");
 }
@@ -115,7 +115,13 @@ async fn an_expired_lease_is_taken_over_with_what_the_first_attempt_left(#[case]
     // The crashed worker's late writes are refused.
     assert!(matches!(
         store
-            .record_launched(JobId(3), "crashed", "dh-pool-3-1", "arn:task")
+            .record_launched(
+                JobId(3),
+                "crashed",
+                "dh-pool-3-1",
+                "arn:task",
+                LaunchState::Launched
+            )
             .await,
         Err(StoreError::LeaseLost(JobId(3)))
     ));
@@ -139,12 +145,18 @@ async fn a_launched_job_is_done_and_counts_as_a_live_runner(#[case] backend: Bac
         .await
         .unwrap();
     store
-        .record_launched(JobId(4), "w", "dh-pool-4-1", "arn:aws:ecs:task/1")
+        .record_launched(
+            JobId(4),
+            "w",
+            "dh-pool-4-1",
+            "arn:aws:ecs:task/1",
+            LaunchState::Launched,
+        )
         .await
         .unwrap();
     assert_eq!(
         store.claim(&job, "pool", "w2", LEASE).await.unwrap(),
-        Claim::Done(JobState::Launched)
+        Claim::Done(LaunchState::Launched)
     );
     assert_eq!(store.live_runners("pool").await.unwrap(), 1);
     let row = store.job(JobId(4)).await.unwrap().unwrap();
@@ -156,14 +168,17 @@ async fn a_launched_job_is_done_and_counts_as_a_live_runner(#[case] backend: Bac
     running.job.runner.as_mut().unwrap().name = Some("dh-pool-4-1".into());
     store.track(&running, Some("pool")).await.unwrap();
     assert_eq!(
-        store.job(JobId(4)).await.unwrap().unwrap().state,
-        JobState::Running
+        store.job(JobId(4)).await.unwrap().unwrap().github,
+        GitHubState::InProgress
     );
     let mut done = event("completed", 4);
     done.job.runner.as_mut().unwrap().name = Some("dh-pool-4-1".into());
     store.track(&done, Some("pool")).await.unwrap();
     let row = store.job(JobId(4)).await.unwrap().unwrap();
-    assert_eq!(row.state, JobState::Completed);
+    assert_eq!(row.github, GitHubState::Completed);
+    assert_eq!(row.launch, LaunchState::Launched);
+    assert_eq!(row.ran_on.as_deref(), Some("dh-pool-4-1"));
+    assert_eq!(row.ran_on_dockhand, Some(true));
     assert_eq!(row.conclusion.as_deref(), Some("success"));
     assert_eq!(store.live_runners("pool").await.unwrap(), 0);
     let runner = &store.runners().await.unwrap()[0];
@@ -184,9 +199,12 @@ async fn a_released_job_is_claimed_again_with_a_new_attempt(#[case] backend: Bac
         .record_intent(JobId(5), "w", "dh-pool-5-1", "runners-a")
         .await
         .unwrap();
-    store.release(JobId(5), "w", "no capacity").await.unwrap();
+    store
+        .release(JobId(5), "w", "no capacity", Leftovers::CleanedUp)
+        .await
+        .unwrap();
     let row = store.job(JobId(5)).await.unwrap().unwrap();
-    assert_eq!(row.state, JobState::Pending);
+    assert_eq!(row.launch, LaunchState::Owed);
     assert_eq!(row.reason.as_deref(), Some("no capacity"));
     assert_eq!(row.cluster, None, "the next attempt may launch elsewhere");
     assert_eq!(
@@ -213,7 +231,7 @@ async fn a_job_cancelled_while_queued_is_never_claimed(#[case] backend: Backend)
             .claim(&event("queued", 6), "pool", "w", LEASE)
             .await
             .unwrap(),
-        Claim::Done(JobState::Cancelled)
+        Claim::Done(LaunchState::Waived)
     );
 }
 
@@ -236,7 +254,7 @@ async fn only_a_failed_job_is_reopened_and_then_claimed_once(#[case] backend: Ba
         .unwrap();
     assert_eq!(
         store.claim(&job, "pool", "w", LEASE).await.unwrap(),
-        Claim::Done(JobState::Failed),
+        Claim::Done(LaunchState::Failed),
         "a redelivery alone does not retry a failed job"
     );
 
@@ -246,7 +264,7 @@ async fn only_a_failed_job_is_reopened_and_then_claimed_once(#[case] backend: Ba
         "reopening is idempotent"
     );
     let row = store.job(JobId(7)).await.unwrap().unwrap();
-    assert_eq!(row.state, JobState::Pending);
+    assert_eq!(row.launch, LaunchState::Owed);
     assert_eq!(row.reason, None);
     // The first attempt's runner name comes back, for the take-over to clean up.
     let claims = [
@@ -318,7 +336,8 @@ async fn a_lease_held_by_a_worker_whose_clock_runs_behind_lasts_its_full_term(
         Claim::Acquired { attempt: 1, .. }
     ));
     let claim = on_time.claim(&job, "pool", "on-time", LEASE).await.unwrap();
-    let Claim::Held(_wait) = claim else {
+    let Claim::Held(wait) = claim else {
         panic!("the lease was taken over: {claim:?}")
     };
+    assert!(wait > Duration::from_secs(50), "{wait:?}");
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use dockhand::domain::{DeliveryId, JobEvent, JobId, RunnerId};
 use dockhand::ingress::webhook::{Parsed, parse_workflow_job};
-use dockhand::store::{JobState, Pruned, RunnerState, Store};
+use dockhand::store::{GitHubState, LaunchState, Pruned, RunnerState, Store};
 use dockhand::synthetic::{SyntheticJob, workflow_job_payload};
 use rstest::rstest;
 
@@ -48,14 +48,24 @@ async fn launch(store: &Store, job: u64) -> String {
         .await
         .unwrap();
     store
-        .record_launched(JobId(job), "w", &runner, "arn:aws:ecs:task/1")
+        .record_launched(
+            JobId(job),
+            "w",
+            &runner,
+            "arn:aws:ecs:task/1",
+            LaunchState::Launched,
+        )
         .await
         .unwrap();
     runner
 }
 
-async fn state(store: &Store, job: u64) -> Option<JobState> {
-    store.job(JobId(job)).await.unwrap().map(|j| j.state)
+async fn state(store: &Store, job: u64) -> Option<(LaunchState, GitHubState)> {
+    store
+        .job(JobId(job))
+        .await
+        .unwrap()
+        .map(|j| (j.launch, j.github))
 }
 
 #[rstest]
@@ -114,10 +124,24 @@ async fn old_finished_jobs_and_runners_are_pruned_in_batches_and_live_ones_are_k
     for job in 1..=9 {
         assert_eq!(state(&store, job).await, None, "job {job}");
     }
-    assert_eq!(state(&store, 20).await, Some(JobState::Launching));
-    assert_eq!(state(&store, 21).await, Some(JobState::Launched));
-    assert_eq!(state(&store, 22).await, Some(JobState::Running));
-    assert_eq!(state(&store, 30).await, Some(JobState::Cancelled));
+    use GitHubState::{Completed, InProgress, Queued};
+    assert_eq!(
+        state(&store, 20).await,
+        Some((LaunchState::Launching, Queued))
+    );
+    assert_eq!(
+        state(&store, 21).await,
+        Some((LaunchState::Launched, Queued))
+    );
+    assert_eq!(
+        state(&store, 22).await,
+        Some((LaunchState::Waived, InProgress)),
+        "running on a runner dockhand did not launch"
+    );
+    assert_eq!(
+        state(&store, 30).await,
+        Some((LaunchState::Waived, Completed))
+    );
     let runners = store.runners().await.unwrap();
     assert_eq!(runners.len(), 1, "{runners:?}");
     assert_eq!(runners[0].runner_name, live);
@@ -132,5 +156,8 @@ async fn old_finished_jobs_and_runners_are_pruned_in_batches_and_live_ones_are_k
         store.prune(Duration::from_secs(3600)).await.unwrap(),
         Pruned::default()
     );
-    assert_eq!(state(&store, 30).await, Some(JobState::Cancelled));
+    assert_eq!(
+        state(&store, 30).await,
+        Some((LaunchState::Waived, GitHubState::Completed))
+    );
 }

@@ -12,7 +12,7 @@ use common::moto_ecs::faults::{FARGATE_NO_CAPACITY, FaultyEcs};
 use common::*;
 use dockhand::config::Settings;
 use dockhand::domain::JobId;
-use dockhand::store::JobState;
+use dockhand::store::LaunchState;
 use dockhand::worker::outcome::{Deferral, Outcome, Settled};
 use dockhand::worker::{Step, Worker};
 use rstest::rstest;
@@ -189,7 +189,7 @@ async fn one_queued_event_gives_one_jit_call_and_one_task_with_everything_in_pla
 
     // The store: launched, with the task ARN; the message is gone.
     let job = worker.store().job(JobId(901)).await.unwrap().unwrap();
-    assert_eq!(job.state, JobState::Launched);
+    assert_eq!(job.launch, LaunchState::Launched);
     assert_eq!(job.task_arn.as_deref(), Some(tasks[0].as_str()));
     assert_eq!(job.runner_name.as_deref(), Some("dh-linux-x64-901-1"));
     assert_eq!(job.cluster.as_deref(), Some(env.ecs.cluster.as_str()));
@@ -272,7 +272,7 @@ async fn a_worker_killed_between_jit_and_run_task_leaves_one_task_and_no_orphan(
     );
     assert_eq!(runners[0].name, "dh-linux-x64-555-2");
     let job = b.store().job(JobId(555)).await.unwrap().unwrap();
-    assert_eq!(job.state, JobState::Launched);
+    assert_eq!(job.launch, LaunchState::Launched);
     assert_eq!(job.attempt, 2);
     env.proxy.release_run_task();
 }
@@ -314,7 +314,7 @@ async fn a_worker_killed_after_run_task_is_adopted_not_relaunched(#[case] backen
         "the task's runner is kept"
     );
     let job = b.store().job(JobId(556)).await.unwrap().unwrap();
-    assert_eq!(job.state, JobState::Launched);
+    assert_eq!(job.launch, LaunchState::Adopted);
     assert!(job.task_arn.is_some());
     env.proxy.release_run_task();
 }
@@ -414,7 +414,7 @@ async fn with_every_provider_out_of_capacity_the_job_is_deferred_and_its_runner_
     assert_eq!(env.github.count(Endpoint::DeleteRunner), 1);
     assert!(env.github.runners().is_empty(), "no offline orphan is left");
     let job = worker.store().job(JobId(325)).await.unwrap().unwrap();
-    assert_eq!(job.state, JobState::Pending);
+    assert_eq!(job.launch, LaunchState::Owed);
     let dlq = env.app.queue.dead_letter_queue().await.unwrap().unwrap();
     assert_eq!(dlq.approximate_depth().await.unwrap().total(), 0);
 }
@@ -423,9 +423,9 @@ async fn with_every_provider_out_of_capacity_the_job_is_deferred_and_its_runner_
 async fn a_heartbeat_in_flight_lands_before_the_deferral_so_the_deferral_has_the_last_word() {
     // With a 1s visibility timeout and lease, the heartbeat beats every 333ms.
     let env = Env::with(QueueChoice::Embedded, Backend::Sqlite, spot_then_fargate).await;
-    env.proxy
-        .fail_run_task_on("FARGATE_SPOT", FARGATE_NO_CAPACITY);
-    env.proxy.fail_run_task_on("FARGATE", FARGATE_NO_CAPACITY);
+    // RunTask is throttled: an error, so the deferral is a visibility change (an expected
+    // wait, such as no capacity, sends a fresh delayed copy instead).
+    env.proxy.throttle_run_task();
     let queue = GatedQueue::new(env.app.queue.clone());
     let worker = dockhand::startup::build_worker(&env.settings, Arc::new(queue.clone()))
         .await
@@ -440,8 +440,8 @@ async fn a_heartbeat_in_flight_lands_before_the_deferral_so_the_deferral_has_the
     queue.wait_until_holding().await;
     let beats = queue.calls();
 
-    // RunTask fails for want of capacity, the runner is deleted and the job deferred, all
-    // while that beat is in flight. The deferral's own change must wait for the beat; give
+    // RunTask fails (throttled), the runner is deleted and the job deferred, all while
+    // that beat is in flight. The deferral's own change must wait for the beat; give
     // it every chance not to.
     env.proxy.release_run_task();
     eventually(
@@ -506,7 +506,7 @@ async fn a_pool_at_max_defers_and_launches_once_a_runner_completes() {
     );
     assert_eq!(env.ecs.task_arns().await.len(), 2);
     let job = worker.store().job(JobId(1002)).await.unwrap().unwrap();
-    assert_eq!(job.state, JobState::Launched);
+    assert_eq!(job.launch, LaunchState::Launched);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -525,8 +525,8 @@ async fn a_failed_job_requeued_twice_is_launched_exactly_once() {
     assert!(matches!(&settled[..], [Settled::Failed(_)]), "{settled:?}");
     let store = a.store();
     assert_eq!(
-        store.job(JobId(960)).await.unwrap().unwrap().state,
-        JobState::Failed
+        store.job(JobId(960)).await.unwrap().unwrap().launch,
+        LaunchState::Failed
     );
     let dlq = env.app.queue.dead_letter_queue().await.unwrap().unwrap();
     let selection = Selection {
@@ -566,7 +566,7 @@ async fn a_failed_job_requeued_twice_is_launched_exactly_once() {
     );
     assert_eq!(env.ecs.task_arns().await.len(), 1);
     let job = store.job(JobId(960)).await.unwrap().unwrap();
-    assert_eq!(job.state, JobState::Launched);
+    assert_eq!(job.launch, LaunchState::Launched);
     assert_eq!(job.attempt, 2);
     assert_eq!(job.runner_name.as_deref(), Some("dh-linux-x64-960-2"));
     assert!(common::drain(&*dlq).await.is_empty());
@@ -725,5 +725,5 @@ async fn after_the_app_is_reinstalled_the_next_job_launches_through_the_new_inst
     assert_eq!(env.github.runners().len(), 2);
     assert_eq!(env.ecs.task_arns().await.len(), 2);
     let job = worker.store().job(JobId(982)).await.unwrap().unwrap();
-    assert_eq!(job.state, JobState::Launched);
+    assert_eq!(job.launch, LaunchState::Launched);
 }

@@ -6,7 +6,7 @@ use crate::common;
 use common::*;
 use dockhand::domain::JobId;
 use dockhand::queue::OutgoingMessage;
-use dockhand::store::JobState;
+use dockhand::store::{GitHubState, LaunchState};
 use dockhand::worker::ATTR_DEAD_LETTER_REASON;
 use dockhand::worker::outcome::{Outcome, Settled};
 
@@ -45,7 +45,7 @@ async fn a_queued_job_flows_to_a_dry_run_launch_and_duplicates_are_acknowledged(
     assert_eq!(count_done(&outcomes, Outcome::Duplicate), 2, "{outcomes:?}");
 
     let job = worker.store().job(JobId(11)).await.unwrap().unwrap();
-    assert_eq!(job.state, JobState::DryRun);
+    assert_eq!(job.launch, LaunchState::DryRun);
     assert_eq!(job.pool.as_deref(), Some("linux-x64"));
     assert_eq!(job.runner_name.as_deref(), Some("dh-linux-x64-11-1"));
     assert_eq!(job.lease_owner, None);
@@ -93,11 +93,12 @@ async fn a_job_cancelled_while_queued_is_recorded_and_never_launched() {
     app.deliver(Delivery::signed(queued_job(12))).await;
     assert_eq!(
         drain_workers(&[&worker]).await,
-        [Settled::Done(Outcome::Duplicate)]
+        [Settled::Done(Outcome::Waived)]
     );
 
     let job = worker.store().job(JobId(12)).await.unwrap().unwrap();
-    assert_eq!(job.state, JobState::Cancelled);
+    assert_eq!(job.launch, LaunchState::Waived);
+    assert_eq!(job.github, GitHubState::Completed);
     assert_eq!(job.conclusion.as_deref(), Some("cancelled"));
     app.stop().await;
 }
@@ -126,7 +127,7 @@ async fn a_job_without_github_timestamps_is_followed_and_only_its_wait_goes_unre
         );
     }
     let job = worker.store().job(JobId(13)).await.unwrap().unwrap();
-    assert_eq!(job.state, JobState::Completed);
+    assert_eq!(job.github, GitHubState::Completed);
     assert_eq!(job.conclusion.as_deref(), Some("success"));
     let wait = "dockhand_job_wait_seconds_count{pool=\"linux-x64\"}";
     assert_eq!(sample(&app.metrics().await, wait), None);
@@ -153,6 +154,7 @@ async fn poison_messages_go_to_the_dead_letter_queue_at_once_with_a_reason() {
             .send(OutgoingMessage {
                 body,
                 attributes: [("job-id".to_string(), "5".to_string())].into(),
+                delay: std::time::Duration::ZERO,
             })
             .await
             .unwrap();
@@ -202,7 +204,8 @@ async fn events_for_a_job_no_pool_serves_leave_no_row_and_count_as_unmatched() {
             "{action}"
         );
     }
-    // A queued job whose pool went away between the ingress and the worker.
+    // A queued job from an ingress that named no pool (an older build), which no pool of
+    // this worker's serves.
     let body = job_body("queued", 16, &["ubuntu-latest"]);
     let event = match dockhand::ingress::webhook::parse_workflow_job(
         &body,
@@ -214,8 +217,7 @@ async fn events_for_a_job_no_pool_serves_leave_no_row_and_count_as_unmatched() {
         dockhand::ingress::webhook::Parsed::Job(event) => *event,
         dockhand::ingress::webhook::Parsed::UnknownAction => unreachable!(),
     };
-    let envelope =
-        dockhand::queue::envelope::Envelope::new(event, Some("gone".into()), chrono::Utc::now());
+    let envelope = dockhand::queue::envelope::Envelope::new(event, None, chrono::Utc::now());
     app.queue.send(envelope.to_message()).await.unwrap();
     assert_eq!(
         drain_workers(&[&worker]).await,
@@ -260,7 +262,7 @@ async fn a_completed_event_for_a_job_dockhand_launched_is_still_tracked() {
         [Settled::Done(Outcome::Tracked)]
     );
     let job = worker.store().job(JobId(17)).await.unwrap().unwrap();
-    assert_eq!(job.state, JobState::Completed);
+    assert_eq!(job.github, GitHubState::Completed);
     assert_eq!(job.conclusion.as_deref(), Some("success"));
     app.stop().await;
 }

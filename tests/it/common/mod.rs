@@ -326,6 +326,7 @@ pub async fn assert_depth_counts_in_flight_apart(queue: &dyn Queue) {
             .send(OutgoingMessage {
                 body: body.into(),
                 attributes: Default::default(),
+                delay: Duration::ZERO,
             })
             .await
             .unwrap();

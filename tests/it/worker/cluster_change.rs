@@ -70,7 +70,7 @@ async fn a_task_launched_before_its_pool_moved_to_another_cluster_is_adopted_fro
         "the task's runner is kept"
     );
     let job = b.store().job(JobId(558)).await.unwrap().unwrap();
-    assert_eq!(job.state, JobState::Launched);
+    assert_eq!(job.launch, LaunchState::Adopted);
     assert_eq!(job.task_arn.as_deref(), Some(tasks[0].as_str()));
     assert_eq!(job.cluster.as_deref(), Some(env.ecs.cluster.as_str()));
     env.proxy.release_run_task();

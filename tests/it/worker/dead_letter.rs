@@ -33,7 +33,7 @@ async fn a_long_multi_byte_failure_reason_is_cut_on_a_character_and_the_job_is_d
         "the test needs byte {MAX_REASON_BYTES} of the reason inside a character: {reason}"
     );
     let job = worker.store().job(JobId(962)).await.unwrap().unwrap();
-    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(job.launch, LaunchState::Failed);
     assert_eq!(
         job.reason.as_deref(),
         Some(reason.as_str()),

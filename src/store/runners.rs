@@ -20,7 +20,8 @@ pub struct RunnerRecord {
 
 impl Store {
     /// Moves a runner to `state`. `ran_job`, when given, is recorded as the job the runner
-    /// ran; otherwise the one recorded before stays.
+    /// ran; otherwise the one recorded before stays. A runner that finished or was removed
+    /// stays so: GitHub may deliver a job's `in_progress` after its `completed`.
     pub(super) async fn set_runner(
         &self,
         runner_name: &str,
@@ -29,7 +30,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let sql = self.sql(
             "UPDATE runners SET state = $2, ran_job_id = COALESCE($3, ran_job_id), updated_at = $4
-             WHERE runner_name = $1",
+             WHERE runner_name = $1
+               AND (state NOT IN ('finished', 'removed') OR $2 IN ('finished', 'removed'))",
         );
         sqlx::query(sql)
             .bind(runner_name.to_string())

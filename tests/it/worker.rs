@@ -24,6 +24,9 @@ use common::stores::{Backend, TestStore};
 mod cluster_change;
 mod dead_letter;
 mod logs;
+mod leftovers;
+mod owed;
+mod waits;
 
 const APP_ID: u64 = 4242;
 

@@ -56,6 +56,8 @@ struct Faults {
     /// Capacity provider → the failure reason RunTask answers for it.
     failing_providers: HashMap<String, String>,
     throttle_run_task: bool,
+    /// ListTasks answers 500 ServerException.
+    fail_list_tasks: bool,
     /// Hold the next RunTask until released; `true` forwards it to moto first, so the task
     /// exists but its caller never hears of it.
     hold_next_run_task: Option<bool>,
@@ -156,6 +158,20 @@ impl FaultyEcs {
         self.faults.lock().unwrap().throttle_run_task = true;
     }
 
+    /// While `on`, every ListTasks answers 500 ServerException (ECS's own fault).
+    pub fn fail_list_tasks(&self, on: bool) {
+        self.faults.lock().unwrap().fail_list_tasks = on;
+    }
+
+    /// RunTask and ListTasks answer as moto does again: no capacity failures, throttling
+    /// or ListTasks failures (holds and paging stay).
+    pub fn clear_faults(&self) {
+        let mut faults = self.faults.lock().unwrap();
+        faults.failing_providers.clear();
+        faults.throttle_run_task = false;
+        faults.fail_list_tasks = false;
+    }
+
     /// Every request so far, in order.
     pub fn calls(&self) -> Vec<Call> {
         self.faults.lock().unwrap().calls.clone()
@@ -208,6 +224,8 @@ async fn handle(
         };
         let injected = if let Some(refusal) = breaks_ecs_rules(&operation, &request) {
             Some(invalid_parameter(refusal))
+        } else if operation == "ListTasks" && faults.fail_list_tasks {
+            Some(server_fault())
         } else if operation != "RunTask" || held.is_some() {
             None
         } else if faults.throttle_run_task {
@@ -318,6 +336,16 @@ fn no_capacity(provider: &str, reason: &str) -> Response {
         }],
     });
     ([(header::CONTENT_TYPE, JSON_1_1)], body.to_string()).into_response()
+}
+
+fn server_fault() -> Response {
+    let body = r#"{"__type":"ServerException","message":"Service unavailable"}"#;
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, JSON_1_1)],
+        body,
+    )
+        .into_response()
 }
 
 fn throttled() -> Response {

@@ -1,0 +1,244 @@
+//! An attempt that stops half-way keeps what it did on record until its clean-up is
+//! confirmed: the next attempt adopts its task, or removes its registration, and never
+//! launches beside it or leaves it behind.
+
+use std::time::Duration;
+
+use super::{Env, QueueChoice, spot_then_fargate};
+use crate::common::fake_github::{Endpoint, Failure};
+use crate::common::moto_ecs::faults::FARGATE_NO_CAPACITY;
+use crate::common::process::eventually;
+use crate::common::stores::Backend;
+use crate::common::*;
+use dockhand::domain::JobId;
+use dockhand::store::LaunchState;
+use dockhand::worker::outcome::{Deferral, Outcome, Settled};
+use dockhand::worker::{Step, Worker};
+use rstest::rstest;
+
+/// Processes the next message that becomes visible, and what became of it.
+async fn next(worker: &Worker) -> Settled {
+    eventually("a message to process", Duration::from_secs(20), || async {
+        match worker.process_next().await.unwrap() {
+            Step::Processed(mut settled) if settled.len() == 1 => settled.pop(),
+            Step::Processed(settled) => panic!("one message at a time: {settled:?}"),
+            Step::Empty => None,
+        }
+    })
+    .await
+}
+
+/// Makes the store refuse to record any task ARN for a job, as an unavailable database
+/// would, until [`allow_task_arns`].
+async fn refuse_task_arns(env: &Env, backend: Backend) {
+    let db = sqlx::AnyPool::connect(&env._store.settings.url)
+        .await
+        .unwrap();
+    let statements: &[&str] = match backend {
+        Backend::Sqlite => &[
+            "CREATE TRIGGER refuse_task_arn BEFORE UPDATE OF task_arn ON jobs
+              WHEN NEW.task_arn IS NOT NULL
+              BEGIN SELECT RAISE(ABORT, 'injected: the store is unavailable'); END",
+        ],
+        Backend::Postgres => &[
+            "CREATE FUNCTION refuse_task_arn() RETURNS trigger AS $$
+              BEGIN RAISE EXCEPTION 'injected: the store is unavailable'; END $$
+              LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_task_arn BEFORE UPDATE ON jobs FOR EACH ROW
+              WHEN (NEW.task_arn IS NOT NULL) EXECUTE FUNCTION refuse_task_arn()",
+        ],
+    };
+    for statement in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*statement))
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+}
+
+async fn allow_task_arns(env: &Env) {
+    let db = sqlx::AnyPool::connect(&env._store.settings.url)
+        .await
+        .unwrap();
+    sqlx::raw_sql("DROP TRIGGER refuse_task_arn ON jobs")
+        .execute(&db)
+        .await
+        .or(sqlx::raw_sql("DROP TRIGGER refuse_task_arn")
+            .execute(&db)
+            .await)
+        .unwrap();
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_arn_could_not_be_recorded_is_adopted_not_launched_again(
+    #[case] backend: Backend,
+) {
+    let env = Env::new(QueueChoice::Embedded, backend).await;
+    let worker = env.worker().await;
+    refuse_task_arns(&env, backend).await;
+    env.app.deliver(Delivery::signed(queued_job(1401))).await;
+    let settled = next(&worker).await;
+    assert!(
+        matches!(settled, Settled::Deferred(Deferral::Error(_))),
+        "{settled:?}"
+    );
+    assert_eq!(env.ecs.task_arns().await.len(), 1, "RunTask succeeded");
+
+    allow_task_arns(&env).await;
+    let settled = drain_workers(&[&worker]).await;
+    assert_eq!(count_done(&settled, Outcome::Adopted), 1, "{settled:?}");
+    assert_eq!(env.ecs.task_arns().await.len(), 1, "no second task");
+    assert_eq!(env.github.count(Endpoint::JitConfig), 1);
+    assert_eq!(env.github.count(Endpoint::DeleteRunner), 0);
+    let job = worker.store().job(JobId(1401)).await.unwrap().unwrap();
+    assert_eq!(job.launch, LaunchState::Adopted);
+    assert_eq!(job.task_arn, Some(env.ecs.task_arns().await[0].clone()));
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_task_that_never_answered_keeps_its_registration_and_its_task_is_adopted(
+    #[case] backend: Backend,
+) {
+    let env = Env::with(QueueChoice::Embedded, backend, |s| {
+        s.aws.operation_timeout = Duration::from_secs(2)
+    })
+    .await;
+    let worker = env.worker().await;
+    // ECS starts the task, but its answer never comes: the call times out.
+    env.proxy.hold_run_task(true);
+    env.app.deliver(Delivery::signed(queued_job(1402))).await;
+    let settled = next(&worker).await;
+    assert!(
+        matches!(settled, Settled::Deferred(Deferral::Error(_))),
+        "{settled:?}"
+    );
+    assert_eq!(
+        env.github.count(Endpoint::DeleteRunner),
+        0,
+        "the task may exist: its registration stays"
+    );
+
+    let settled = drain_workers(&[&worker]).await;
+    assert_eq!(count_done(&settled, Outcome::Adopted), 1, "{settled:?}");
+    assert_eq!(env.ecs.task_arns().await.len(), 1);
+    assert_eq!(env.github.count(Endpoint::JitConfig), 1);
+    assert_eq!(env.github.runners().len(), 1);
+    env.proxy.release_run_task();
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_take_over_whose_task_lookup_failed_keeps_the_evidence_and_removes_it_next_time(
+    #[case] backend: Backend,
+) {
+    let env = Env::new(QueueChoice::Embedded, backend).await;
+    // Worker A registers a runner, then dies in RunTask (which never reaches ECS).
+    env.proxy.hold_run_task(false);
+    env.app.deliver(Delivery::signed(queued_job(1403))).await;
+    let a = env.worker().await;
+    let crashed = tokio::spawn(async move { a.process_next().await });
+    env.proxy.wait_for_held_run_task().await;
+    crashed.abort();
+    let _ = crashed.await;
+
+    // B takes over, but ECS fails the lookup for A's task.
+    env.proxy.fail_list_tasks(true);
+    let b = env.worker().await;
+    let settled = next(&b).await;
+    assert!(
+        matches!(settled, Settled::Deferred(Deferral::Error(_))),
+        "{settled:?}"
+    );
+    assert_eq!(
+        env.github.runners().len(),
+        1,
+        "A's registration is still there"
+    );
+
+    env.proxy.fail_list_tasks(false);
+    let settled = drain_workers(&[&b]).await;
+    assert_eq!(count_done(&settled, Outcome::Launched), 1, "{settled:?}");
+    let runners = env.github.runners();
+    assert_eq!(
+        runners.len(),
+        1,
+        "A's registration was removed: {runners:?}"
+    );
+    assert_eq!(runners[0].name, "dh-linux-x64-1403-3");
+    assert_eq!(env.ecs.task_arns().await.len(), 1);
+    env.proxy.release_run_task();
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_whose_jit_answer_timed_out_is_removed_by_the_next_attempt(
+    #[case] backend: Backend,
+) {
+    let env = Env::with(QueueChoice::Embedded, backend, |s| {
+        s.github.request_timeout = Duration::from_secs(1)
+    })
+    .await;
+    let worker = env.worker().await;
+    // GitHub registers the runner, but answers after the call gave up.
+    env.github
+        .set_delay(Endpoint::JitConfig, Duration::from_secs(2));
+    env.app.deliver(Delivery::signed(queued_job(1404))).await;
+    let settled = next(&worker).await;
+    assert!(
+        matches!(settled, Settled::Deferred(Deferral::Error(_))),
+        "{settled:?}"
+    );
+
+    env.github.set_delay(Endpoint::JitConfig, Duration::ZERO);
+    let settled = drain_workers(&[&worker]).await;
+    assert_eq!(count_done(&settled, Outcome::Launched), 1, "{settled:?}");
+    let runners = env.github.runners();
+    assert_eq!(
+        runners.len(),
+        1,
+        "the first registration was removed: {runners:?}"
+    );
+    assert_eq!(runners[0].name, "dh-linux-x64-1404-2");
+    assert_eq!(env.ecs.task_arns().await.len(), 1);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_that_could_not_be_deleted_is_removed_by_the_next_attempt(
+    #[case] backend: Backend,
+) {
+    let env = Env::with(QueueChoice::Embedded, backend, spot_then_fargate).await;
+    let worker = env.worker().await;
+    env.proxy
+        .fail_run_task_on("FARGATE_SPOT", FARGATE_NO_CAPACITY);
+    env.proxy.fail_run_task_on("FARGATE", FARGATE_NO_CAPACITY);
+    env.github
+        .fail_next(Endpoint::DeleteRunner, Failure::Status(502));
+    env.app.deliver(Delivery::signed(queued_job(1405))).await;
+    assert_eq!(next(&worker).await, Settled::Deferred(Deferral::Capacity));
+    assert_eq!(env.github.runners().len(), 1, "its deletion failed");
+
+    env.proxy.clear_faults();
+    let settled = drain_workers(&[&worker]).await;
+    assert_eq!(count_done(&settled, Outcome::Launched), 1, "{settled:?}");
+    let runners = env.github.runners();
+    assert_eq!(
+        runners.len(),
+        1,
+        "the first registration was removed: {runners:?}"
+    );
+    assert_eq!(runners[0].name, "dh-linux-x64-1405-2");
+    assert_eq!(env.ecs.task_arns().await.len(), 1);
+}

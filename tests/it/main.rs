@@ -14,6 +14,7 @@ mod ingress_sqs;
 mod embedded_queue;
 mod store;
 mod store_prune;
+mod store_upgrade;
 
 mod ecs;
 mod fake_github_checks;

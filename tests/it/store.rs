@@ -341,3 +341,157 @@ async fn a_lease_held_by_a_worker_whose_clock_runs_behind_lasts_its_full_term(
     };
     assert!(wait > Duration::from_secs(50), "{wait:?}");
 }
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_attempt_keeps_its_leftovers_until_their_clean_up_is_confirmed(
+    #[case] backend: Backend,
+) {
+    let fresh = TestStore::new(backend).await;
+    let store = fresh.connect().await;
+    let job = event("queued", 33);
+    store.claim(&job, "pool", "w", LEASE).await.unwrap();
+    store
+        .record_intent(JobId(33), "w", "dh-pool-33-1", "runners-a")
+        .await
+        .unwrap();
+    store
+        .record_registration(JobId(33), "w", "pool", "dh-pool-33-1", RunnerId(9))
+        .await
+        .unwrap();
+    store
+        .release(JobId(33), "w", "ECS: no answer", Leftovers::Kept)
+        .await
+        .unwrap();
+    let row = store.job(JobId(33)).await.unwrap().unwrap();
+    assert_eq!(row.launch, LaunchState::Owed);
+    assert_eq!(row.runner_name.as_deref(), Some("dh-pool-33-1"));
+    let claim = store.claim(&job, "pool", "w2", LEASE).await.unwrap();
+    let Claim::Acquired {
+        attempt: 2,
+        prior: Some(prior),
+    } = claim
+    else {
+        panic!("{claim:?}")
+    };
+    assert_eq!(prior.runner_name.as_deref(), Some("dh-pool-33-1"));
+    assert_eq!(prior.runner_id, Some(RunnerId(9)));
+    assert_eq!(prior.cluster.as_deref(), Some("runners-a"));
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_never_touch_a_lease_and_only_cancel_a_launch_that_is_owed(
+    #[case] backend: Backend,
+) {
+    let fresh = TestStore::new(backend).await;
+    let store = fresh.connect().await;
+    let on = |action: &str, job: u64, runner: Option<&str>| {
+        let mut e = event(action, job);
+        match runner {
+            Some(name) => e.job.runner.as_mut().unwrap().name = Some(name.into()),
+            None => e.job.runner = None,
+        }
+        e
+    };
+    // A launching job cancelled meanwhile: the lease and the launch are the worker's.
+    store
+        .claim(&event("queued", 34), "pool", "w", LEASE)
+        .await
+        .unwrap();
+    store.track(&on("completed", 34, None), None).await.unwrap();
+    let row = store.job(JobId(34)).await.unwrap().unwrap();
+    assert_eq!(
+        (row.launch, row.github),
+        (LaunchState::Launching, GitHubState::Completed)
+    );
+    assert_eq!(row.lease_owner.as_deref(), Some("w"));
+    assert!(!store.still_owed(JobId(34)).await.unwrap());
+    store.renew_lease(JobId(34), "w", LEASE).await.unwrap();
+
+    // A job seen first running on a runner dockhand did not launch owes nothing; one seen
+    // running on dockhand's runner of another job still owes its launch.
+    store
+        .track(&on("in_progress", 35, Some("build-box-1")), Some("pool"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim(&event("queued", 35), "pool", "w", LEASE)
+            .await
+            .unwrap(),
+        Claim::Done(LaunchState::Waived)
+    );
+    store
+        .claim(&event("queued", 36), "pool", "w", LEASE)
+        .await
+        .unwrap();
+    store
+        .record_intent(JobId(36), "w", "dh-pool-36-1", "runners-a")
+        .await
+        .unwrap();
+    store
+        .record_registration(JobId(36), "w", "pool", "dh-pool-36-1", RunnerId(36))
+        .await
+        .unwrap();
+    store
+        .track(&on("in_progress", 37, Some("dh-pool-36-1")), Some("pool"))
+        .await
+        .unwrap();
+    assert!(store.still_owed(JobId(37)).await.unwrap());
+    assert!(matches!(
+        store
+            .claim(&event("queued", 37), "pool", "w", LEASE)
+            .await
+            .unwrap(),
+        Claim::Acquired { attempt: 1, .. }
+    ));
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_in_progress_arrives_after_its_completed_stays_completed_and_frees_its_runner(
+    #[case] backend: Backend,
+) {
+    let fresh = TestStore::new(backend).await;
+    let store = fresh.connect().await;
+    let job = event("queued", 38);
+    store.claim(&job, "pool", "w", LEASE).await.unwrap();
+    store
+        .record_intent(JobId(38), "w", "dh-pool-38-1", "runners-a")
+        .await
+        .unwrap();
+    store
+        .record_registration(JobId(38), "w", "pool", "dh-pool-38-1", RunnerId(38))
+        .await
+        .unwrap();
+    store
+        .record_launched(
+            JobId(38),
+            "w",
+            "dh-pool-38-1",
+            "arn:task/38",
+            LaunchState::Launched,
+        )
+        .await
+        .unwrap();
+    // GitHub does not order deliveries: completed first, then in_progress.
+    for action in ["completed", "in_progress"] {
+        let mut e = event(action, 38);
+        e.job.runner.as_mut().unwrap().name = Some("dh-pool-38-1".into());
+        store.track(&e, Some("pool")).await.unwrap();
+    }
+    let row = store.job(JobId(38)).await.unwrap().unwrap();
+    assert_eq!(row.github, GitHubState::Completed);
+    assert_eq!(store.live_runners("pool").await.unwrap(), 0);
+    assert_eq!(
+        store.runners().await.unwrap()[0].state,
+        RunnerState::Finished
+    );
+}

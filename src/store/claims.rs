@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::{LaunchState, Store, StoreError, created_at};
+use super::{GitHubState, LaunchState, Store, StoreError, created_at};
 use crate::domain::{JobEvent, JobId, RunnerId};
 
 /// The outcome of trying to claim a job's launch.
@@ -39,6 +39,29 @@ pub struct PriorAttempt {
     pub task_arn: Option<String>,
     /// The cluster its task was launched in; `None` on rows older than the column.
     pub cluster: Option<String>,
+}
+
+/// Whether a job still owes a launch, as GitHub's view stood when a leased write read it:
+/// not when the job finished without a runner, nor when it ran on a runner dockhand did not
+/// launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owed {
+    Yes,
+    No,
+}
+
+/// The job's debt as the row `RETURNING github, ran_on, ran_on_dockhand` shows it; no row
+/// means the leased write found the lease gone.
+fn owed(job: JobId, row: Option<&sqlx::any::AnyRow>) -> Result<Owed, StoreError> {
+    let Some(row) = row else {
+        return Err(StoreError::LeaseLost(job));
+    };
+    let github = GitHubState::parse(&row.try_get::<String, _>("github")?);
+    let ran_on: Option<String> = row.try_get("ran_on")?;
+    let ran_on_dockhand: Option<i64> = row.try_get("ran_on_dockhand")?;
+    let cancelled =
+        (github == GitHubState::Completed && ran_on.is_none()) || ran_on_dockhand == Some(0);
+    Ok(if cancelled { Owed::No } else { Owed::Yes })
 }
 
 /// How a released attempt leaves the job's record.
@@ -163,29 +186,30 @@ impl Store {
 
     /// Records the runner name about to be registered and the cluster its task goes to,
     /// before GitHub is called, so a take-over knows what to look for, and where. Called
-    /// only once an earlier attempt's leftovers are adopted or confirmed gone.
+    /// only once an earlier attempt's leftovers are adopted or confirmed gone. Answers
+    /// whether the job is still owed a launch, as GitHub's view stands ([`Owed`]).
     pub async fn record_intent(
         &self,
         job: JobId,
         owner: &str,
         runner_name: &str,
         cluster: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Owed, StoreError> {
         let sql = self.sql(
             "UPDATE jobs SET runner_name = $3, cluster = $4, runner_id = NULL, task_arn = NULL,
                  updated_at = $5
-             WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'",
+             WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'
+             RETURNING github, ran_on, ran_on_dockhand",
         );
-        let updated = sqlx::query(sql)
+        let row = sqlx::query(sql)
             .bind(job.0 as i64)
             .bind(owner.to_string())
             .bind(runner_name.to_string())
             .bind(cluster.to_string())
             .bind(self.now())
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        self.leased(job, updated)
+            .fetch_optional(&self.pool)
+            .await?;
+        owed(job, row.as_ref())
     }
 
     /// Records the GitHub runner registration made for the job.
@@ -196,21 +220,21 @@ impl Store {
         pool: &str,
         runner_name: &str,
         runner_id: RunnerId,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Owed, StoreError> {
         let now = self.now();
         let sql = self.sql(
             "UPDATE jobs SET runner_id = $3, updated_at = $4
-             WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'",
+             WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'
+             RETURNING github, ran_on, ran_on_dockhand",
         );
-        let updated = sqlx::query(sql)
+        let row = sqlx::query(sql)
             .bind(job.0 as i64)
             .bind(owner.to_string())
             .bind(runner_id.0 as i64)
             .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        self.leased(job, updated)?;
+            .fetch_optional(&self.pool)
+            .await?;
+        let owed = owed(job, row.as_ref())?;
         let sql = self.sql(
             "INSERT INTO runners (runner_name, pool, for_job_id, runner_id, state, created_at, updated_at)
              VALUES ($1, $2, $3, $4, 'registered', $5, $5)
@@ -225,7 +249,7 @@ impl Store {
             .bind(now)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        Ok(owed)
     }
 
     /// Records the task: the job is `launched` (or `adopted`, for a task an interrupted

@@ -30,7 +30,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr, SqlStr};
 
-pub use claims::{Claim, Leftovers, PriorAttempt};
+pub use claims::{Claim, Leftovers, Owed, PriorAttempt};
 pub use jobs::JobRecord;
 pub use prune::{PRUNE_BATCH, Pruned};
 pub use runners::RunnerRecord;

@@ -62,21 +62,6 @@ impl Store {
         Ok(())
     }
 
-    /// Whether the job still owes a launch as far as GitHub's view goes: not when it
-    /// finished without a runner, nor when it ran on a runner dockhand did not launch. A
-    /// worker asks this before it starts a task.
-    pub async fn still_owed(&self, job: JobId) -> Result<bool, StoreError> {
-        let sql = self.sql(
-            "SELECT COUNT(*) FROM jobs WHERE job_id = $1
-                 AND ((github = 'completed' AND ran_on IS NULL) OR ran_on_dockhand = 0)",
-        );
-        let cancelled: i64 = sqlx::query_scalar(sql)
-            .bind(job.0 as i64)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(cancelled == 0)
-    }
-
     async fn upsert_in_progress(
         &self,
         event: &JobEvent,

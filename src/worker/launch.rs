@@ -23,7 +23,7 @@ use crate::github::{GitHubError, JitRequest, RunnerTarget};
 use crate::metrics as m;
 use crate::pool::Pool;
 use crate::queue::envelope::Envelope;
-use crate::store::{Claim, LaunchState, Leftovers, PriorAttempt, StoreError};
+use crate::store::{Claim, LaunchState, Leftovers, Owed, PriorAttempt, StoreError};
 use crate::telemetry::chain;
 
 /// The runner's name: deterministic from pool, job and attempt, so a take-over knows
@@ -256,17 +256,18 @@ impl Worker {
             }
             *leftovers = Leftovers::CleanedUp;
         }
-        if !inner.store.still_owed(job).await? {
+        attempt.check_lease()?;
+        *leftovers = Leftovers::Kept;
+        let owed = inner
+            .store
+            .record_intent(job, &inner.owner, name, &ecs.cluster)
+            .await?;
+        if owed == Owed::No {
+            // Nothing was registered under the name just recorded.
             inner.store.record_waived(job, &inner.owner).await?;
             tracing::info!("no launch is owed any more");
             return Ok(Outcome::Waived);
         }
-        attempt.check_lease()?;
-        *leftovers = Leftovers::Kept;
-        inner
-            .store
-            .record_intent(job, &inner.owner, name, &ecs.cluster)
-            .await?;
         let request = JitRequest {
             name: name.to_string(),
             runner_group: pool.settings.runner_group.clone(),
@@ -291,7 +292,7 @@ impl Worker {
             }
             other => other.map_err(github_error)?,
         };
-        inner
+        let owed = inner
             .store
             .record_registration(job, &inner.owner, &pool.name, name, jit.runner_id)
             .await?;
@@ -313,7 +314,7 @@ impl Worker {
         };
         // The job may have been cancelled, or taken by a runner dockhand did not launch,
         // while it was being registered: then no task is owed.
-        if !inner.store.still_owed(job).await? {
+        if owed == Owed::No {
             *leftovers = remove("no longer owed").await?;
             if *leftovers == Leftovers::Kept {
                 return Err(JobError::Deferred(Deferral::Error(

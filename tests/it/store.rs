@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use dockhand::domain::{DeliveryId, JobEvent, JobId, RunnerId};
 use dockhand::ingress::webhook::{Parsed, parse_workflow_job};
-use dockhand::store::{Claim, GitHubState, LaunchState, Leftovers, RunnerState, StoreError};
+use dockhand::store::{Claim, GitHubState, LaunchState, Leftovers, Owed, RunnerState, StoreError};
 use dockhand::synthetic::{SyntheticJob, workflow_job_payload};
 use rstest::rstest;
 
@@ -410,8 +410,15 @@ async fn events_never_touch_a_lease_and_only_cancel_a_launch_that_is_owed(
         (LaunchState::Launching, GitHubState::Completed)
     );
     assert_eq!(row.lease_owner.as_deref(), Some("w"));
-    assert!(!store.still_owed(JobId(34)).await.unwrap());
     store.renew_lease(JobId(34), "w", LEASE).await.unwrap();
+    // The worker learns it at its next write.
+    assert_eq!(
+        store
+            .record_intent(JobId(34), "w", "dh-pool-34-1", "runners-a")
+            .await
+            .unwrap(),
+        Owed::No
+    );
 
     // A job seen first running on a runner dockhand did not launch owes nothing; one seen
     // running on dockhand's runner of another job still owes its launch.
@@ -434,15 +441,17 @@ async fn events_never_touch_a_lease_and_only_cancel_a_launch_that_is_owed(
         .record_intent(JobId(36), "w", "dh-pool-36-1", "runners-a")
         .await
         .unwrap();
-    store
-        .record_registration(JobId(36), "w", "pool", "dh-pool-36-1", RunnerId(36))
-        .await
-        .unwrap();
+    assert_eq!(
+        store
+            .record_registration(JobId(36), "w", "pool", "dh-pool-36-1", RunnerId(36))
+            .await
+            .unwrap(),
+        Owed::Yes
+    );
     store
         .track(&on("in_progress", 37, Some("dh-pool-36-1")), Some("pool"))
         .await
         .unwrap();
-    assert!(store.still_owed(JobId(37)).await.unwrap());
     assert!(matches!(
         store
             .claim(&event("queued", 37), "pool", "w", LEASE)

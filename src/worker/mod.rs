@@ -2,19 +2,22 @@
 //!
 //! Each message is processed under a heartbeat that keeps it invisible (and the job's lease
 //! alive) however slow GitHub or ECS are. Its outcome is recorded in the store before the
-//! message is deleted; a transient failure pushes the message's visibility out with
-//! backoff; a permanent one sends it to the dead-letter queue with a reason at once.
+//! message is deleted; an expected wait sends a fresh delayed copy; an error pushes the
+//! message's visibility out with backoff; a permanent failure sends it to the dead-letter
+//! queue with a reason at once.
 
+mod heartbeat;
 mod launch;
 pub mod outcome;
 mod prune;
+mod settle;
 mod takeover;
 mod track;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -26,18 +29,15 @@ use crate::github::GitHubApp;
 use crate::metrics as m;
 use crate::pool::LivePools;
 use crate::queue::envelope::Envelope;
-use crate::queue::{Depth, MAX_BATCH, OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use crate::queue::{Depth, MAX_BATCH, Queue, QueueError, ReceivedMessage};
 use crate::store::Store;
 use crate::telemetry::chain;
-use outcome::{Deferral, JobError, Outcome, Settled, backoff, rate_limit_delay};
+use heartbeat::Heartbeat;
+use outcome::{Deferral, JobError, Outcome, Settled};
+use settle::{attribute_ms, now_ms};
 
 pub use crate::queue::ATTR_DEAD_LETTER_REASON;
-use crate::queue::{
-    ATTR_NOT_BEFORE, ATTR_REQUEUE_COUNT, ATTR_UNKNOWN_POOL_SINCE, ATTR_WAITS, MAX_DELAY,
-};
-
-/// The longest visibility timeout SQS accepts.
-const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+use crate::queue::{ATTR_NOT_BEFORE, ATTR_REQUEUE_COUNT};
 
 /// What a worker launches with: absent in dry-run mode.
 #[derive(Clone)]
@@ -295,27 +295,6 @@ impl Worker {
         .await
     }
 
-    /// A job whose pool this worker has not known for longer than the grace fails: its
-    /// config is not merely behind the ingress's.
-    fn bound_unknown_pool(
-        &self,
-        message: &ReceivedMessage,
-        result: Result<Outcome, JobError>,
-    ) -> Result<Outcome, JobError> {
-        let Err(JobError::Deferred(Deferral::UnknownPool(pool))) = &result else {
-            return result;
-        };
-        let since = attribute_ms(message, ATTR_UNKNOWN_POOL_SINCE).unwrap_or_else(now_ms);
-        let waited = Duration::from_millis((now_ms() - since).max(0) as u64);
-        if waited < self.0.unknown_pool_grace {
-            return result;
-        }
-        Err(JobError::Permanent(format!(
-            "the ingress matched pool {pool}, which this worker's config has not had for {}s",
-            waited.as_secs()
-        )))
-    }
-
     /// The pool label: a configured pool's name (a closed set), or `none`.
     fn pool_label(&self, envelope: &Envelope) -> String {
         self.0
@@ -323,238 +302,5 @@ impl Worker {
             .current()
             .match_job(&envelope.event.job.labels)
             .map_or_else(|| "none".to_string(), |p| p.name.clone())
-    }
-
-    /// Acts on the result: delete, defer or dead-letter. The store already holds whatever
-    /// the result depends on, so deleting now cannot lose a job.
-    async fn settle(
-        &self,
-        message: &ReceivedMessage,
-        pool: String,
-        result: Result<Outcome, JobError>,
-    ) -> Settled {
-        let settled = Settled::from(result);
-        let label = settled.as_str();
-        metrics::counter!(m::JOBS_TOTAL, "pool" => pool, "outcome" => label).increment(1);
-        match &settled {
-            Settled::Done(_) => {
-                tracing::info!(outcome = label, "done");
-                self.delete(message).await;
-            }
-            Settled::Deferred(deferral) => {
-                let delay = self.delay_for(message, deferral);
-                match deferral {
-                    Deferral::Error(reason) => {
-                        tracing::warn!(
-                            outcome = label,
-                            reason,
-                            delay_s = delay.as_secs(),
-                            "deferred"
-                        )
-                    }
-                    _ => tracing::info!(outcome = label, delay_s = delay.as_secs(), "deferred"),
-                }
-                if deferral.is_expected() {
-                    self.wait_again(message, deferral, delay).await;
-                } else {
-                    self.come_back_later(message, delay).await;
-                }
-            }
-            Settled::Failed(reason) => {
-                tracing::error!(reason, "failed permanently; dead-lettering");
-                self.dead_letter(message, reason).await;
-            }
-        }
-        settled
-    }
-
-    /// How long a deferred message stays away.
-    fn delay_for(&self, message: &ReceivedMessage, deferral: &Deferral) -> Duration {
-        let s = &self.0.settings;
-        let waits = attribute_ms(message, ATTR_WAITS).unwrap_or(0).max(0) as u32;
-        match deferral {
-            Deferral::RateLimit(wait) => rate_limit_delay(*wait),
-            // Come back when the holder's lease ends: by then it has launched (and this copy
-            // is a duplicate) or crashed (and this copy takes over).
-            Deferral::Held(wait) => *wait + Duration::from_secs(1),
-            Deferral::NotYet(left) => *left,
-            _ => backoff(
-                message.receive_count.saturating_add(waits),
-                s.backoff_base,
-                s.backoff_max,
-            ),
-        }
-    }
-
-    /// An error: the message comes back after `delay`, one receive nearer the dead-letter
-    /// queue.
-    async fn come_back_later(&self, message: &ReceivedMessage, delay: Duration) {
-        let delay = delay.min(MAX_VISIBILITY);
-        if let Err(err) = self
-            .0
-            .queue
-            .change_visibility(&message.receipt, delay)
-            .await
-        {
-            tracing::warn!(error = %chain(&err), "could not defer; the message reappears after its visibility timeout");
-        }
-    }
-
-    /// An expected wait: a fresh copy, delayed (in links of at most [`MAX_DELAY`]), replaces
-    /// the message, so waiting spends none of its receives. Should the send fail, the
-    /// message itself comes back later instead.
-    async fn wait_again(&self, message: &ReceivedMessage, deferral: &Deferral, delay: Duration) {
-        let mut copy = OutgoingMessage::from(message);
-        let attributes = &mut copy.attributes;
-        if !matches!(deferral, Deferral::NotYet(_)) {
-            let waits = attribute_ms(message, ATTR_WAITS).unwrap_or(0).max(0) + 1;
-            attributes.insert(ATTR_WAITS.to_string(), waits.to_string());
-        }
-        if delay > MAX_DELAY {
-            let until = now_ms() + delay.as_millis() as i64;
-            attributes.insert(ATTR_NOT_BEFORE.to_string(), until.to_string());
-        } else {
-            attributes.remove(ATTR_NOT_BEFORE);
-        }
-        if matches!(deferral, Deferral::UnknownPool(_)) {
-            attributes
-                .entry(ATTR_UNKNOWN_POOL_SINCE.to_string())
-                .or_insert_with(|| now_ms().to_string());
-        } else {
-            attributes.remove(ATTR_UNKNOWN_POOL_SINCE);
-        }
-        copy.delay = delay.min(MAX_DELAY);
-        match self.0.queue.send(copy).await {
-            Ok(_) => self.delete(message).await,
-            Err(err) => {
-                tracing::warn!(error = %chain(&err), "could not send the delayed copy; the message itself comes back later");
-                self.come_back_later(message, delay).await;
-            }
-        }
-    }
-
-    async fn delete(&self, message: &ReceivedMessage) {
-        let outcome = match self.0.queue.delete(&message.receipt).await {
-            Ok(()) => "ok",
-            Err(QueueError::InvalidReceipt) => {
-                // Received again elsewhere meanwhile; that copy will find the job done.
-                tracing::debug!("receipt void at delete");
-                "stale"
-            }
-            Err(err) => {
-                tracing::warn!(error = %chain(&err), "delete failed; the message will come back and be found done");
-                "error"
-            }
-        };
-        metrics::counter!(m::QUEUE_DELETE_TOTAL, "outcome" => outcome).increment(1);
-    }
-
-    /// Sends the message on to the dead-letter queue with its reason, then deletes it.
-    /// Never deletes a message whose dead-letter send failed.
-    async fn dead_letter(&self, message: &ReceivedMessage, reason: &str) {
-        let Some(dlq) = &self.0.dead_letter else {
-            tracing::error!("no dead-letter queue; leaving the message to expire by max receives");
-            return;
-        };
-        let mut copy = OutgoingMessage::from(message);
-        copy.attributes.insert(
-            ATTR_DEAD_LETTER_REASON.to_string(),
-            crate::queue::dead_letter_reason(reason).to_string(),
-        );
-        copy.attributes.insert(
-            crate::queue::ATTR_DEAD_LETTER_RECEIVES.to_string(),
-            message.receive_count.to_string(),
-        );
-        match dlq.send(copy).await {
-            Ok(_) => self.delete(message).await,
-            Err(err) => tracing::error!(
-                error = %chain(&err),
-                "dead-letter send failed; the message stays on the queue"
-            ),
-        }
-    }
-}
-
-/// An integer attribute (a count, or unix milliseconds), if the message has a readable one.
-fn attribute_ms(message: &ReceivedMessage, name: &str) -> Option<i64> {
-    message.attributes.get(name)?.parse().ok()
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-/// Keeps a message invisible, and the job's lease alive, while it is processed.
-struct Heartbeat {
-    stop: watch::Sender<Option<crate::domain::JobId>>,
-    task: tokio::task::JoinHandle<()>,
-    /// Set when renewing the lease found it taken over by another worker.
-    lost: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Heartbeat {
-    fn start(worker: &Worker, message: &ReceivedMessage) -> Self {
-        let (stop, mut claimed) = watch::channel(None);
-        let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let lost_flag = lost.clone();
-        let inner = worker.0.clone();
-        let receipt = message.receipt.clone();
-        let period = inner.visibility.min(inner.settings.lease) / 3;
-        let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-            loop {
-                tokio::select! {
-                    biased;
-                    changed = claimed.changed() => {
-                        if changed.is_err() { return; }
-                        continue;
-                    }
-                    _ = tick.tick() => {}
-                }
-                if let Err(err) = inner
-                    .queue
-                    .change_visibility(&receipt, inner.visibility)
-                    .await
-                {
-                    tracing::warn!(error = %chain(&err), "heartbeat could not extend visibility");
-                }
-                let job = *claimed.borrow();
-                let Some(job) = job else { continue };
-                match inner
-                    .store
-                    .renew_lease(job, &inner.owner, inner.settings.lease)
-                    .await
-                {
-                    Ok(()) => {}
-                    Err(err @ crate::store::StoreError::LeaseLost(_)) => {
-                        tracing::warn!(error = %err, "the lease was taken over; stopping before the next step");
-                        lost_flag.store(true, std::sync::atomic::Ordering::Release);
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %chain(&err), "heartbeat could not renew the lease")
-                    }
-                }
-            }
-        });
-        Self { stop, task, lost }
-    }
-
-    /// Whether renewing the lease found it taken over.
-    fn lease_lost(&self) -> bool {
-        self.lost.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// From now on the heartbeat renews this job's lease too.
-    fn claimed(&self, job: crate::domain::JobId) {
-        let _ = self.stop.send(Some(job));
-    }
-
-    /// Stops the heartbeat and waits for it to end, so that a visibility change it has in
-    /// flight lands before the caller's own (a deferral's delay, or a delete).
-    async fn stop(self) {
-        drop(self.stop);
-        if self.task.await.is_err() {
-            tracing::error!("the heartbeat task panicked");
-        }
     }
 }

@@ -26,6 +26,8 @@ pub const RUNNERS: &str = "dockhand_runners";
 pub const ECS_REQUESTS_TOTAL: &str = "dockhand_ecs_requests_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "dockhand_config_reloads_total";
 pub const STORE_PRUNED_TOTAL: &str = "dockhand_store_pruned_total";
+pub const STORE_WRITE_SECONDS: &str = "dockhand_store_write_seconds";
+pub const QUEUE_WRITE_SECONDS: &str = "dockhand_queue_write_seconds";
 
 pub const GITHUB_REQUESTS_TOTAL: &str = "dockhand_github_requests_total";
 pub const GITHUB_RATE_LIMIT_REMAINING: &str = "dockhand_github_rate_limit_remaining";
@@ -39,6 +41,31 @@ const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.
 const JOB_WAIT_BUCKETS: &[f64] = &[
     1.0, 5.0, 10.0, 15.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
 ];
+
+/// Records how long an operation took into a histogram with an `op` label, when dropped:
+/// operations that fail count too.
+pub struct OpTimer {
+    metric: &'static str,
+    op: &'static str,
+    started: std::time::Instant,
+}
+
+impl OpTimer {
+    pub fn start(metric: &'static str, op: &'static str) -> Self {
+        Self {
+            metric,
+            op,
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for OpTimer {
+    fn drop(&mut self) {
+        metrics::histogram!(self.metric, "op" => self.op)
+            .record(self.started.elapsed().as_secs_f64());
+    }
+}
 
 /// Installs the process-wide recorder once and returns the handle that renders it.
 pub fn install() -> PrometheusHandle {
@@ -177,5 +204,18 @@ fn describe() {
         Unit::Count,
         "Finished rows workers deleted from the store after store.retention, by table (jobs, \
          runners)."
+    );
+    metrics::describe_histogram!(
+        STORE_WRITE_SECONDS,
+        Unit::Seconds,
+        "Time for one store write, by op, from asking for the writer to the commit: waiting \
+         for SQLite's one writer (or a Postgres connection) is included, so contention shows \
+         here."
+    );
+    metrics::describe_histogram!(
+        QUEUE_WRITE_SECONDS,
+        Unit::Seconds,
+        "Time for one write to the embedded queue, by op (send, receive, change_visibility, \
+         delete), from asking for its one writer to the commit."
     );
 }

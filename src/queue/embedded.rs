@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 
 use super::{Depth, MessageId, OutgoingMessage, Queue, QueueError, ReceiptHandle, ReceivedMessage};
 use crate::config::EmbeddedQueueSettings;
+use crate::metrics::{OpTimer, QUEUE_WRITE_SECONDS};
 
 const MAIN: &str = "main";
 const DEAD_LETTER: &str = "dead_letter";
@@ -31,7 +32,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/embedded
 /// One queue (main or dead-letter) in an embedded queue file.
 #[derive(Debug, Clone)]
 pub struct EmbeddedQueue {
+    /// Writes: one connection, because the file takes one writer at a time. Every queue
+    /// operation but the depth is a write; they wait their turn here, in order, instead of
+    /// in SQLite's busy handler.
     pool: SqlitePool,
+    /// Reads (the depth, the ping), beside the writer.
+    reader: SqlitePool,
     path: PathBuf,
     name: &'static str,
     visibility_timeout: Duration,
@@ -57,12 +63,17 @@ impl EmbeddedQueue {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+            .max_connections(1)
+            .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
         Ok(Self {
             pool,
+            reader,
             path: settings.path.clone(),
             name: MAIN,
             visibility_timeout: settings.visibility_timeout,
@@ -86,7 +97,10 @@ impl EmbeddedQueue {
         max: usize,
         visibility: Duration,
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let _timer = OpTimer::start(QUEUE_WRITE_SECONDS, "receive");
         let now = Utc::now().timestamp_millis();
+        // One commit for the dead-letter move and the receive.
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
         if let Some(limit) = self.max_receives {
             sqlx::query(
                 "UPDATE queue_messages
@@ -100,7 +114,7 @@ impl EmbeddedQueue {
             .bind(now)
             .bind(i64::from(limit))
             .bind(self.name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
         }
@@ -120,9 +134,10 @@ impl EmbeddedQueue {
         .bind(now)
         .bind(self.max_receives.map(i64::from))
         .bind(max.min(super::MAX_BATCH) as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
         let mut messages = rows
             .into_iter()
             .map(|row| {
@@ -184,6 +199,7 @@ impl Queue for EmbeddedQueue {
         &self,
         messages: Vec<OutgoingMessage>,
     ) -> Result<Vec<Result<MessageId, QueueError>>, QueueError> {
+        let _timer = OpTimer::start(QUEUE_WRITE_SECONDS, "send");
         let now = Utc::now().timestamp_millis();
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let mut ids = Vec::with_capacity(messages.len());
@@ -236,6 +252,7 @@ impl Queue for EmbeddedQueue {
         receipt: &ReceiptHandle,
         timeout: Duration,
     ) -> Result<(), QueueError> {
+        let _timer = OpTimer::start(QUEUE_WRITE_SECONDS, "change_visibility");
         let visible_at = Utc::now().timestamp_millis() + timeout.as_millis() as i64;
         let done = sqlx::query(
             "UPDATE queue_messages SET visible_at = ?1 WHERE receipt = ?2 AND queue = ?3",
@@ -253,6 +270,7 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn delete(&self, receipt: &ReceiptHandle) -> Result<(), QueueError> {
+        let _timer = OpTimer::start(QUEUE_WRITE_SECONDS, "delete");
         let done = sqlx::query("DELETE FROM queue_messages WHERE receipt = ?1 AND queue = ?2")
             .bind(&receipt.0)
             .bind(self.name)
@@ -271,7 +289,7 @@ impl Queue for EmbeddedQueue {
         )
         .bind(self.name)
         .bind(Utc::now().timestamp_millis())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reader)
         .await
         .map_err(unavailable)?;
         Ok(Depth {
@@ -282,7 +300,7 @@ impl Queue for EmbeddedQueue {
 
     async fn ping(&self) -> Result<(), QueueError> {
         sqlx::query("SELECT 1")
-            .execute(&self.pool)
+            .execute(&self.reader)
             .await
             .map_err(unavailable)?;
         Ok(())

@@ -85,6 +85,7 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<Claim, StoreError> {
+        let _timer = self.time_write("claim");
         let now = self.now();
         let labels = serde_json::to_string(&event.job.labels).expect("labels serialize");
         let sql = self.sql(
@@ -116,7 +117,7 @@ impl Store {
             .bind(lease.as_millis() as i64)
             .bind(created_at(event, now))
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?;
         if let Some(row) = claimed {
             let attempt: i64 = row.try_get("attempt")?;
@@ -167,6 +168,7 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<(), StoreError> {
+        let _timer = self.time_write("renew_lease");
         let sql = self.sql(
             "UPDATE jobs SET lease_expires_at = DB_NOW + $3, updated_at = $4
              WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'",
@@ -178,7 +180,7 @@ impl Store {
                 .bind(owner.to_string())
                 .bind(lease.as_millis() as i64)
                 .bind(self.now())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected(),
         )
@@ -195,6 +197,7 @@ impl Store {
         runner_name: &str,
         cluster: &str,
     ) -> Result<Owed, StoreError> {
+        let _timer = self.time_write("record_intent");
         let sql = self.sql(
             "UPDATE jobs SET runner_name = $3, cluster = $4, runner_id = NULL, task_arn = NULL,
                  updated_at = $5
@@ -207,7 +210,7 @@ impl Store {
             .bind(runner_name.to_string())
             .bind(cluster.to_string())
             .bind(self.now())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?;
         owed(job, row.as_ref())
     }
@@ -221,18 +224,21 @@ impl Store {
         runner_name: &str,
         runner_id: RunnerId,
     ) -> Result<Owed, StoreError> {
+        let _timer = self.time_write("record_registration");
         let now = self.now();
         let sql = self.sql(
             "UPDATE jobs SET runner_id = $3, updated_at = $4
              WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'
              RETURNING github, ran_on, ran_on_dockhand",
         );
+        // One commit for both rows.
+        let mut tx = self.writer.begin().await?;
         let row = sqlx::query(sql)
             .bind(job.0 as i64)
             .bind(owner.to_string())
             .bind(runner_id.0 as i64)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
         let owed = owed(job, row.as_ref())?;
         let sql = self.sql(
@@ -247,8 +253,9 @@ impl Store {
             .bind(job.0 as i64)
             .bind(runner_id.0 as i64)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(owed)
     }
 
@@ -262,6 +269,7 @@ impl Store {
         task_arn: &str,
         how: LaunchState,
     ) -> Result<(), StoreError> {
+        let _timer = self.time_write("record_launched");
         debug_assert!(matches!(how, LaunchState::Launched | LaunchState::Adopted));
         let now = self.now();
         let sql = self.sql(
@@ -269,17 +277,26 @@ impl Store {
                  lease_expires_at = NULL, reason = NULL, updated_at = $4
              WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'",
         );
+        // One commit for the job and its runner.
+        let mut tx = self.writer.begin().await?;
         let updated = sqlx::query(sql)
             .bind(job.0 as i64)
             .bind(owner.to_string())
             .bind(task_arn.to_string())
             .bind(now)
             .bind(how.as_str().to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
         self.leased(job, updated)?;
-        self.record_runner_task(runner_name, task_arn).await
+        sqlx::query(self.sql(super::runners::RECORD_RUNNER_TASK))
+            .bind(runner_name.to_string())
+            .bind(task_arn.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Gives the job back after a transient failure: the next delivery claims it at once,
@@ -305,13 +322,14 @@ impl Store {
                  WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'"
             }
         };
-        self.update_leased(sql, job, owner, reason).await
+        self.update_leased("release", sql, job, owner, reason).await
     }
 
     /// No launch is owed any more (the job finished without a runner, or ran on one dockhand
     /// did not launch) and this attempt's leftovers are confirmed gone.
     pub async fn record_waived(&self, job: JobId, owner: &str) -> Result<(), StoreError> {
         self.update_leased(
+            "record_waived",
             "UPDATE jobs SET launch = 'waived', lease_owner = NULL, lease_expires_at = NULL,
                  runner_name = NULL, runner_id = NULL, task_arn = NULL, cluster = NULL,
                  reason = $3, updated_at = $4
@@ -331,6 +349,7 @@ impl Store {
         reason: &str,
     ) -> Result<(), StoreError> {
         self.update_leased(
+            "record_failed",
             "UPDATE jobs SET launch = 'failed', lease_owner = NULL, lease_expires_at = NULL, reason = $3, updated_at = $4
              WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'",
             job,
@@ -345,6 +364,7 @@ impl Store {
     /// requeued twice still launches once; its earlier attempt is taken over as after a
     /// crash. Returns whether the job was failed.
     pub async fn reopen_failed(&self, job: JobId) -> Result<bool, StoreError> {
+        let _timer = self.time_write("reopen_failed");
         let sql = self.sql(
             "UPDATE jobs SET launch = 'owed', reason = NULL, updated_at = $2
              WHERE job_id = $1 AND launch = 'failed'",
@@ -352,7 +372,7 @@ impl Store {
         let done = sqlx::query(sql)
             .bind(job.0 as i64)
             .bind(self.now())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -365,6 +385,7 @@ impl Store {
         runner_name: &str,
     ) -> Result<(), StoreError> {
         self.update_leased(
+            "record_dry_run",
             "UPDATE jobs SET launch = 'dry_run', runner_name = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = $4
              WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'",
             job,
@@ -378,17 +399,19 @@ impl Store {
     /// `$2` owner, `$3` the value, `$4` now, and must check the lease in its WHERE clause.
     async fn update_leased(
         &self,
+        op: &'static str,
         sql: &'static str,
         job: JobId,
         owner: &str,
         value: &str,
     ) -> Result<(), StoreError> {
+        let _timer = self.time_write(op);
         let updated = sqlx::query(self.sql(sql))
             .bind(job.0 as i64)
             .bind(owner.to_string())
             .bind(value.to_string())
             .bind(self.now())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
         self.leased(job, updated)

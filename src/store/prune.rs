@@ -74,10 +74,11 @@ impl Store {
         let batch = batch.max(1);
         let mut deleted = 0;
         loop {
+            let _timer = self.time_write("prune");
             let n = sqlx::query(self.sql(query))
                 .bind(millis(cutoff))
                 .bind(i64::from(batch))
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
             deleted += n;

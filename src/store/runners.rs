@@ -6,6 +6,11 @@ use sqlx::Row;
 use super::{RunnerState, Store, StoreError};
 use crate::domain::{JobId, RunnerId};
 
+/// Records a runner's task: `$1` runner name, `$2` task ARN, `$3` now.
+pub(super) const RECORD_RUNNER_TASK: &str =
+    "UPDATE runners SET task_arn = $2, state = 'launched', updated_at = $3
+     WHERE runner_name = $1 AND state = 'registered'";
+
 /// A runner row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunnerRecord {
@@ -28,6 +33,7 @@ impl Store {
         state: RunnerState,
         ran_job: Option<JobId>,
     ) -> Result<(), StoreError> {
+        let _timer = self.time_write("runner_state");
         let sql = self.sql(
             "UPDATE runners SET state = $2, ran_job_id = COALESCE($3, ran_job_id), updated_at = $4
              WHERE runner_name = $1
@@ -38,7 +44,7 @@ impl Store {
             .bind(state.as_str().to_string())
             .bind(ran_job.map(|j| j.0 as i64))
             .bind(self.now())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -50,15 +56,12 @@ impl Store {
         runner_name: &str,
         task_arn: &str,
     ) -> Result<(), StoreError> {
-        let sql = self.sql(
-            "UPDATE runners SET task_arn = $2, state = 'launched', updated_at = $3
-             WHERE runner_name = $1 AND state = 'registered'",
-        );
-        sqlx::query(sql)
+        let _timer = self.time_write("record_runner_task");
+        sqlx::query(self.sql(RECORD_RUNNER_TASK))
             .bind(runner_name.to_string())
             .bind(task_arn.to_string())
             .bind(self.now())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

@@ -19,6 +19,76 @@ pub struct ChildConfig<'a> {
     pub ecs_url: &'a str,
     pub app_id: u64,
     pub worker_concurrency: usize,
+    /// A Postgres store's URL; `None` is a SQLite file in `dir`.
+    pub store_url: Option<&'a str>,
+}
+
+/// A fresh Postgres database for one run, dropped (best effort) when this is.
+pub struct PostgresDb {
+    pub url: String,
+    server: String,
+    name: String,
+}
+
+impl PostgresDb {
+    pub async fn create() -> anyhow::Result<Self> {
+        let server = std::env::var("DOCKHAND_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("dockhand_load_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(&server)
+            .await
+            .with_context(|| format!("connecting to Postgres at {server}"))?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+        Ok(Self {
+            url: format!("{base}/{name}"),
+            server,
+            name,
+        })
+    }
+}
+
+impl Drop for PostgresDb {
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let admin = sqlx::PgPool::connect(&server).await.ok()?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&admin)
+                .await
+                .ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// The 99th percentile of a histogram, summed over its labels: the upper bound (seconds)
+/// of the first bucket that holds 99% of the samples. `None` without samples.
+pub fn histogram_p99(metrics: &str, metric: &str) -> Option<f64> {
+    let mut buckets: Vec<(f64, f64)> = sum_by_label(metrics, &format!("{metric}_bucket"), "le")
+        .into_iter()
+        .map(|(le, n)| (le.parse::<f64>().unwrap_or(f64::INFINITY), n))
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    if total == 0.0 {
+        return None;
+    }
+    buckets
+        .iter()
+        .find(|(_, n)| *n >= 0.99 * total)
+        .map(|(le, _)| *le)
 }
 
 /// A running `dockhand serve`.
@@ -145,7 +215,10 @@ security_groups = ["sg-0load"]
 "#,
             secret = quoted(SECRET),
             queue = quoted(&dir.join("queue.db").to_string_lossy()),
-            store = quoted(&format!("sqlite://{}", dir.join("dockhand.db").display())),
+            store = match config.store_url {
+                Some(url) => format!("{}\nmigrate_on_start = true", quoted(url)),
+                None => quoted(&format!("sqlite://{}", dir.join("dockhand.db").display())),
+            },
             ecs = quoted(config.ecs_url),
             github = quoted(config.github_url),
             app_id = config.app_id,

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::dockhand::{ChildConfig, Dockhand, cpu_secs, sum_by_label};
+use crate::dockhand::{ChildConfig, Dockhand, cpu_secs, histogram_p99, sum_by_label};
 use crate::fake_ecs::FakeEcs;
 use crate::fake_github::FakeGitHub;
 use crate::report::{Percentiles, RunResult};
@@ -44,6 +44,18 @@ struct Options {
     timeout: Duration,
     settle: Duration,
     seed: u64,
+    /// Where dockhand keeps jobs and runners.
+    store: StoreKind,
+}
+
+/// The store the child runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreKind {
+    /// A SQLite file beside the embedded queue (single node).
+    Sqlite,
+    /// A fresh database on the Postgres server at `$DOCKHAND_TEST_DATABASE_URL` (default
+    /// `postgres://postgres@127.0.0.1:5432/postgres`), dropped after the run.
+    Postgres,
 }
 
 impl Default for Options {
@@ -58,12 +70,14 @@ impl Default for Options {
             timeout: Duration::from_secs(120),
             settle: Duration::from_secs(3),
             seed: 3,
+            store: StoreKind::Sqlite,
         }
     }
 }
 
 const USAGE: &str = "cargo bench --bench load -- [--jobs N] [--duplicates PERCENT] [--clients N] \
-[--rate PER_SEC] [--concurrency N[,N...]] [--runs N] [--timeout SECS] [--settle SECS] [--seed N]";
+[--rate PER_SEC] [--concurrency N[,N...]] [--runs N] [--timeout SECS] [--settle SECS] [--seed N] \
+[--store sqlite|postgres]";
 
 impl Options {
     fn parse(args: &[String]) -> anyhow::Result<Self> {
@@ -90,6 +104,13 @@ impl Options {
                 "--timeout" => o.timeout = Duration::from_secs(number()?),
                 "--settle" => o.settle = Duration::from_secs(number()?),
                 "--seed" => o.seed = number()?,
+                "--store" => {
+                    o.store = match value.as_str() {
+                        "sqlite" => StoreKind::Sqlite,
+                        "postgres" => StoreKind::Postgres,
+                        other => anyhow::bail!("--store: sqlite or postgres, not {other}"),
+                    }
+                }
                 "--concurrency" => {
                     o.concurrency = value
                         .split(',')
@@ -143,7 +164,7 @@ fn main() -> ExitCode {
 /// Every run of every concurrency; false when a run lost, duplicated or failed to exit.
 async fn run_all(options: &Options) -> anyhow::Result<bool> {
     println!(
-        "load: {} jobs, {}% delivered twice, {} clients at {}, worker.concurrency {:?}, {} run(s) each; machine: {} cores, {}",
+        "load: {} jobs, {}% delivered twice, {} clients at {}, worker.concurrency {:?}, {} run(s) each, store {:?}; machine: {} cores, {}",
         options.jobs,
         options.duplicate_percent,
         options.clients,
@@ -152,6 +173,7 @@ async fn run_all(options: &Options) -> anyhow::Result<bool> {
             .map_or("full speed".to_string(), |r| format!("{r} deliveries/s")),
         options.concurrency,
         options.runs,
+        options.store,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model(),
     );
@@ -182,6 +204,10 @@ async fn run_once(options: &Options, concurrency: usize) -> anyhow::Result<RunRe
     let github = FakeGitHub::start().await?;
     let ecs = FakeEcs::start().await?;
     let dir = tempfile::tempdir()?;
+    let store = match options.store {
+        StoreKind::Sqlite => None,
+        StoreKind::Postgres => Some(dockhand::PostgresDb::create().await?),
+    };
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(options.clients)
         .build()?;
@@ -191,6 +217,7 @@ async fn run_once(options: &Options, concurrency: usize) -> anyhow::Result<RunRe
         ecs_url: &ecs.url,
         app_id: APP_ID,
         worker_concurrency: concurrency,
+        store_url: store.as_ref().map(|db| db.url.as_str()),
     })?;
     child.wait_ready(&http, Duration::from_secs(30)).await?;
     let traffic = Arc::new(Traffic::build(
@@ -299,6 +326,10 @@ async fn run_once(options: &Options, concurrency: usize) -> anyhow::Result<RunRe
         lost,
         lost_sample,
         jobs_total: sum_by_label(&metrics, "dockhand_jobs_total", "outcome"),
+        store_write_p99_ms: histogram_p99(&metrics, "dockhand_store_write_seconds")
+            .map(|s| s * 1000.0),
+        queue_write_p99_ms: histogram_p99(&metrics, "dockhand_queue_write_seconds")
+            .map(|s| s * 1000.0),
         answers: sent.answers,
         exit,
         exit_ok,

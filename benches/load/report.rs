@@ -43,6 +43,10 @@ pub struct RunResult {
     /// Jobs with no RunTask.
     pub lost: usize,
     pub lost_sample: Vec<u64>,
+    /// The 99th percentile of `dockhand_store_write_seconds` and
+    /// `dockhand_queue_write_seconds`, all ops together, in ms (a bucket's upper bound).
+    pub store_write_p99_ms: Option<f64>,
+    pub queue_write_p99_ms: Option<f64>,
     /// `dockhand_jobs_total` by outcome.
     pub jobs_total: Vec<(String, f64)>,
     /// `status outcome` → count, as the ingress answered.
@@ -117,6 +121,14 @@ impl RunResult {
                 format!(
                     "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
                     self.latency_ms.p50, self.latency_ms.p99, self.latency_ms.max
+                ),
+            ),
+            (
+                "write latency p99 (bucket)",
+                format!(
+                    "store {}, queue {}",
+                    ms_or_dash(self.store_write_p99_ms),
+                    ms_or_dash(self.queue_write_p99_ms)
                 ),
             ),
             (
@@ -201,6 +213,10 @@ impl RunResult {
     }
 }
 
+fn ms_or_dash(ms: Option<f64>) -> String {
+    ms.map_or("-".into(), |ms| format!("≤ {ms} ms"))
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
@@ -210,9 +226,9 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// correctness columns), ready to paste.
 pub fn print_markdown(results: &[RunResult]) {
     println!(
-        "\n| concurrency | run | jobs/s | p50 ms | p99 ms | GitHub calls/runner | ECS calls/runner | peak RSS MiB | dup RunTask | dup JIT | lost | exit |"
+        "\n| concurrency | run | jobs/s | p50 ms | p99 ms | max ms | store write p99 ms | queue write p99 ms | GitHub calls/runner | ECS calls/runner | peak RSS MiB | dup RunTask | dup JIT | lost | exit |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut concurrencies: Vec<usize> = results.iter().map(|r| r.worker_concurrency).collect();
     concurrencies.dedup();
     for c in concurrencies {
@@ -222,11 +238,14 @@ pub fn print_markdown(results: &[RunResult]) {
             .collect();
         for (i, r) in runs.iter().enumerate() {
             println!(
-                "| {c} | {} | {:.0} | {:.1} | {:.1} | {:.4} | {:.4} | {:.1} | {} | {} | {} | {} |",
+                "| {c} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {:.4} | {:.4} | {:.1} | {} | {} | {} | {} |",
                 i + 1,
                 r.jobs_per_sec,
                 r.latency_ms.p50,
                 r.latency_ms.p99,
+                r.latency_ms.max,
+                ms_or_dash(r.store_write_p99_ms),
+                ms_or_dash(r.queue_write_p99_ms),
                 r.github_per_runner,
                 r.ecs_per_runner,
                 r.peak_rss_mib,
@@ -238,10 +257,11 @@ pub fn print_markdown(results: &[RunResult]) {
         }
         let m = |f: fn(&RunResult) -> f64| median(runs.iter().map(|r| f(r)).collect());
         println!(
-            "| **{c}** | **median** | **{:.0}** | **{:.1}** | **{:.1}** | **{:.4}** | **{:.4}** | **{:.1}** | {} | {} | {} | {} |",
+            "| **{c}** | **median** | **{:.0}** | **{:.1}** | **{:.1}** | **{:.1}** | | | **{:.4}** | **{:.4}** | **{:.1}** | {} | {} | {} | {} |",
             m(|r| r.jobs_per_sec),
             m(|r| r.latency_ms.p50),
             m(|r| r.latency_ms.p99),
+            m(|r| r.latency_ms.max),
             m(|r| r.github_per_runner),
             m(|r| r.ecs_per_runner),
             m(|r| r.peak_rss_mib),

@@ -208,14 +208,14 @@ fn describe() {
     metrics::describe_histogram!(
         STORE_WRITE_SECONDS,
         Unit::Seconds,
-        "Time for one store write, by op, from asking for the writer to the commit: waiting \
-         for SQLite's one writer (or a Postgres connection) is included, so contention shows \
-         here."
+        "Time for one store write, by op, from asking for a connection to the commit: \
+         waiting for SQLite's write lock or a free connection is included, so contention \
+         shows here."
     );
     metrics::describe_histogram!(
         QUEUE_WRITE_SECONDS,
         Unit::Seconds,
         "Time for one write to the embedded queue, by op (send, receive, change_visibility, \
-         delete), from asking for its one writer to the commit."
+         delete), from asking for a connection to the commit."
     );
 }

@@ -32,12 +32,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/embedded
 /// One queue (main or dead-letter) in an embedded queue file.
 #[derive(Debug, Clone)]
 pub struct EmbeddedQueue {
-    /// Writes: one connection, because the file takes one writer at a time. Every queue
-    /// operation but the depth is a write; they wait their turn here, in order, instead of
-    /// in SQLite's busy handler.
     pool: SqlitePool,
-    /// Reads (the depth, the ping), beside the writer.
-    reader: SqlitePool,
     path: PathBuf,
     name: &'static str,
     visibility_timeout: Duration,
@@ -63,17 +58,12 @@ impl EmbeddedQueue {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
-        MIGRATOR.run(&pool).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(2)
+            .max_connections(4)
             .connect_with(options)
             .await?;
+        MIGRATOR.run(&pool).await?;
         Ok(Self {
             pool,
-            reader,
             path: settings.path.clone(),
             name: MAIN,
             visibility_timeout: settings.visibility_timeout,
@@ -289,7 +279,7 @@ impl Queue for EmbeddedQueue {
         )
         .bind(self.name)
         .bind(Utc::now().timestamp_millis())
-        .fetch_one(&self.reader)
+        .fetch_one(&self.pool)
         .await
         .map_err(unavailable)?;
         Ok(Depth {
@@ -300,7 +290,7 @@ impl Queue for EmbeddedQueue {
 
     async fn ping(&self) -> Result<(), QueueError> {
         sqlx::query("SELECT 1")
-            .execute(&self.reader)
+            .execute(&self.pool)
             .await
             .map_err(unavailable)?;
         Ok(())

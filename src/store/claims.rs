@@ -117,7 +117,7 @@ impl Store {
             .bind(lease.as_millis() as i64)
             .bind(created_at(event, now))
             .bind(now)
-            .fetch_optional(&self.writer)
+            .fetch_optional(&self.pool)
             .await?;
         if let Some(row) = claimed {
             let attempt: i64 = row.try_get("attempt")?;
@@ -180,7 +180,7 @@ impl Store {
                 .bind(owner.to_string())
                 .bind(lease.as_millis() as i64)
                 .bind(self.now())
-                .execute(&self.writer)
+                .execute(&self.pool)
                 .await?
                 .rows_affected(),
         )
@@ -210,7 +210,7 @@ impl Store {
             .bind(runner_name.to_string())
             .bind(cluster.to_string())
             .bind(self.now())
-            .fetch_optional(&self.writer)
+            .fetch_optional(&self.pool)
             .await?;
         owed(job, row.as_ref())
     }
@@ -232,7 +232,7 @@ impl Store {
              RETURNING github, ran_on, ran_on_dockhand",
         );
         // One commit for both rows.
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(sql)
             .bind(job.0 as i64)
             .bind(owner.to_string())
@@ -278,7 +278,7 @@ impl Store {
              WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'",
         );
         // One commit for the job and its runner.
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(sql)
             .bind(job.0 as i64)
             .bind(owner.to_string())
@@ -372,7 +372,7 @@ impl Store {
         let done = sqlx::query(sql)
             .bind(job.0 as i64)
             .bind(self.now())
-            .execute(&self.writer)
+            .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -411,7 +411,7 @@ impl Store {
             .bind(owner.to_string())
             .bind(value.to_string())
             .bind(self.now())
-            .execute(&self.writer)
+            .execute(&self.pool)
             .await?
             .rows_affected();
         self.leased(job, updated)

@@ -63,12 +63,7 @@ const POSTGRES_NOW: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS
 /// The store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    /// Reads (and, on Postgres, writes too).
     pool: AnyPool,
-    /// Writes. On SQLite one connection: the file takes one writer at a time, so writes
-    /// wait their turn here, in order, instead of in SQLite's busy handler, which sleeps
-    /// and retries unfairly and made the tail latency. On Postgres the same pool as reads.
-    writer: AnyPool,
     sqlite: bool,
     /// How far this handle's clock runs ahead of the machine's, in milliseconds: 0, except
     /// in tests that play a worker whose clock is wrong ([`Store::with_clock_skew`]).
@@ -121,38 +116,26 @@ impl Store {
                 });
             }
         }
-        let options = |connections: u32| {
-            AnyPoolOptions::new()
-                .max_connections(connections)
-                .acquire_timeout(Duration::from_secs(10))
-                .after_connect(move |conn, _| {
-                    Box::pin(async move {
-                        if sqlite {
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                                 PRAGMA busy_timeout = 10000;",
-                            )
-                            .await?;
-                        }
-                        Ok(())
-                    })
+        let pool = AnyPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
                 })
-        };
-        let pool = options(settings.max_connections)
+            })
             .connect(&url)
             .await
             .context("connecting to the store (store.url)")?;
-        let writer = if sqlite {
-            options(1)
-                .connect(&url)
-                .await
-                .context("connecting to the store (store.url)")?
-        } else {
-            pool.clone()
-        };
         Ok(Self {
             pool,
-            writer,
             sqlite,
             skew_ms: 0,
         })
@@ -166,7 +149,7 @@ impl Store {
             &POSTGRES_MIGRATIONS
         };
         migrator
-            .run(&self.writer)
+            .run(&self.pool)
             .await
             .context("migrating the store")?;
         Ok(())
@@ -196,8 +179,9 @@ impl Store {
         self
     }
 
-    /// Times one write, from asking for the writer to its commit, into
-    /// `dockhand_store_write_seconds{op}`: waiting for the writer is where contention shows.
+    /// Times one write, from asking for a connection to its commit, into
+    /// `dockhand_store_write_seconds{op}`: waiting for SQLite's write lock (in its busy
+    /// handler) or for a connection is where contention shows.
     fn time_write(&self, op: &'static str) -> crate::metrics::OpTimer {
         crate::metrics::OpTimer::start(crate::metrics::STORE_WRITE_SECONDS, op)
     }

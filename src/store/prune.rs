@@ -78,7 +78,7 @@ impl Store {
             let n = sqlx::query(self.sql(query))
                 .bind(millis(cutoff))
                 .bind(i64::from(batch))
-                .execute(&self.writer)
+                .execute(&self.pool)
                 .await?
                 .rows_affected();
             deleted += n;

@@ -44,7 +44,7 @@ impl Store {
             .bind(state.as_str().to_string())
             .bind(ran_job.map(|j| j.0 as i64))
             .bind(self.now())
-            .execute(&self.writer)
+            .execute(&self.pool)
             .await?;
         Ok(())
     }
@@ -61,7 +61,7 @@ impl Store {
             .bind(runner_name.to_string())
             .bind(task_arn.to_string())
             .bind(self.now())
-            .execute(&self.writer)
+            .execute(&self.pool)
             .await?;
         Ok(())
     }

@@ -100,7 +100,7 @@ impl Store {
             .bind(created_at(event, now))
             .bind(event.job.started_at.map(millis))
             .bind(now)
-            .execute(&self.writer)
+            .execute(&self.pool)
             .await?;
         Ok(())
     }
@@ -151,7 +151,7 @@ impl Store {
             .bind(created_at(event, now))
             .bind(event.job.completed_at.map(millis))
             .bind(now)
-            .execute(&self.writer)
+            .execute(&self.pool)
             .await?;
         Ok(())
     }

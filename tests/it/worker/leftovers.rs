@@ -242,3 +242,46 @@ async fn a_registration_that_could_not_be_deleted_is_removed_by_the_next_attempt
     assert_eq!(runners[0].name, "dh-linux-x64-1405-2");
     assert_eq!(env.ecs.task_arns().await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visibility_change_that_hangs_does_not_let_the_lease_lapse() {
+    let env = Env::new(QueueChoice::Embedded, Backend::Sqlite).await;
+    env.github
+        .set_delay(Endpoint::JitConfig, Duration::from_secs(3));
+    let queue = crate::common::gated_queue::GatedQueue::new(env.app.queue.clone());
+    let a = dockhand::startup::build_worker(&env.settings, std::sync::Arc::new(queue.clone()))
+        .await
+        .unwrap();
+    env.app.deliver(Delivery::signed(queued_job(1701))).await;
+    let launching = tokio::spawn(async move { a.process_next().await.unwrap() });
+    eventually("the JIT call", Duration::from_secs(10), || async {
+        (env.github.count(Endpoint::JitConfig) == 1).then_some(())
+    })
+    .await;
+    // A's heartbeat sends a visibility change that hangs (a slow queue) for twice the lease.
+    queue.arm();
+    queue.wait_until_holding().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Another worker sees the job (its message, visible again, and a redelivery): A's lease
+    // is alive, so it waits.
+    env.app.deliver(Delivery::signed(queued_job(1701))).await;
+    let b = env.worker().await;
+    let Step::Processed(settled) = b.process_next().await.unwrap() else {
+        panic!("B received nothing")
+    };
+    assert!(
+        settled
+            .iter()
+            .all(|s| matches!(s, Settled::Deferred(Deferral::Held(_)))),
+        "{settled:?}"
+    );
+
+    queue.open();
+    assert_eq!(
+        launching.await.unwrap(),
+        Step::Processed(vec![Settled::Done(Outcome::Launched)])
+    );
+    assert_eq!(env.github.count(Endpoint::JitConfig), 1);
+    assert_eq!(env.ecs.task_arns().await.len(), 1);
+}

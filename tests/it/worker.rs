@@ -95,6 +95,18 @@ impl Env {
     }
 }
 
+/// Processes the next message that becomes visible, and what became of it.
+pub(super) async fn next(worker: &Worker) -> Settled {
+    eventually("a message to process", Duration::from_secs(20), || async {
+        match worker.process_next().await.unwrap() {
+            Step::Processed(mut settled) if settled.len() == 1 => settled.pop(),
+            Step::Processed(settled) => panic!("one message at a time: {settled:?}"),
+            Step::Empty => None,
+        }
+    })
+    .await
+}
+
 /// The message failed transiently once (deferred with an error), then launched.
 fn assert_retried_once_then_launched(settled: &[Settled]) {
     assert!(

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Env, QueueChoice, spot_then_fargate};
+use super::{Env, QueueChoice, next, spot_then_fargate};
 use crate::common::fake_github::{Endpoint, Failure};
 use crate::common::moto_ecs::faults::FARGATE_NO_CAPACITY;
 use crate::common::process::eventually;
@@ -13,20 +13,8 @@ use crate::common::*;
 use dockhand::domain::JobId;
 use dockhand::store::LaunchState;
 use dockhand::worker::outcome::{Deferral, Outcome, Settled};
-use dockhand::worker::{Step, Worker};
+use dockhand::worker::Step;
 use rstest::rstest;
-
-/// Processes the next message that becomes visible, and what became of it.
-async fn next(worker: &Worker) -> Settled {
-    eventually("a message to process", Duration::from_secs(20), || async {
-        match worker.process_next().await.unwrap() {
-            Step::Processed(mut settled) if settled.len() == 1 => settled.pop(),
-            Step::Processed(settled) => panic!("one message at a time: {settled:?}"),
-            Step::Empty => None,
-        }
-    })
-    .await
-}
 
 /// Makes the store refuse to record any task ARN for a job, as an unavailable database
 /// would, until [`allow_task_arns`].
@@ -56,17 +44,15 @@ async fn refuse_task_arns(env: &Env, backend: Backend) {
     }
 }
 
-async fn allow_task_arns(env: &Env) {
+async fn allow_task_arns(env: &Env, backend: Backend) {
     let db = sqlx::AnyPool::connect(&env._store.settings.url)
         .await
         .unwrap();
-    sqlx::raw_sql("DROP TRIGGER refuse_task_arn ON jobs")
-        .execute(&db)
-        .await
-        .or(sqlx::raw_sql("DROP TRIGGER refuse_task_arn")
-            .execute(&db)
-            .await)
-        .unwrap();
+    let drop = match backend {
+        Backend::Sqlite => "DROP TRIGGER refuse_task_arn",
+        Backend::Postgres => "DROP TRIGGER refuse_task_arn ON jobs",
+    };
+    sqlx::raw_sql(drop).execute(&db).await.unwrap();
 }
 
 #[rstest]
@@ -87,7 +73,7 @@ async fn a_task_whose_arn_could_not_be_recorded_is_adopted_not_launched_again(
     );
     assert_eq!(env.ecs.task_arns().await.len(), 1, "RunTask succeeded");
 
-    allow_task_arns(&env).await;
+    allow_task_arns(&env, backend).await;
     let settled = drain_workers(&[&worker]).await;
     assert_eq!(count_done(&settled, Outcome::Adopted), 1, "{settled:?}");
     assert_eq!(env.ecs.task_arns().await.len(), 1, "no second task");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Env, QueueChoice};
+use super::{Env, QueueChoice, next};
 use crate::common::fake_github::{Endpoint, Failure};
 use crate::common::process::eventually;
 use crate::common::stores::Backend;
@@ -21,18 +21,6 @@ const MAX_RECEIVES: u32 = 3;
 
 fn few_receives(s: &mut Settings) {
     s.queue.embedded.max_receives = MAX_RECEIVES;
-}
-
-/// Processes the next message that becomes visible, and what became of it.
-async fn next(worker: &Worker) -> Settled {
-    eventually("a message to process", Duration::from_secs(20), || async {
-        match worker.process_next().await.unwrap() {
-            Step::Processed(mut settled) if settled.len() == 1 => settled.pop(),
-            Step::Processed(settled) => panic!("one message at a time: {settled:?}"),
-            Step::Empty => None,
-        }
-    })
-    .await
 }
 
 async fn dead_letters(env: &Env) -> Vec<dockhand::queue::ReceivedMessage> {

@@ -12,8 +12,8 @@ use crate::common::stores::Backend;
 use crate::common::*;
 use dockhand::domain::JobId;
 use dockhand::store::LaunchState;
-use dockhand::worker::outcome::{Deferral, Outcome, Settled};
 use dockhand::worker::Step;
+use dockhand::worker::outcome::{Deferral, Outcome, Settled};
 use rstest::rstest;
 
 /// Makes the store refuse to record any task ARN for a job, as an unavailable database

@@ -17,8 +17,9 @@
 //! runs), `startup` (building and running the processes) and `reload` (pool changes while
 //! running), `listener` (accepting connections with timeouts and a cap, for the webhook
 //! and admin listeners), `admin` (`/metrics`, `/healthz`, `/readyz`), `metrics`,
-//! `telemetry`, `cli`, and `synthetic` (signed test deliveries for `send-event`, tests and
-//! benchmarks).
+//! `telemetry`, `cli`, `synthetic` (signed test deliveries for `send-event`, tests and
+//! benchmarks), and `write_gate` (SQLite's writers, the queue's and the store's, taking
+//! turns in order).
 
 pub mod ingress;
 pub mod domain;
@@ -39,3 +40,4 @@ pub mod metrics;
 pub mod telemetry;
 pub mod cli;
 pub mod synthetic;
+pub mod write_gate;

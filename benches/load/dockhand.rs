@@ -91,6 +91,28 @@ pub fn histogram_p99(metrics: &str, metric: &str) -> Option<f64> {
         .map(|(le, _)| *le)
 }
 
+/// Per op, how many observations of a histogram took longer than `over` seconds (a bucket
+/// bound): the writes that make a tail, which a p99 over thousands of fast writes hides.
+pub fn slower_than(metrics: &str, metric: &str, over: &str) -> Vec<(String, f64)> {
+    let count = sum_by_label(metrics, &format!("{metric}_count"), "op");
+    let mut within: std::collections::BTreeMap<String, f64> = Default::default();
+    let needle = format!("le=\"{over}\"");
+    for line in metrics.lines().filter(|l| l.contains(&needle)) {
+        let one = sum_by_label(line, &format!("{metric}_bucket"), "op");
+        for (op, n) in one {
+            *within.entry(op).or_default() += n;
+        }
+    }
+    count
+        .into_iter()
+        .map(|(op, n)| {
+            let slow = n - within.get(&op).copied().unwrap_or(0.0);
+            (op, slow)
+        })
+        .filter(|(_, slow)| *slow > 0.0)
+        .collect()
+}
+
 /// A running `dockhand serve`.
 pub struct Dockhand {
     child: Child,

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::dockhand::{ChildConfig, Dockhand, cpu_secs, histogram_p99, sum_by_label};
+use crate::dockhand::{ChildConfig, Dockhand, cpu_secs, histogram_p99, slower_than, sum_by_label};
 use crate::fake_ecs::FakeEcs;
 use crate::fake_github::FakeGitHub;
 use crate::report::{Percentiles, RunResult};
@@ -226,7 +226,7 @@ async fn run_once(options: &Options, concurrency: usize) -> anyhow::Result<RunRe
         options.seed,
     ));
     let cpu_before = (cpu_secs(&child.pid().to_string()), cpu_secs("self"));
-    let sent = traffic::send_all(
+    let mut sent = traffic::send_all(
         &http,
         &child.webhook_url,
         traffic.clone(),
@@ -257,6 +257,7 @@ async fn run_once(options: &Options, concurrency: usize) -> anyhow::Result<RunRe
 
     let mut latency = Vec::new();
     let mut after_202 = Vec::new();
+    let mut slowest = Vec::new();
     let mut lost_sample = Vec::new();
     let mut lost = 0;
     let mut last_launch = sent.started;
@@ -265,7 +266,12 @@ async fn run_once(options: &Options, concurrency: usize) -> anyhow::Result<RunRe
             Some(launch) => {
                 last_launch = last_launch.max(launch.first);
                 if let Some(t) = sent.first_sent[i] {
-                    latency.push(launch.first.saturating_duration_since(t));
+                    let took = launch.first.saturating_duration_since(t);
+                    latency.push(took);
+                    slowest.push((
+                        t.saturating_duration_since(sent.started).as_secs_f64(),
+                        took,
+                    ));
                 }
                 if let Some(t) = sent.first_accepted[i] {
                     after_202.push(launch.first.saturating_duration_since(t));
@@ -309,6 +315,20 @@ async fn run_once(options: &Options, concurrency: usize) -> anyhow::Result<RunRe
         jobs_per_sec: launched as f64 / launch_secs.max(f64::EPSILON),
         latency_ms: Percentiles::of(&mut latency),
         latency_after_202_ms: Percentiles::of(&mut after_202),
+        ingress_ms: Percentiles::of(&mut sent.ingress),
+        slowest_launches: {
+            slowest.sort_by_key(|s: &(f64, Duration)| std::cmp::Reverse(s.1));
+            slowest
+                .iter()
+                .take(5)
+                .map(|(at, took)| (*at, took.as_secs_f64() * 1000.0))
+                .collect()
+        },
+        slowest_ingress: sent
+            .slowest
+            .iter()
+            .map(|(at, took)| (*at, took.as_secs_f64() * 1000.0))
+            .collect(),
         launched,
         github_calls: gh.total(),
         github_by_endpoint: gh.by_endpoint.clone(),
@@ -330,6 +350,17 @@ async fn run_once(options: &Options, concurrency: usize) -> anyhow::Result<RunRe
             .map(|s| s * 1000.0),
         queue_write_p99_ms: histogram_p99(&metrics, "dockhand_queue_write_seconds")
             .map(|s| s * 1000.0),
+        slow_store_writes: slower_than(&metrics, "dockhand_store_write_seconds", "0.025"),
+        slow_queue_writes: slower_than(&metrics, "dockhand_queue_write_seconds", "0.025"),
+        writes_over_10ms: [
+            "dockhand_store_write_seconds",
+            "dockhand_queue_write_seconds",
+        ]
+        .map(|m| {
+            slower_than(&metrics, m, "0.01")
+                .iter()
+                .fold(0.0, |sum, (_, n)| sum + n)
+        }),
         answers: sent.answers,
         exit,
         exit_ok,

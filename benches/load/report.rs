@@ -47,6 +47,17 @@ pub struct RunResult {
     /// `dockhand_queue_write_seconds`, all ops together, in ms (a bucket's upper bound).
     pub store_write_p99_ms: Option<f64>,
     pub queue_write_p99_ms: Option<f64>,
+    /// Writes over 25 ms, by op, for the store and the queue.
+    pub slow_store_writes: Vec<(String, f64)>,
+    pub slow_queue_writes: Vec<(String, f64)>,
+    /// How many store and queue writes took over 10 ms.
+    pub writes_over_10ms: [f64; 2],
+    /// First delivery sent → its 202, ms (the ingress's share of the latency).
+    pub ingress_ms: Percentiles,
+    /// The five slowest jobs: (seconds into the run, sent → RunTask in ms).
+    pub slowest_launches: Vec<(f64, f64)>,
+    /// The five slowest deliveries: (seconds into the run, sent → 202 in ms).
+    pub slowest_ingress: Vec<(f64, f64)>,
     /// `dockhand_jobs_total` by outcome.
     pub jobs_total: Vec<(String, f64)>,
     /// `status outcome` → count, as the ingress answered.
@@ -130,6 +141,35 @@ impl RunResult {
                     ms_or_dash(self.store_write_p99_ms),
                     ms_or_dash(self.queue_write_p99_ms)
                 ),
+            ),
+            (
+                "writes over 25 ms, by op",
+                format!(
+                    "store {:?}, queue {:?}",
+                    self.slow_store_writes, self.slow_queue_writes
+                ),
+            ),
+            (
+                "writes over 10 ms",
+                format!(
+                    "store {}, queue {}",
+                    self.writes_over_10ms[0], self.writes_over_10ms[1]
+                ),
+            ),
+            (
+                "webhook sent -> 202",
+                format!(
+                    "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                    self.ingress_ms.p50, self.ingress_ms.p99, self.ingress_ms.max
+                ),
+            ),
+            (
+                "slowest sent -> RunTask (at s: ms)",
+                at_ms(&self.slowest_launches),
+            ),
+            (
+                "slowest sent -> 202 (at s: ms)",
+                at_ms(&self.slowest_ingress),
             ),
             (
                 "202 received -> RunTask",
@@ -281,4 +321,13 @@ pub fn print_markdown(results: &[RunResult]) {
             },
         );
     }
+}
+
+/// `(seconds into the run, ms)` pairs as `at: ms, ...`.
+fn at_ms(pairs: &[(f64, f64)]) -> String {
+    pairs
+        .iter()
+        .map(|(at, ms)| format!("{at:.2}: {ms:.1}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

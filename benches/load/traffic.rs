@@ -82,6 +82,10 @@ pub struct Sent {
     /// Per job: when its first delivery was sent, and when the first 202 came back.
     pub first_sent: Vec<Option<Instant>>,
     pub first_accepted: Vec<Option<Instant>>,
+    /// Per delivery answered 202: sent → 202.
+    pub ingress: Vec<Duration>,
+    /// The slowest of those: (seconds since the first send, sent → 202), slowest first.
+    pub slowest: Vec<(f64, Duration)>,
     /// Answers by `status outcome` (`0 error` when the request failed).
     pub answers: BTreeMap<String, u64>,
 }
@@ -129,6 +133,8 @@ pub async fn send_all(
         finished: started,
         first_sent: vec![None; jobs],
         first_accepted: vec![None; jobs],
+        ingress: Vec::new(),
+        slowest: Vec::new(),
         answers: BTreeMap::new(),
     };
     while let Some(seen) = tasks.join_next().await {
@@ -136,12 +142,18 @@ pub async fn send_all(
             let first = &mut sent.first_sent[a.job];
             *first = Some(first.map_or(a.sent, |t| t.min(a.sent)));
             if let Some(accepted) = a.accepted {
+                let took = accepted.saturating_duration_since(a.sent);
+                sent.ingress.push(took);
+                let at = a.sent.saturating_duration_since(started).as_secs_f64();
+                sent.slowest.push((at, took));
                 let first = &mut sent.first_accepted[a.job];
                 *first = Some(first.map_or(accepted, |t| t.min(accepted)));
             }
             *sent.answers.entry(a.answer).or_default() += 1;
         }
     }
+    sent.slowest.sort_by_key(|s| std::cmp::Reverse(s.1));
+    sent.slowest.truncate(5);
     sent.finished = Instant::now();
     sent
 }

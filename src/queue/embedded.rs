@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use super::{Depth, MessageId, OutgoingMessage, Queue, QueueError, ReceiptHandle, ReceivedMessage};
 use crate::config::EmbeddedQueueSettings;
 use crate::metrics::{OpTimer, QUEUE_WRITE_SECONDS};
+use crate::write_gate::{WriteGate, WriteTurn};
 
 const MAIN: &str = "main";
 const DEAD_LETTER: &str = "dead_letter";
@@ -33,6 +34,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/embedded
 #[derive(Debug, Clone)]
 pub struct EmbeddedQueue {
     pool: SqlitePool,
+    /// The file's writers take turns here instead of in SQLite's busy handler.
+    gate: WriteGate,
     path: PathBuf,
     name: &'static str,
     visibility_timeout: Duration,
@@ -56,7 +59,12 @@ impl EmbeddedQueue {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Checkpoints run beside the writers (see `write_gate`); this is the safety net.
+            .pragma(
+                "wal_autocheckpoint",
+                crate::write_gate::WAL_AUTOCHECKPOINT_PAGES.to_string(),
+            );
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -64,12 +72,26 @@ impl EmbeddedQueue {
         MIGRATOR.run(&pool).await?;
         Ok(Self {
             pool,
+            gate: WriteGate::for_file(&settings.path),
             path: settings.path.clone(),
             name: MAIN,
             visibility_timeout: settings.visibility_timeout,
             max_receives: Some(settings.max_receives),
             poll_interval: settings.poll_interval,
             sent: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Starts one write: waits for the file's turn and times it, from the wait to the
+    /// commit, into `dockhand_queue_write_seconds{op}`. Hold the result until the commit.
+    /// The connection is taken before the turn, so that the turn covers only the statements.
+    async fn write(&self, op: &'static str) -> Result<Writing, QueueError> {
+        let timer = OpTimer::start(QUEUE_WRITE_SECONDS, op);
+        let conn = self.pool.acquire().await.map_err(unavailable)?;
+        Ok(Writing {
+            conn,
+            _turn: self.gate.turn().await,
+            _timer: timer,
         })
     }
 
@@ -87,10 +109,25 @@ impl EmbeddedQueue {
         max: usize,
         visibility: Duration,
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
-        let _timer = OpTimer::start(QUEUE_WRITE_SECONDS, "receive");
         let now = Utc::now().timestamp_millis();
+        // A look first, without the write turn: an empty poll then costs no write, and
+        // does not hold up the sends it is waiting for.
+        let ready: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2)",
+        )
+        .bind(self.name)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        if !ready {
+            return Ok(Vec::new());
+        }
+        let mut w = self.write("receive").await?;
         // One commit for the dead-letter move and the receive.
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = sqlx::Connection::begin(&mut *w.conn)
+            .await
+            .map_err(unavailable)?;
         if let Some(limit) = self.max_receives {
             sqlx::query(
                 "UPDATE queue_messages
@@ -179,6 +216,14 @@ impl EmbeddedQueue {
     }
 }
 
+/// One write under way: its connection goes back to the pool before the turn ends, and the
+/// turn ends before the timer stops.
+struct Writing {
+    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    _turn: WriteTurn,
+    _timer: OpTimer,
+}
+
 fn unavailable(err: sqlx::Error) -> QueueError {
     QueueError::Unavailable(Box::new(err))
 }
@@ -189,9 +234,11 @@ impl Queue for EmbeddedQueue {
         &self,
         messages: Vec<OutgoingMessage>,
     ) -> Result<Vec<Result<MessageId, QueueError>>, QueueError> {
-        let _timer = OpTimer::start(QUEUE_WRITE_SECONDS, "send");
+        let mut w = self.write("send").await?;
         let now = Utc::now().timestamp_millis();
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = sqlx::Connection::begin(&mut *w.conn)
+            .await
+            .map_err(unavailable)?;
         let mut ids = Vec::with_capacity(messages.len());
         for message in &messages {
             ids.push(Ok(self
@@ -242,7 +289,7 @@ impl Queue for EmbeddedQueue {
         receipt: &ReceiptHandle,
         timeout: Duration,
     ) -> Result<(), QueueError> {
-        let _timer = OpTimer::start(QUEUE_WRITE_SECONDS, "change_visibility");
+        let mut w = self.write("change_visibility").await?;
         let visible_at = Utc::now().timestamp_millis() + timeout.as_millis() as i64;
         let done = sqlx::query(
             "UPDATE queue_messages SET visible_at = ?1 WHERE receipt = ?2 AND queue = ?3",
@@ -250,7 +297,7 @@ impl Queue for EmbeddedQueue {
         .bind(visible_at)
         .bind(&receipt.0)
         .bind(self.name)
-        .execute(&self.pool)
+        .execute(&mut *w.conn)
         .await
         .map_err(unavailable)?;
         match done.rows_affected() {
@@ -260,11 +307,11 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn delete(&self, receipt: &ReceiptHandle) -> Result<(), QueueError> {
-        let _timer = OpTimer::start(QUEUE_WRITE_SECONDS, "delete");
+        let mut w = self.write("delete").await?;
         let done = sqlx::query("DELETE FROM queue_messages WHERE receipt = ?1 AND queue = ?2")
             .bind(&receipt.0)
             .bind(self.name)
-            .execute(&self.pool)
+            .execute(&mut *w.conn)
             .await
             .map_err(unavailable)?;
         match done.rows_affected() {

@@ -85,7 +85,7 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<Claim, StoreError> {
-        let _timer = self.time_write("claim");
+        let mut w = self.write("claim").await?;
         let now = self.now();
         let labels = serde_json::to_string(&event.job.labels).expect("labels serialize");
         let sql = self.sql(
@@ -117,7 +117,7 @@ impl Store {
             .bind(lease.as_millis() as i64)
             .bind(created_at(event, now))
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *w.conn)
             .await?;
         if let Some(row) = claimed {
             let attempt: i64 = row.try_get("attempt")?;
@@ -140,7 +140,7 @@ impl Store {
         );
         let row = sqlx::query(sql)
             .bind(event.job.id.0 as i64)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *w.conn)
             .await?;
         let state = LaunchState::parse(&row.try_get::<String, _>("launch")?);
         Ok(if state.is_settled() {
@@ -168,7 +168,7 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<(), StoreError> {
-        let _timer = self.time_write("renew_lease");
+        let mut w = self.write("renew_lease").await?;
         let sql = self.sql(
             "UPDATE jobs SET lease_expires_at = DB_NOW + $3, updated_at = $4
              WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'",
@@ -180,7 +180,7 @@ impl Store {
                 .bind(owner.to_string())
                 .bind(lease.as_millis() as i64)
                 .bind(self.now())
-                .execute(&self.pool)
+                .execute(&mut *w.conn)
                 .await?
                 .rows_affected(),
         )
@@ -197,7 +197,7 @@ impl Store {
         runner_name: &str,
         cluster: &str,
     ) -> Result<Owed, StoreError> {
-        let _timer = self.time_write("record_intent");
+        let mut w = self.write("record_intent").await?;
         let sql = self.sql(
             "UPDATE jobs SET runner_name = $3, cluster = $4, runner_id = NULL, task_arn = NULL,
                  updated_at = $5
@@ -210,7 +210,7 @@ impl Store {
             .bind(runner_name.to_string())
             .bind(cluster.to_string())
             .bind(self.now())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *w.conn)
             .await?;
         owed(job, row.as_ref())
     }
@@ -224,7 +224,7 @@ impl Store {
         runner_name: &str,
         runner_id: RunnerId,
     ) -> Result<Owed, StoreError> {
-        let _timer = self.time_write("record_registration");
+        let mut w = self.write("record_registration").await?;
         let now = self.now();
         let sql = self.sql(
             "UPDATE jobs SET runner_id = $3, updated_at = $4
@@ -232,7 +232,7 @@ impl Store {
              RETURNING github, ran_on, ran_on_dockhand",
         );
         // One commit for both rows.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = sqlx::Connection::begin(&mut *w.conn).await?;
         let row = sqlx::query(sql)
             .bind(job.0 as i64)
             .bind(owner.to_string())
@@ -269,7 +269,7 @@ impl Store {
         task_arn: &str,
         how: LaunchState,
     ) -> Result<(), StoreError> {
-        let _timer = self.time_write("record_launched");
+        let mut w = self.write("record_launched").await?;
         debug_assert!(matches!(how, LaunchState::Launched | LaunchState::Adopted));
         let now = self.now();
         let sql = self.sql(
@@ -278,7 +278,7 @@ impl Store {
              WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'",
         );
         // One commit for the job and its runner.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = sqlx::Connection::begin(&mut *w.conn).await?;
         let updated = sqlx::query(sql)
             .bind(job.0 as i64)
             .bind(owner.to_string())
@@ -364,7 +364,7 @@ impl Store {
     /// requeued twice still launches once; its earlier attempt is taken over as after a
     /// crash. Returns whether the job was failed.
     pub async fn reopen_failed(&self, job: JobId) -> Result<bool, StoreError> {
-        let _timer = self.time_write("reopen_failed");
+        let mut w = self.write("reopen_failed").await?;
         let sql = self.sql(
             "UPDATE jobs SET launch = 'owed', reason = NULL, updated_at = $2
              WHERE job_id = $1 AND launch = 'failed'",
@@ -372,7 +372,7 @@ impl Store {
         let done = sqlx::query(sql)
             .bind(job.0 as i64)
             .bind(self.now())
-            .execute(&self.pool)
+            .execute(&mut *w.conn)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -405,13 +405,13 @@ impl Store {
         owner: &str,
         value: &str,
     ) -> Result<(), StoreError> {
-        let _timer = self.time_write(op);
+        let mut w = self.write(op).await?;
         let updated = sqlx::query(self.sql(sql))
             .bind(job.0 as i64)
             .bind(owner.to_string())
             .bind(value.to_string())
             .bind(self.now())
-            .execute(&self.pool)
+            .execute(&mut *w.conn)
             .await?
             .rows_affected();
         self.leased(job, updated)

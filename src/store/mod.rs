@@ -38,6 +38,7 @@ pub use state::{GitHubState, LaunchState, RunnerState};
 
 use crate::config::StoreSettings;
 use crate::domain::{JobEvent, JobId};
+use crate::write_gate::{WriteGate, WriteTurn};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/store/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/store/postgres");
@@ -53,6 +54,14 @@ pub enum StoreError {
     LeaseLost(JobId),
 }
 
+/// One write under way (see [`Store::write`]): its connection, which goes back to the pool
+/// before the turn ends, and the turn before the timer stops.
+struct Writing {
+    conn: sqlx::pool::PoolConnection<sqlx::Any>,
+    _turn: WriteTurn,
+    _timer: crate::metrics::OpTimer,
+}
+
 /// Stands for the database's clock in a query (see [`Store::sql`]).
 const DB_NOW: &str = "DB_NOW";
 /// SQLite's clock in unix milliseconds (`'now'` is fixed for one statement).
@@ -64,6 +73,8 @@ const POSTGRES_NOW: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite's writers take turns here instead of in its busy handler.
+    gate: WriteGate,
     sqlite: bool,
     /// How far this handle's clock runs ahead of the machine's, in milliseconds: 0, except
     /// in tests that play a worker whose clock is wrong ([`Store::with_clock_skew`]).
@@ -97,11 +108,13 @@ impl Store {
         sqlx::any::install_default_drivers();
         let sqlite = settings.url.starts_with("sqlite:");
         let mut url = settings.url.clone();
+        let mut file = None;
         if sqlite {
             let path = url
                 .trim_start_matches("sqlite://")
                 .trim_start_matches("sqlite:");
             let path = path.split('?').next().unwrap_or_default();
+            file = Some(std::path::PathBuf::from(path));
             if let Some(dir) = std::path::Path::new(path).parent()
                 && !dir.as_os_str().is_empty()
             {
@@ -122,11 +135,12 @@ impl Store {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
-                        conn.execute(
+                        let pragmas = format!(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA busy_timeout = 10000;",
-                        )
-                        .await?;
+                             PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = {};",
+                            crate::write_gate::WAL_AUTOCHECKPOINT_PAGES
+                        );
+                        conn.execute(AssertSqlSafe(pragmas)).await?;
                     }
                     Ok(())
                 })
@@ -134,8 +148,11 @@ impl Store {
             .connect(&url)
             .await
             .context("connecting to the store (store.url)")?;
+        // After connecting, so the file exists and its path can be made canonical.
+        let gate = file.map_or_else(WriteGate::none, |f| WriteGate::for_file(&f));
         Ok(Self {
             pool,
+            gate,
             sqlite,
             skew_ms: 0,
         })
@@ -179,11 +196,20 @@ impl Store {
         self
     }
 
-    /// Times one write, from asking for a connection to its commit, into
-    /// `dockhand_store_write_seconds{op}`: waiting for SQLite's write lock (in its busy
-    /// handler) or for a connection is where contention shows.
-    fn time_write(&self, op: &'static str) -> crate::metrics::OpTimer {
-        crate::metrics::OpTimer::start(crate::metrics::STORE_WRITE_SECONDS, op)
+    /// Starts one write: waits for this file's turn to write (SQLite) and times it, from
+    /// the wait to the commit, into `dockhand_store_write_seconds{op}`, where contention
+    /// shows. Hold the result until the commit; never start a second write while holding it.
+    ///
+    /// The connection is taken before the turn, so that the turn covers only the
+    /// statements, not the wait for a connection.
+    async fn write(&self, op: &'static str) -> Result<Writing, StoreError> {
+        let timer = crate::metrics::OpTimer::start(crate::metrics::STORE_WRITE_SECONDS, op);
+        let conn = self.pool.acquire().await?;
+        Ok(Writing {
+            conn,
+            _turn: self.gate.turn().await,
+            _timer: timer,
+        })
     }
 
     /// This process's idea of now, in unix milliseconds.

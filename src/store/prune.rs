@@ -74,11 +74,11 @@ impl Store {
         let batch = batch.max(1);
         let mut deleted = 0;
         loop {
-            let _timer = self.time_write("prune");
+            let mut w = self.write("prune").await?;
             let n = sqlx::query(self.sql(query))
                 .bind(millis(cutoff))
                 .bind(i64::from(batch))
-                .execute(&self.pool)
+                .execute(&mut *w.conn)
                 .await?
                 .rows_affected();
             deleted += n;

@@ -33,7 +33,7 @@ impl Store {
         state: RunnerState,
         ran_job: Option<JobId>,
     ) -> Result<(), StoreError> {
-        let _timer = self.time_write("runner_state");
+        let mut w = self.write("runner_state").await?;
         let sql = self.sql(
             "UPDATE runners SET state = $2, ran_job_id = COALESCE($3, ran_job_id), updated_at = $4
              WHERE runner_name = $1
@@ -44,7 +44,7 @@ impl Store {
             .bind(state.as_str().to_string())
             .bind(ran_job.map(|j| j.0 as i64))
             .bind(self.now())
-            .execute(&self.pool)
+            .execute(&mut *w.conn)
             .await?;
         Ok(())
     }
@@ -56,12 +56,12 @@ impl Store {
         runner_name: &str,
         task_arn: &str,
     ) -> Result<(), StoreError> {
-        let _timer = self.time_write("record_runner_task");
+        let mut w = self.write("record_runner_task").await?;
         sqlx::query(self.sql(RECORD_RUNNER_TASK))
             .bind(runner_name.to_string())
             .bind(task_arn.to_string())
             .bind(self.now())
-            .execute(&self.pool)
+            .execute(&mut *w.conn)
             .await?;
         Ok(())
     }

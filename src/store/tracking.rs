@@ -69,7 +69,7 @@ impl Store {
         runner: Option<&str>,
         ours: Option<bool>,
     ) -> Result<(), StoreError> {
-        let _timer = self.time_write("track_in_progress");
+        let mut w = self.write("track_in_progress").await?;
         let now = self.now();
         let sql = self.sql(
             "INSERT INTO jobs (job_id, launch, github, pool, repo, installation_id, run_id,
@@ -100,7 +100,7 @@ impl Store {
             .bind(created_at(event, now))
             .bind(event.job.started_at.map(millis))
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *w.conn)
             .await?;
         Ok(())
     }
@@ -112,7 +112,7 @@ impl Store {
         runner: Option<&str>,
         ours: Option<bool>,
     ) -> Result<(), StoreError> {
-        let _timer = self.time_write("track_completed");
+        let mut w = self.write("track_completed").await?;
         let now = self.now();
         let conclusion = event
             .job
@@ -151,7 +151,7 @@ impl Store {
             .bind(created_at(event, now))
             .bind(event.job.completed_at.map(millis))
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *w.conn)
             .await?;
         Ok(())
     }

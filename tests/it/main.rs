@@ -15,6 +15,7 @@ mod embedded_queue;
 mod store;
 mod store_prune;
 mod store_upgrade;
+mod write_gate;
 
 mod ecs;
 mod fake_github_checks;

@@ -1,0 +1,191 @@
+//! One writer at a time per SQLite file, in the order they arrive.
+//!
+//! SQLite lets one connection write at a time. A connection that finds the file locked
+//! sleeps in its busy handler (1, 2, 5, 10, … up to 100 ms) and retries, and whoever asks
+//! at the right moment goes first, so under steady load an unlucky write can lose a dozen
+//! times in a row: that was the load harness's 100–230 ms tail (issue 12). Writers in this
+//! process instead wait here, on a fair (FIFO) async mutex, and the lock is handed over the
+//! moment it is free. The busy handler stays as the backstop for other processes on the
+//! same file (`dockhand dlq requeue` beside `dockhand serve`).
+//!
+//! Every handle on the same file in one process shares the gate: the registry is keyed by
+//! the file's canonical path. Postgres needs none ([`WriteGate::none`]).
+//!
+//! The gate also moves the WAL checkpoint out of the writers' way. By default SQLite
+//! checkpoints inside whichever commit passes 1,000 WAL pages, and with writers in a queue
+//! everyone behind that commit waits for the checkpoint's writes and sync too. Connections
+//! here set [`WAL_AUTOCHECKPOINT_PAGES`] high, as a safety net only, and a task per file
+//! runs a `PASSIVE` checkpoint every [`CHECKPOINT_INTERVAL`] on a connection of its own,
+//! beside the writers rather than in front of them. It stops with the last handle.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use sqlx::ConnectOptions;
+use sqlx::sqlite::SqliteConnectOptions;
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use tokio::task::JoinHandle;
+
+/// `PRAGMA wal_autocheckpoint` for connections to a gated file: a safety net for when the
+/// checkpoint task falls behind (about 40 MB of WAL), not the usual way.
+pub const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+
+/// How often the checkpoint task copies the WAL back into the database file.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The gate of one SQLite file (or none). Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct WriteGate(Option<Arc<Gate>>);
+
+#[derive(Debug)]
+struct Gate {
+    turn: Arc<AsyncMutex<()>>,
+    checkpoints: Option<JoinHandle<()>>,
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        if let Some(task) = &self.checkpoints {
+            task.abort();
+        }
+    }
+}
+
+/// A turn to write; the next writer goes when it drops.
+#[derive(Debug)]
+#[must_use = "the turn ends when this is dropped"]
+pub struct WriteTurn {
+    _held: Option<OwnedMutexGuard<()>>,
+}
+
+type Registry = Mutex<HashMap<PathBuf, Weak<Gate>>>;
+
+static GATES: std::sync::LazyLock<Registry> = std::sync::LazyLock::new(Registry::default);
+
+impl WriteGate {
+    /// No gate: writes go straight to the database (Postgres, which takes row locks).
+    #[must_use]
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// The gate shared by every handle on `path` in this process. Call it once the file
+    /// exists, so that two spellings of one path meet.
+    #[must_use]
+    pub fn for_file(path: &Path) -> Self {
+        let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut gates = GATES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        gates.retain(|_, gate| gate.strong_count() > 0);
+        if let Some(gate) = gates.get(&key).and_then(Weak::upgrade) {
+            return Self(Some(gate));
+        }
+        // Without a runtime (never in dockhand's processes) the safety net checkpoints.
+        let checkpoints = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|rt| rt.spawn(checkpoint_every(key.clone(), CHECKPOINT_INTERVAL)));
+        let gate = Arc::new(Gate {
+            turn: Arc::new(AsyncMutex::new(())),
+            checkpoints,
+        });
+        gates.insert(key, Arc::downgrade(&gate));
+        Self(Some(gate))
+    }
+
+    /// Waits for this writer's turn.
+    pub async fn turn(&self) -> WriteTurn {
+        match &self.0 {
+            Some(gate) => WriteTurn {
+                _held: Some(gate.turn.clone().lock_owned().await),
+            },
+            None => WriteTurn { _held: None },
+        }
+    }
+
+    /// Whether `self` and `other` are the same gate (for tests).
+    #[must_use]
+    pub fn same_as(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// Runs `PRAGMA wal_checkpoint(PASSIVE)` on `path` every `interval`, on its own connection,
+/// which it opens again after a failure. A `PASSIVE` checkpoint takes no write lock: it
+/// copies what no reader still needs and leaves the rest for next time.
+async fn checkpoint_every(path: PathBuf, interval: Duration) {
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .busy_timeout(Duration::from_secs(1));
+    let mut conn = None;
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if conn.is_none() {
+            conn = options.connect().await.ok();
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&mut *c)
+            .await
+        {
+            tracing::warn!(file = %path.display(), error = %err, "WAL checkpoint failed; retrying");
+            conn = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn handles_on_one_file_share_a_gate_and_other_files_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.db"), dir.path().join("b.db"));
+        std::fs::write(&a, b"").unwrap();
+        std::fs::write(&b, b"").unwrap();
+        let first = WriteGate::for_file(&a);
+        let again = WriteGate::for_file(&dir.path().join(".").join("a.db"));
+        assert!(first.same_as(&again));
+        assert!(!first.same_as(&WriteGate::for_file(&b)));
+        assert!(!WriteGate::none().same_as(&WriteGate::none()));
+    }
+
+    #[tokio::test]
+    async fn writers_take_turns_in_the_order_they_arrived() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        std::fs::write(&path, b"").unwrap();
+        let gate = WriteGate::for_file(&path);
+        let held = gate.turn().await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        for i in 0..5 {
+            let (gate, order) = (gate.clone(), order.clone());
+            waiters.push(tokio::spawn(async move {
+                let _turn = gate.turn().await;
+                order.lock().unwrap().push(i);
+            }));
+            // Each waiter is queued before the next one arrives.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            order.lock().unwrap().is_empty(),
+            "nobody writes while the turn is held"
+        );
+        drop(held);
+        for w in waiters {
+            w.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+    }
+}

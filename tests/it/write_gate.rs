@@ -1,0 +1,150 @@
+//! SQLite's writers take turns in this process (`dockhand::write_gate`): a store or queue
+//! write waits while another holds the file's turn, reads do not, and the WAL is
+//! checkpointed beside the writers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dockhand::config::EmbeddedQueueSettings;
+use dockhand::domain::{DeliveryId, JobEvent, JobId};
+use dockhand::ingress::webhook::{Parsed, parse_workflow_job};
+use dockhand::queue::embedded::EmbeddedQueue;
+use dockhand::queue::{OutgoingMessage, Queue};
+use dockhand::store::{Claim, LaunchState};
+use dockhand::synthetic::{SyntheticJob, workflow_job_payload};
+use dockhand::write_gate::{CHECKPOINT_INTERVAL, WriteGate};
+
+use crate::common::stores::{Backend, TestStore};
+
+const LEASE: Duration = Duration::from_secs(60);
+/// Long enough for a write that was not held up to have finished many times over.
+const HELD: Duration = Duration::from_millis(300);
+
+fn queued(job_id: u64) -> JobEvent {
+    let body = workflow_job_payload(&SyntheticJob {
+        action: "queued".into(),
+        job_id,
+        installation_id: Some(3),
+        ..SyntheticJob::default()
+    })
+    .to_string();
+    match parse_workflow_job(body.as_bytes(), DeliveryId("d".into()), 64).unwrap() {
+        Parsed::Job(e) => *e,
+        Parsed::UnknownAction => unreachable!(),
+    }
+}
+
+fn store_file(fresh: &TestStore) -> std::path::PathBuf {
+    let url = &fresh.settings.url;
+    url.trim_start_matches("sqlite://").into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_write_waits_for_the_files_turn_and_a_read_does_not() {
+    let fresh = TestStore::new(Backend::Sqlite).await;
+    let store = fresh.connect().await;
+    let held = WriteGate::for_file(&store_file(&fresh)).turn().await;
+
+    let claim = tokio::spawn({
+        let store = store.clone();
+        async move { store.claim(&queued(7), "pool", "worker-a", LEASE).await }
+    });
+    tokio::time::sleep(HELD).await;
+    assert!(
+        !claim.is_finished(),
+        "the claim went ahead of the held turn"
+    );
+    // Reads go on meanwhile, and see nothing of the waiting write.
+    assert_eq!(store.launch_state(JobId(7)).await.unwrap(), None);
+
+    drop(held);
+    let claimed = tokio::time::timeout(Duration::from_secs(5), claim)
+        .await
+        .expect("the claim finishes once the turn is free")
+        .unwrap()
+        .unwrap();
+    assert!(matches!(claimed, Claim::Acquired { attempt: 1, .. }));
+    assert_eq!(
+        store.launch_state(JobId(7)).await.unwrap(),
+        Some(LaunchState::Launching)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_send_waits_for_the_files_turn_and_an_empty_poll_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = EmbeddedQueueSettings {
+        path: dir.path().join("queue.db"),
+        visibility_timeout: Duration::from_secs(30),
+        max_receives: 3,
+        poll_interval: Duration::from_millis(20),
+    };
+    let queue: Arc<dyn Queue> = Arc::new(EmbeddedQueue::open(&settings).await.unwrap());
+    let held = WriteGate::for_file(&settings.path).turn().await;
+
+    // Nothing is visible: the receive looks without writing, so it is not held up.
+    let empty = tokio::time::timeout(HELD, queue.receive(10, Duration::ZERO))
+        .await
+        .expect("an empty poll does not wait for the write turn")
+        .unwrap();
+    assert!(empty.is_empty());
+
+    let send = tokio::spawn({
+        let queue = queue.clone();
+        async move {
+            queue
+                .send(OutgoingMessage {
+                    body: "job 1".into(),
+                    attributes: Default::default(),
+                    delay: Duration::ZERO,
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(HELD).await;
+    assert!(!send.is_finished(), "the send went ahead of the held turn");
+    assert_eq!(queue.approximate_depth().await.unwrap().visible, 0);
+
+    drop(held);
+    tokio::time::timeout(Duration::from_secs(5), send)
+        .await
+        .expect("the send finishes once the turn is free")
+        .unwrap()
+        .unwrap();
+    let got = queue.receive(10, Duration::ZERO).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, "job 1");
+}
+
+/// The pools' own checkpoints start only past thousands of WAL pages, so the database file
+/// grows during a few hundred writes only if the checkpoint task copies the WAL into it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_beside_the_writers() {
+    let fresh = TestStore::new(Backend::Sqlite).await;
+    let store = fresh.connect().await;
+    let file = store_file(&fresh);
+    tokio::time::sleep(CHECKPOINT_INTERVAL * 2).await;
+    let before = std::fs::metadata(&file).unwrap().len();
+    for job in 1..=300 {
+        store
+            .claim(&queued(job), "pool", "worker-a", LEASE)
+            .await
+            .unwrap();
+    }
+    let wal = std::fs::metadata(file.with_extension("db-wal"))
+        .unwrap()
+        .len();
+    assert!(wal > 100 * 1024, "the writes went to the WAL ({wal} bytes)");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = std::fs::metadata(&file).unwrap().len();
+        if now > before + 32 * 1024 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the database file stayed at {now} bytes (was {before}): nothing checkpointed"
+        );
+        tokio::time::sleep(CHECKPOINT_INTERVAL).await;
+    }
+}

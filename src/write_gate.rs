@@ -2,8 +2,9 @@
 //!
 //! SQLite lets one connection write at a time. A connection that finds the file locked
 //! sleeps in its busy handler (1, 2, 5, 10, … up to 100 ms) and retries, and whoever asks
-//! at the right moment goes first, so under steady load an unlucky write can lose a dozen
-//! times in a row: that was the load harness's 100–230 ms tail (issue 12). Writers in this
+//! at the right moment goes first, so under contention an unlucky write can lose many times
+//! in a row. `scripts/sqlite-contention.py` shows it: 8 writers at 60 commits/s each reach
+//! a max of 54–130 ms in the busy handler, and 5–24 ms taking turns. Writers in this
 //! process instead wait here, on a fair (FIFO) async mutex, and the lock is handed over the
 //! moment it is free. The busy handler stays as the backstop for other processes on the
 //! same file (`dockhand dlq requeue` beside `dockhand serve`).
@@ -11,47 +12,20 @@
 //! Every handle on the same file in one process shares the gate: the registry is keyed by
 //! the file's canonical path. Postgres needs none ([`WriteGate::none`]).
 //!
-//! The gate also moves the WAL checkpoint out of the writers' way. By default SQLite
-//! checkpoints inside whichever commit passes 1,000 WAL pages, and with writers in a queue
-//! everyone behind that commit waits for the checkpoint's writes and sync too. Connections
-//! here set [`WAL_AUTOCHECKPOINT_PAGES`] high, as a safety net only, and a task per file
-//! runs a `PASSIVE` checkpoint every [`CHECKPOINT_INTERVAL`] on a connection of its own,
-//! beside the writers rather than in front of them. It stops with the last handle.
+//! SQLite's automatic WAL checkpoint still runs inside the commit that passes 1,000 WAL
+//! pages, and so within that writer's turn. A task that checkpointed beside the writers
+//! instead was measured and left out: it cost 10% of the burst throughput and did not
+//! change the paced tail (docs/benchmarks.md, issue 12).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
-use sqlx::ConnectOptions;
-use sqlx::sqlite::SqliteConnectOptions;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
-use tokio::task::JoinHandle;
-
-/// `PRAGMA wal_autocheckpoint` for connections to a gated file: a safety net for when the
-/// checkpoint task falls behind (about 40 MB of WAL), not the usual way.
-pub const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
-
-/// How often the checkpoint task copies the WAL back into the database file.
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The gate of one SQLite file (or none). Cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct WriteGate(Option<Arc<Gate>>);
-
-#[derive(Debug)]
-struct Gate {
-    turn: Arc<AsyncMutex<()>>,
-    checkpoints: Option<JoinHandle<()>>,
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        if let Some(task) = &self.checkpoints {
-            task.abort();
-        }
-    }
-}
+pub struct WriteGate(Option<Arc<AsyncMutex<()>>>);
 
 /// A turn to write; the next writer goes when it drops.
 #[derive(Debug)]
@@ -60,7 +34,7 @@ pub struct WriteTurn {
     _held: Option<OwnedMutexGuard<()>>,
 }
 
-type Registry = Mutex<HashMap<PathBuf, Weak<Gate>>>;
+type Registry = Mutex<HashMap<PathBuf, Weak<AsyncMutex<()>>>>;
 
 static GATES: std::sync::LazyLock<Registry> = std::sync::LazyLock::new(Registry::default);
 
@@ -83,14 +57,7 @@ impl WriteGate {
         if let Some(gate) = gates.get(&key).and_then(Weak::upgrade) {
             return Self(Some(gate));
         }
-        // Without a runtime (never in dockhand's processes) the safety net checkpoints.
-        let checkpoints = tokio::runtime::Handle::try_current()
-            .ok()
-            .map(|rt| rt.spawn(checkpoint_every(key.clone(), CHECKPOINT_INTERVAL)));
-        let gate = Arc::new(Gate {
-            turn: Arc::new(AsyncMutex::new(())),
-            checkpoints,
-        });
+        let gate = Arc::new(AsyncMutex::new(()));
         gates.insert(key, Arc::downgrade(&gate));
         Self(Some(gate))
     }
@@ -99,7 +66,7 @@ impl WriteGate {
     pub async fn turn(&self) -> WriteTurn {
         match &self.0 {
             Some(gate) => WriteTurn {
-                _held: Some(gate.turn.clone().lock_owned().await),
+                _held: Some(gate.clone().lock_owned().await),
             },
             None => WriteTurn { _held: None },
         }
@@ -111,32 +78,6 @@ impl WriteGate {
         match (&self.0, &other.0) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             _ => false,
-        }
-    }
-}
-
-/// Runs `PRAGMA wal_checkpoint(PASSIVE)` on `path` every `interval`, on its own connection,
-/// which it opens again after a failure. A `PASSIVE` checkpoint takes no write lock: it
-/// copies what no reader still needs and leaves the rest for next time.
-async fn checkpoint_every(path: PathBuf, interval: Duration) {
-    let options = SqliteConnectOptions::new()
-        .filename(&path)
-        .busy_timeout(Duration::from_secs(1));
-    let mut conn = None;
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        if conn.is_none() {
-            conn = options.connect().await.ok();
-        }
-        let Some(c) = conn.as_mut() else { continue };
-        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&mut *c)
-            .await
-        {
-            tracing::warn!(file = %path.display(), error = %err, "WAL checkpoint failed; retrying");
-            conn = None;
         }
     }
 }

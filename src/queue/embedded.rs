@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -44,6 +45,8 @@ pub struct EmbeddedQueue {
     poll_interval: Duration,
     /// Wakes long-polling receivers when this process sends.
     sent: Arc<Notify>,
+    /// Whether this queue's last receive found nothing (see `receive_now`).
+    idle: Arc<AtomicBool>,
 }
 
 impl EmbeddedQueue {
@@ -59,12 +62,7 @@ impl EmbeddedQueue {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            // Checkpoints run beside the writers (see `write_gate`); this is the safety net.
-            .pragma(
-                "wal_autocheckpoint",
-                crate::write_gate::WAL_AUTOCHECKPOINT_PAGES.to_string(),
-            );
+            .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -79,6 +77,7 @@ impl EmbeddedQueue {
             max_receives: Some(settings.max_receives),
             poll_interval: settings.poll_interval,
             sent: Arc::new(Notify::new()),
+            idle: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -100,6 +99,7 @@ impl EmbeddedQueue {
         Self {
             name: DEAD_LETTER,
             max_receives: None,
+            idle: Arc::new(AtomicBool::new(true)),
             ..self.clone()
         }
     }
@@ -110,18 +110,21 @@ impl EmbeddedQueue {
         visibility: Duration,
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
         let now = Utc::now().timestamp_millis();
-        // A look first, without the write turn: an empty poll then costs no write, and
-        // does not hold up the sends it is waiting for.
-        let ready: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2)",
-        )
-        .bind(self.name)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        if !ready {
-            return Ok(Vec::new());
+        // After an empty receive, a look first, without the write turn: an idle poll then
+        // costs no write and does not hold up the sends it waits for. While messages keep
+        // coming the look would only add a query, so it is skipped.
+        if self.idle.load(Ordering::Relaxed) {
+            let ready: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2)",
+            )
+            .bind(self.name)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+            if !ready {
+                return Ok(Vec::new());
+            }
         }
         let mut w = self.write("receive").await?;
         // One commit for the dead-letter move and the receive.
@@ -165,6 +168,7 @@ impl EmbeddedQueue {
         .await
         .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
+        self.idle.store(rows.is_empty(), Ordering::Relaxed);
         let mut messages = rows
             .into_iter()
             .map(|row| {

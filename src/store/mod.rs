@@ -135,12 +135,11 @@ impl Store {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
-                        let pragmas = format!(
+                        conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = {};",
-                            crate::write_gate::WAL_AUTOCHECKPOINT_PAGES
-                        );
-                        conn.execute(AssertSqlSafe(pragmas)).await?;
+                             PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
                     }
                     Ok(())
                 })

@@ -1,6 +1,5 @@
 //! SQLite's writers take turns in this process (`dockhand::write_gate`): a store or queue
-//! write waits while another holds the file's turn, reads do not, and the WAL is
-//! checkpointed beside the writers.
+//! write waits while another holds the file's turn, and reads do not.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +11,7 @@ use dockhand::queue::embedded::EmbeddedQueue;
 use dockhand::queue::{OutgoingMessage, Queue};
 use dockhand::store::{Claim, LaunchState};
 use dockhand::synthetic::{SyntheticJob, workflow_job_payload};
-use dockhand::write_gate::{CHECKPOINT_INTERVAL, WriteGate};
+use dockhand::write_gate::WriteGate;
 
 use crate::common::stores::{Backend, TestStore};
 
@@ -114,37 +113,4 @@ async fn a_queue_send_waits_for_the_files_turn_and_an_empty_poll_does_not() {
     let got = queue.receive(10, Duration::ZERO).await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body, "job 1");
-}
-
-/// The pools' own checkpoints start only past thousands of WAL pages, so the database file
-/// grows during a few hundred writes only if the checkpoint task copies the WAL into it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_wal_is_checkpointed_beside_the_writers() {
-    let fresh = TestStore::new(Backend::Sqlite).await;
-    let store = fresh.connect().await;
-    let file = store_file(&fresh);
-    tokio::time::sleep(CHECKPOINT_INTERVAL * 2).await;
-    let before = std::fs::metadata(&file).unwrap().len();
-    for job in 1..=300 {
-        store
-            .claim(&queued(job), "pool", "worker-a", LEASE)
-            .await
-            .unwrap();
-    }
-    let wal = std::fs::metadata(file.with_extension("db-wal"))
-        .unwrap()
-        .len();
-    assert!(wal > 100 * 1024, "the writes went to the WAL ({wal} bytes)");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = std::fs::metadata(&file).unwrap().len();
-        if now > before + 32 * 1024 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the database file stayed at {now} bytes (was {before}): nothing checkpointed"
-        );
-        tokio::time::sleep(CHECKPOINT_INTERVAL).await;
-    }
 }

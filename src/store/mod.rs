@@ -62,6 +62,9 @@ struct Writing {
     _timer: crate::metrics::OpTimer,
 }
 
+/// Connections a Postgres store opens at start and keeps open (at most `max_connections`).
+pub const WARM_POSTGRES_CONNECTIONS: u32 = 4;
+
 /// Stands for the database's clock in a query (see [`Store::sql`]).
 const DB_NOW: &str = "DB_NOW";
 /// SQLite's clock in unix milliseconds (`'now'` is fixed for one statement).
@@ -129,8 +132,16 @@ impl Store {
                 });
             }
         }
+        // Postgres keeps a few connections open from the start: opening one took ~100 ms in
+        // the load harness, which the first launches after a start paid (issue 12).
+        let warm = if sqlite {
+            0
+        } else {
+            settings.max_connections.min(WARM_POSTGRES_CONNECTIONS)
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
+            .min_connections(warm)
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 Box::pin(async move {

@@ -13,6 +13,7 @@ mod ingress_sqs;
 
 mod embedded_queue;
 mod store;
+mod store_pool;
 mod store_prune;
 mod store_upgrade;
 mod write_gate;

@@ -230,3 +230,30 @@ fn a_store_retention_under_an_hour_is_refused_by_key() {
         Duration::from_secs(14 * 86400)
     );
 }
+
+#[test]
+fn a_store_password_is_never_printed_or_debugged() {
+    for url in [
+        "postgres://dockhand:pg-pass-1@db.internal:5432/dockhand",
+        "postgresql://dockhand@db.internal/dockhand?sslmode=require&password=pg-pass-1",
+    ] {
+        let text = format!("{MINIMAL}\n[store]\nurl = \"{url}\"\n");
+        let settings = load(&text).unwrap();
+        let rendered = settings.to_redacted_toml();
+        assert!(!rendered.contains("pg-pass-1"), "{rendered}");
+        assert!(!format!("{settings:?}").contains("pg-pass-1"));
+        // Everything but the password is shown.
+        assert!(rendered.contains("db.internal"), "{rendered}");
+        assert!(rendered.contains("<redacted>"), "{rendered}");
+    }
+    let rendered = load(&format!(
+        "{MINIMAL}\n[store]\nurl = \"postgres://dockhand:pg-pass-1@db:5432/dockhand?sslmode=require\"\n"
+    ))
+    .unwrap()
+    .to_redacted_toml();
+    assert!(
+        rendered
+            .contains("url = \"postgres://dockhand:<redacted>@db:5432/dockhand?sslmode=require\""),
+        "{rendered}"
+    );
+}

@@ -124,8 +124,20 @@ where
 /// SQS `DelaySeconds`: whole seconds, rounded up so a message is never seen early, at most
 /// [`super::MAX_DELAY`].
 fn delay_seconds(delay: Duration) -> i32 {
-    let delay = delay.min(super::MAX_DELAY);
-    (delay.as_secs() + u64::from(delay.subsec_nanos() > 0)) as i32
+    whole_seconds_up(delay.min(super::MAX_DELAY))
+}
+
+/// SQS's longest visibility timeout: 12 hours.
+const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+
+/// SQS `VisibilityTimeout`: whole seconds, rounded up, at most 12 hours. Rounding down
+/// would turn a 600 ms deferral into 0, "visible now", and bring the message straight back.
+fn visibility_seconds(visibility: Duration) -> i32 {
+    whole_seconds_up(visibility.min(MAX_VISIBILITY))
+}
+
+fn whole_seconds_up(d: Duration) -> i32 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)) as i32
 }
 
 fn sqs_attributes(attributes: &Attributes) -> HashMap<String, MessageAttributeValue> {
@@ -237,7 +249,7 @@ impl Queue for SqsQueue {
             .queue_url(&self.url)
             .max_number_of_messages(max.clamp(1, super::MAX_BATCH) as i32)
             .wait_time_seconds(wait.as_secs() as i32)
-            .visibility_timeout(visibility.as_secs() as i32)
+            .visibility_timeout(visibility_seconds(visibility))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .message_attribute_names("All")
@@ -283,7 +295,7 @@ impl Queue for SqsQueue {
             .change_message_visibility()
             .queue_url(&self.url)
             .receipt_handle(&receipt.0)
-            .visibility_timeout(timeout.as_secs() as i32)
+            .visibility_timeout(visibility_seconds(timeout))
             .send()
             .await
             .map(|_| ())

@@ -12,6 +12,7 @@ mod ingress_slow;
 mod ingress_sqs;
 
 mod embedded_queue;
+mod sqs_queue;
 mod store;
 mod store_pool;
 mod store_prune;

@@ -20,7 +20,7 @@ fn settings(dir: &tempfile::TempDir) -> EmbeddedQueueSettings {
     }
 }
 
-fn message(body: &str) -> OutgoingMessage {
+pub(crate) fn message(body: &str) -> OutgoingMessage {
     OutgoingMessage {
         body: body.into(),
         attributes: [("job-id".to_string(), body.to_string())].into(),

@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use dockhand::config::SqsSettings;
+use dockhand::queue::Queue;
 use dockhand::queue::sqs::SqsQueue;
-use dockhand::queue::{OutgoingMessage, Queue};
 
 use crate::common::{create_sqs_queue, moto_aws};
+use crate::embedded_queue::message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sub_second_visibility_rounds_up_to_a_second_not_down_to_zero() {
@@ -20,14 +21,7 @@ async fn a_sub_second_visibility_rounds_up_to_a_second_not_down_to_zero() {
         },
     );
     let queue: &dyn Queue = &queue;
-    queue
-        .send(OutgoingMessage {
-            body: "job 1".into(),
-            attributes: Default::default(),
-            delay: Duration::ZERO,
-        })
-        .await
-        .unwrap();
+    queue.send(message("job 1")).await.unwrap();
     let got = queue.receive(1, Duration::ZERO).await.unwrap();
     assert_eq!(got.len(), 1);
 

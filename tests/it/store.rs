@@ -12,7 +12,7 @@ use crate::common::stores::{Backend, TestStore};
 
 const LEASE: Duration = Duration::from_secs(60);
 
-fn event(action: &str, job_id: u64) -> JobEvent {
+pub(crate) fn event(action: &str, job_id: u64) -> JobEvent {
     let body = workflow_job_payload(&SyntheticJob {
         action: action.into(),
         job_id,

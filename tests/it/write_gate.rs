@@ -5,33 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dockhand::config::EmbeddedQueueSettings;
-use dockhand::domain::{DeliveryId, JobEvent, JobId};
-use dockhand::ingress::webhook::{Parsed, parse_workflow_job};
+use dockhand::domain::JobId;
+use dockhand::queue::Queue;
 use dockhand::queue::embedded::EmbeddedQueue;
-use dockhand::queue::{OutgoingMessage, Queue};
 use dockhand::store::{Claim, LaunchState};
-use dockhand::synthetic::{SyntheticJob, workflow_job_payload};
 use dockhand::write_gate::WriteGate;
 
 use crate::common::stores::{Backend, TestStore};
+use crate::embedded_queue::message;
+use crate::store::event;
 
 const LEASE: Duration = Duration::from_secs(60);
 /// Long enough for a write that was not held up to have finished many times over.
 const HELD: Duration = Duration::from_millis(300);
-
-fn queued(job_id: u64) -> JobEvent {
-    let body = workflow_job_payload(&SyntheticJob {
-        action: "queued".into(),
-        job_id,
-        installation_id: Some(3),
-        ..SyntheticJob::default()
-    })
-    .to_string();
-    match parse_workflow_job(body.as_bytes(), DeliveryId("d".into()), 64).unwrap() {
-        Parsed::Job(e) => *e,
-        Parsed::UnknownAction => unreachable!(),
-    }
-}
 
 fn store_file(fresh: &TestStore) -> std::path::PathBuf {
     let url = &fresh.settings.url;
@@ -46,7 +32,11 @@ async fn a_store_write_waits_for_the_files_turn_and_a_read_does_not() {
 
     let claim = tokio::spawn({
         let store = store.clone();
-        async move { store.claim(&queued(7), "pool", "worker-a", LEASE).await }
+        async move {
+            store
+                .claim(&event("queued", 7), "pool", "worker-a", LEASE)
+                .await
+        }
     });
     tokio::time::sleep(HELD).await;
     assert!(
@@ -90,15 +80,7 @@ async fn a_queue_send_waits_for_the_files_turn_and_an_empty_poll_does_not() {
 
     let send = tokio::spawn({
         let queue = queue.clone();
-        async move {
-            queue
-                .send(OutgoingMessage {
-                    body: "job 1".into(),
-                    attributes: Default::default(),
-                    delay: Duration::ZERO,
-                })
-                .await
-        }
+        async move { queue.send(message("job 1")).await }
     });
     tokio::time::sleep(HELD).await;
     assert!(!send.is_finished(), "the send went ahead of the held turn");

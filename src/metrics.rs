@@ -209,13 +209,14 @@ fn describe() {
         STORE_WRITE_SECONDS,
         Unit::Seconds,
         "Time for one store write, by op, from asking for a connection to the commit: \
-         waiting for SQLite's write lock or a free connection is included, so contention \
-         shows here."
+         waiting for a free connection and for the SQLite file's write turn is included, so \
+         contention shows here."
     );
     metrics::describe_histogram!(
         QUEUE_WRITE_SECONDS,
         Unit::Seconds,
         "Time for one write to the embedded queue, by op (send, receive, change_visibility, \
-         delete), from asking for a connection to the commit."
+         delete), from asking for a connection to the commit, the wait for the file's write \
+         turn included."
     );
 }

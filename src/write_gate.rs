@@ -21,7 +21,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
+use sqlx::pool::PoolConnection;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+
+use crate::metrics::OpTimer;
 
 /// The gate of one SQLite file (or none). Cheap to clone.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +35,15 @@ pub struct WriteGate(Option<Arc<AsyncMutex<()>>>);
 #[must_use = "the turn ends when this is dropped"]
 pub struct WriteTurn {
     _held: Option<OwnedMutexGuard<()>>,
+}
+
+/// One write under way ([`WriteGate::write`]): its connection, which goes back to the pool
+/// before the turn ends, and the turn, which ends before the timer stops. Hold it until the
+/// commit; never start a second write while holding it.
+pub struct Writing<DB: sqlx::Database> {
+    pub conn: PoolConnection<DB>,
+    _turn: WriteTurn,
+    _timer: OpTimer,
 }
 
 type Registry = Mutex<HashMap<PathBuf, Weak<AsyncMutex<()>>>>;
@@ -70,6 +82,22 @@ impl WriteGate {
             },
             None => WriteTurn { _held: None },
         }
+    }
+
+    /// Starts one write on `pool`, timed by `timer` from now to the commit: takes a
+    /// connection first, then waits for the turn, so that the turn covers only the
+    /// statements and not the wait for a connection.
+    pub async fn write<DB: sqlx::Database>(
+        &self,
+        pool: &sqlx::Pool<DB>,
+        timer: OpTimer,
+    ) -> Result<Writing<DB>, sqlx::Error> {
+        let conn = pool.acquire().await?;
+        Ok(Writing {
+            conn,
+            _turn: self.turn().await,
+            _timer: timer,
+        })
     }
 
     /// Whether `self` and `other` are the same gate (for tests).

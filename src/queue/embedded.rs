@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use super::{Depth, MessageId, OutgoingMessage, Queue, QueueError, ReceiptHandle, ReceivedMessage};
 use crate::config::EmbeddedQueueSettings;
 use crate::metrics::{OpTimer, QUEUE_WRITE_SECONDS};
-use crate::write_gate::{WriteGate, WriteTurn};
+use crate::write_gate::{WriteGate, Writing};
 
 const MAIN: &str = "main";
 const DEAD_LETTER: &str = "dead_letter";
@@ -81,17 +81,14 @@ impl EmbeddedQueue {
         })
     }
 
-    /// Starts one write: waits for the file's turn and times it, from the wait to the
-    /// commit, into `dockhand_queue_write_seconds{op}`. Hold the result until the commit.
-    /// The connection is taken before the turn, so that the turn covers only the statements.
-    async fn write(&self, op: &'static str) -> Result<Writing, QueueError> {
+    /// Starts one write, timed into `dockhand_queue_write_seconds{op}` from the wait for a
+    /// connection and the file's turn to the commit.
+    async fn write(&self, op: &'static str) -> Result<Writing<sqlx::Sqlite>, QueueError> {
         let timer = OpTimer::start(QUEUE_WRITE_SECONDS, op);
-        let conn = self.pool.acquire().await.map_err(unavailable)?;
-        Ok(Writing {
-            conn,
-            _turn: self.gate.turn().await,
-            _timer: timer,
-        })
+        self.gate
+            .write(&self.pool, timer)
+            .await
+            .map_err(unavailable)
     }
 
     /// The dead-letter queue in the same file.
@@ -218,14 +215,6 @@ impl EmbeddedQueue {
         .await?;
         Ok(MessageId(id))
     }
-}
-
-/// One write under way: its connection goes back to the pool before the turn ends, and the
-/// turn ends before the timer stops.
-struct Writing {
-    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
-    _turn: WriteTurn,
-    _timer: OpTimer,
 }
 
 fn unavailable(err: sqlx::Error) -> QueueError {

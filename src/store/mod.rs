@@ -38,7 +38,7 @@ pub use state::{GitHubState, LaunchState, RunnerState};
 
 use crate::config::StoreSettings;
 use crate::domain::{JobEvent, JobId};
-use crate::write_gate::{WriteGate, WriteTurn};
+use crate::write_gate::{WriteGate, Writing};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/store/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/store/postgres");
@@ -52,14 +52,6 @@ pub enum StoreError {
     /// This worker's lease on the job expired and another worker took the job over.
     #[error("lease on job {0} was lost to another worker")]
     LeaseLost(JobId),
-}
-
-/// One write under way (see [`Store::write`]): its connection, which goes back to the pool
-/// before the turn ends, and the turn before the timer stops.
-struct Writing {
-    conn: sqlx::pool::PoolConnection<sqlx::Any>,
-    _turn: WriteTurn,
-    _timer: crate::metrics::OpTimer,
 }
 
 /// Connections a Postgres store opens at start and keeps open (at most `max_connections`).
@@ -206,20 +198,11 @@ impl Store {
         self
     }
 
-    /// Starts one write: waits for this file's turn to write (SQLite) and times it, from
-    /// the wait to the commit, into `dockhand_store_write_seconds{op}`, where contention
-    /// shows. Hold the result until the commit; never start a second write while holding it.
-    ///
-    /// The connection is taken before the turn, so that the turn covers only the
-    /// statements, not the wait for a connection.
-    async fn write(&self, op: &'static str) -> Result<Writing, StoreError> {
+    /// Starts one write, timed into `dockhand_store_write_seconds{op}` from the wait for a
+    /// connection and the file's turn (SQLite) to the commit, where contention shows.
+    async fn write(&self, op: &'static str) -> Result<Writing<sqlx::Any>, StoreError> {
         let timer = crate::metrics::OpTimer::start(crate::metrics::STORE_WRITE_SECONDS, op);
-        let conn = self.pool.acquire().await?;
-        Ok(Writing {
-            conn,
-            _turn: self.gate.turn().await,
-            _timer: timer,
-        })
+        Ok(self.gate.write(&self.pool, timer).await?)
     }
 
     /// This process's idea of now, in unix milliseconds.

@@ -269,6 +269,30 @@ impl Store {
         task_arn: &str,
         how: LaunchState,
     ) -> Result<(), StoreError> {
+        self.launched(job, owner, runner_name, Some(task_arn), how)
+            .await
+    }
+
+    /// Adopts an interrupted launch whose task is gone but whose runner was seen running
+    /// a job: the launch happened, and there is no task left to record.
+    pub async fn record_adopted_without_task(
+        &self,
+        job: JobId,
+        owner: &str,
+        runner_name: &str,
+    ) -> Result<(), StoreError> {
+        self.launched(job, owner, runner_name, None, LaunchState::Adopted)
+            .await
+    }
+
+    async fn launched(
+        &self,
+        job: JobId,
+        owner: &str,
+        runner_name: &str,
+        task_arn: Option<&str>,
+        how: LaunchState,
+    ) -> Result<(), StoreError> {
         let mut w = self.write("record_launched").await?;
         debug_assert!(matches!(how, LaunchState::Launched | LaunchState::Adopted));
         let now = self.now();
@@ -282,19 +306,21 @@ impl Store {
         let updated = sqlx::query(sql)
             .bind(job.0 as i64)
             .bind(owner.to_string())
-            .bind(task_arn.to_string())
+            .bind(task_arn.map(str::to_string))
             .bind(now)
             .bind(how.as_str().to_string())
             .execute(&mut *tx)
             .await?
             .rows_affected();
         self.leased(job, updated)?;
-        sqlx::query(self.sql(super::runners::RECORD_RUNNER_TASK))
-            .bind(runner_name.to_string())
-            .bind(task_arn.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        if let Some(task_arn) = task_arn {
+            sqlx::query(self.sql(super::runners::RECORD_RUNNER_TASK))
+                .bind(runner_name.to_string())
+                .bind(task_arn.to_string())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -76,6 +76,18 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Whether a webhook showed this runner running a job: then its task came up, whatever
+    /// ECS and GitHub show now (an ephemeral runner and its task are gone after one job).
+    pub async fn runner_ran_a_job(&self, runner_name: &str) -> Result<bool, StoreError> {
+        let sql = self
+            .sql("SELECT COUNT(*) FROM runners WHERE runner_name = $1 AND ran_job_id IS NOT NULL");
+        let n: i64 = sqlx::query_scalar(sql)
+            .bind(runner_name.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
     /// Marks a runner removed (its registration was deleted on GitHub).
     pub async fn record_runner_removed(&self, runner_name: &str) -> Result<(), StoreError> {
         self.set_runner(runner_name, RunnerState::Removed, None)

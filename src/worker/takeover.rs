@@ -45,7 +45,10 @@ impl Worker {
                 .map_err(launch_error)?
                 .map(|arn| arn.0),
         };
-        if let Some(arn) = task {
+        // A runner seen running a job had its task come up: that task may be gone by now
+        // (an ephemeral runner leaves after one job), and its registration with it.
+        let ran = task.is_none() && inner.store.runner_ran_a_job(&prior_name).await?;
+        if task.is_some() || ran {
             // Record it under this attempt's lease; the runner keeps the earlier name.
             inner
                 .store
@@ -57,15 +60,29 @@ impl Worker {
                     .record_registration(job, &inner.owner, &pool.name, &prior_name, runner_id)
                     .await?;
             }
-            inner
-                .store
-                .record_launched(job, &inner.owner, &prior_name, &arn, LaunchState::Adopted)
-                .await?;
-            tracing::info!(
-                task = arn,
-                runner = prior_name,
-                "adopted the task of an interrupted launch"
-            );
+            match task {
+                Some(arn) => {
+                    inner
+                        .store
+                        .record_launched(job, &inner.owner, &prior_name, &arn, LaunchState::Adopted)
+                        .await?;
+                    tracing::info!(
+                        task = arn,
+                        runner = prior_name,
+                        "adopted the task of an interrupted launch"
+                    );
+                }
+                None => {
+                    inner
+                        .store
+                        .record_adopted_without_task(job, &inner.owner, &prior_name)
+                        .await?;
+                    tracing::info!(
+                        runner = prior_name,
+                        "the runner of an interrupted launch already ran a job; adopted its launch"
+                    );
+                }
+            }
             return Ok(Some(Outcome::Adopted));
         }
         self.remove_registration(launchers, installation, target, &prior_name)

@@ -294,6 +294,11 @@ impl FakeGitHub {
         id
     }
 
+    /// Forgets a runner, as GitHub does once an ephemeral runner has run its one job.
+    pub fn forget_runner(&self, runner_id: u64) {
+        self.lock().runners.retain(|r| r.id != runner_id);
+    }
+
     /// Marks a runner busy (running a job) or idle.
     pub fn set_busy(&self, runner_id: u64, busy: bool) {
         let mut state = self.lock();

@@ -118,6 +118,64 @@ async fn a_run_task_that_never_answered_keeps_its_registration_and_its_task_is_a
     env.proxy.release_run_task();
 }
 
+/// Found by the chaos soak (issue 13): RunTask started the task but its answer was lost;
+/// before the retry, the task came up, its runner took another job, ran it and left, so
+/// neither ECS (no live task) nor GitHub (no registration) shows it any more. The store
+/// saw the runner run a job: the launch happened, and a second would be one runner too many.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_whose_runner_already_ran_a_job_is_not_launched_again(#[case] backend: Backend) {
+    let env = Env::with(QueueChoice::Embedded, backend, |s| {
+        s.aws.operation_timeout = Duration::from_secs(2);
+        // The retry comes back only after the runner's events are processed.
+        s.worker.backoff_base = Duration::from_secs(5);
+        s.worker.backoff_max = Duration::from_secs(5);
+    })
+    .await;
+    let worker = env.worker().await;
+    env.proxy.hold_run_task(true);
+    env.app.deliver(Delivery::signed(queued_job(1406))).await;
+    let settled = next(&worker).await;
+    assert!(
+        matches!(settled, Settled::Deferred(Deferral::Error(_))),
+        "{settled:?}"
+    );
+    let runner = env.github.runners().remove(0);
+    // Its runner takes job 1407 (GitHub gives any queued job to any idle runner), runs it,
+    // and leaves; its task exits.
+    for action in ["in_progress", "completed"] {
+        let body = super::owed::event_on(action, 1407, Some(&runner.name));
+        env.app.deliver(Delivery::signed(body)).await;
+        assert_eq!(next(&worker).await, Settled::Done(Outcome::Tracked));
+    }
+    env.github.forget_runner(runner.id);
+    let arns = env.ecs.task_arns().await;
+    assert_eq!(arns.len(), 1, "RunTask started the task");
+    env.ecs
+        .client
+        .stop_task()
+        .cluster(&env.ecs.cluster)
+        .task(&arns[0])
+        .send()
+        .await
+        .unwrap();
+
+    let settled = drain_workers(&[&worker]).await;
+    assert_eq!(count_done(&settled, Outcome::Adopted), 1, "{settled:?}");
+    assert_eq!(
+        env.github.count(Endpoint::JitConfig),
+        1,
+        "no second registration"
+    );
+    assert_eq!(env.ecs.task_arns().await.len(), 1, "no second task");
+    let job = worker.store().job(JobId(1406)).await.unwrap().unwrap();
+    assert_eq!(job.launch, LaunchState::Adopted);
+    assert_eq!(job.runner_name.as_deref(), Some(runner.name.as_str()));
+    env.proxy.release_run_task();
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]

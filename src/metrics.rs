@@ -19,6 +19,7 @@ pub const QUEUE_BATCH_SIZE: &str = "dockhand_queue_batch_size";
 pub const QUEUE_RECEIVE_TOTAL: &str = "dockhand_queue_receive_total";
 pub const QUEUE_DELETE_TOTAL: &str = "dockhand_queue_delete_total";
 pub const QUEUE_MESSAGES: &str = "dockhand_queue_messages";
+pub const QUEUE_MESSAGES_IN_FLIGHT: &str = "dockhand_queue_messages_in_flight";
 pub const JOBS_TOTAL: &str = "dockhand_jobs_total";
 pub const RUNNER_LAUNCH_SECONDS: &str = "dockhand_runner_launch_seconds";
 pub const JOB_WAIT_SECONDS: &str = "dockhand_job_wait_seconds";
@@ -154,6 +155,11 @@ fn describe() {
         QUEUE_MESSAGES,
         Unit::Count,
         "Approximate messages waiting, by queue (main, dead_letter); polled by workers."
+    );
+    metrics::describe_gauge!(
+        QUEUE_MESSAGES_IN_FLIGHT,
+        Unit::Count,
+        "Approximate messages received but not yet settled, or delayed (a deferred job), by queue; polled by workers. Nothing is left to do when both gauges are 0."
     );
     metrics::describe_counter!(
         JOBS_TOTAL,

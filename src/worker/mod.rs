@@ -207,7 +207,9 @@ impl Worker {
         for (name, queue) in queues.into_iter().flatten() {
             match queue.approximate_depth().await {
                 Ok(depth) => {
-                    metrics::gauge!(m::QUEUE_MESSAGES, "queue" => name).set(depth.visible as f64)
+                    metrics::gauge!(m::QUEUE_MESSAGES, "queue" => name).set(depth.visible as f64);
+                    metrics::gauge!(m::QUEUE_MESSAGES_IN_FLIGHT, "queue" => name)
+                        .set(depth.in_flight as f64);
                 }
                 Err(err) => {
                     tracing::warn!(queue = name, error = %chain(&err), "could not read the queue depth")

@@ -9,6 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde_path_to_error::Segment;
 
 use crate::domain::{
     Conclusion, DeliveryId, InstallationId, JobAction, JobEvent, JobId, JobStatus, Labels,
@@ -181,14 +182,37 @@ fn explain(body: &[u8]) -> ParseError {
     let mut de = serde_json::Deserializer::from_slice(body);
     match serde_path_to_error::deserialize::<_, RawEvent>(&mut de) {
         Ok(_) => ParseError::Syntax,
-        Err(err) => {
-            let path = err.path().to_string();
-            match err.inner().classify() {
-                serde_json::error::Category::Data => ParseError::InvalidField(path),
-                _ => ParseError::Syntax,
-            }
-        }
+        Err(err) => match err.inner().classify() {
+            serde_json::error::Category::Data => ParseError::InvalidField(field_path(err.path())),
+            _ => ParseError::Syntax,
+        },
     }
+}
+
+/// The path as serde_path_to_error prints it (`workflow_job.labels[3]`), cut at the field
+/// that holds an enum: the variant segment is the body's own text, from an enum field given
+/// as an object (`"status": {"<anything>": 1}`). The other keys are `RawEvent`'s field names.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    let mut out = String::new();
+    for segment in path {
+        let key = match segment {
+            Segment::Seq { index } => {
+                out.push_str(&format!("[{index}]"));
+                continue;
+            }
+            Segment::Map { key } => key.as_str(),
+            Segment::Unknown => "?",
+            Segment::Enum { .. } => break,
+        };
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(key);
+    }
+    if out.is_empty() {
+        out.push('.');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -270,6 +294,9 @@ mod tests {
         labels_not_list["workflow_job"]["labels"] = json!(secretish);
         let mut id_string = workflow_job_payload(&SyntheticJob::default());
         id_string["workflow_job"]["id"] = json!(secretish);
+        // An enum given as an object is read as `{variant: value}`: the key is the body's.
+        let mut status_object = workflow_job_payload(&SyntheticJob::default());
+        status_object["workflow_job"]["status"] = json!({ secretish: 1 });
         let cases: Vec<(Vec<u8>, ParseError)> = vec![
             (b"".to_vec(), ParseError::Empty),
             (b"  \n".to_vec(), ParseError::Empty),
@@ -295,6 +322,10 @@ mod tests {
             (
                 id_string.to_string().into_bytes(),
                 ParseError::InvalidField("workflow_job.id".into()),
+            ),
+            (
+                status_object.to_string().into_bytes(),
+                ParseError::InvalidField("workflow_job.status".into()),
             ),
         ];
         for (body, expected) in cases {

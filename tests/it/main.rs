@@ -7,6 +7,7 @@
 mod common;
 
 mod ingress_bad_input;
+mod ingress_fuzz;
 mod ingress_shutdown;
 mod ingress_slow;
 mod ingress_sqs;

@@ -30,6 +30,7 @@ mod worker_dry_run;
 
 mod dlq;
 
+mod chaos;
 mod cli;
 mod observability;
 mod reload;

@@ -1,0 +1,207 @@
+//! The simulator's own books, read at the end of a soak: did every job run exactly once,
+//! did dockhand launch exactly the runners it owed, and what was left behind.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use crate::model::{Conclusion, JobState, Model, Origin, RunnerState, TaskStatus};
+
+/// The `startedBy` dockhand gives a job's task.
+pub fn started_by(job: u64) -> String {
+    format!("dockhand-job-{job}")
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Books {
+    pub jobs: usize,
+    pub poison: usize,
+    pub cancelled_while_queued: usize,
+    pub ran_on_dockhand: usize,
+    pub ran_on_strangers: usize,
+    /// Jobs whose `queued` delivery never reached the ingress: dockhand could not owe them.
+    pub never_delivered: usize,
+    /// Jobs owed a launch: not poison, not cancelled while queued, not run by a stranger,
+    /// and delivered.
+    pub owed: usize,
+    /// Runners launched: tasks whose runner came online, or that are still coming up.
+    pub launched: usize,
+    /// Launches for jobs not owed one (cancelled, or taken by a stranger, first): spares.
+    pub spare_launches: usize,
+    /// Owed jobs with no launch of their own: a surplus runner (launched for a job that
+    /// was then cancelled or taken by a stranger) ran them, so none was needed.
+    pub served_by_surplus: usize,
+    /// Jobs with more than one runner launched: a failure.
+    pub launched_twice: Vec<u64>,
+    /// Jobs not cancelled that did not run to success (still queued, running, or failed).
+    pub unfinished: Vec<u64>,
+    pub assigned_twice: Vec<u64>,
+    pub busy_runners_killed: u64,
+    pub delete_busy_refused: u64,
+    pub tasks: usize,
+    pub tasks_died: usize,
+    /// Tasks that came up to a registration already deleted or used.
+    pub tasks_refused: u64,
+    pub client_token_replays: u64,
+    /// Left behind: tasks not stopped, registrations still listed, and how many of the
+    /// listed runners are idle online.
+    pub tasks_left: usize,
+    pub registrations_left: usize,
+    pub idle_runners_left: usize,
+    pub strangers: u64,
+}
+
+impl Books {
+    /// Reads the books; `delivered` holds the jobs whose `queued` delivery was accepted.
+    pub fn read(model: &Model, delivered: &HashSet<u64>) -> Self {
+        let mut books = Self {
+            jobs: model.jobs.len(),
+            busy_runners_killed: model.counters.busy_runners_killed,
+            delete_busy_refused: model.counters.delete_busy_refused,
+            tasks_refused: model.counters.jit_refused,
+            client_token_replays: model.counters.client_token_replays,
+            strangers: model.counters.strangers,
+            tasks: model.tasks.len(),
+            ..Self::default()
+        };
+        let mut launches: HashMap<&str, usize> = HashMap::new();
+        for task in model.tasks.values() {
+            if task.stop_code == Some("TaskFailedToStart") {
+                books.tasks_died += 1;
+            }
+            if task.status != TaskStatus::Stopped {
+                books.tasks_left += 1;
+            }
+            let came_up = task.runner.is_some() || task.status == TaskStatus::Provisioning;
+            if came_up && let Some(s) = &task.started_by {
+                *launches.entry(s.as_str()).or_default() += 1;
+            }
+        }
+        for runner in model
+            .runners
+            .values()
+            .filter(|r| r.origin == Origin::Dockhand)
+        {
+            if runner.listed {
+                books.registrations_left += 1;
+                if runner.state == RunnerState::Idle {
+                    books.idle_runners_left += 1;
+                }
+            }
+        }
+        let mut ids: Vec<&u64> = model.jobs.keys().collect();
+        ids.sort();
+        for id in ids {
+            let job = &model.jobs[id];
+            let n = launches
+                .get(started_by(job.id).as_str())
+                .copied()
+                .unwrap_or(0);
+            books.launched += n;
+            if job.assignments > 1 {
+                books.assigned_twice.push(job.id);
+            }
+            if job.poison {
+                books.poison += 1;
+                continue;
+            }
+            let cancelled = job.state == JobState::Done(Conclusion::Cancelled);
+            let stranger = matches!(job.ran_on, Some((_, Origin::Stranger)));
+            match job.ran_on {
+                Some((_, Origin::Dockhand)) => books.ran_on_dockhand += 1,
+                Some((_, Origin::Stranger)) => books.ran_on_strangers += 1,
+                None => {}
+            }
+            if cancelled {
+                books.cancelled_while_queued += 1;
+            } else if job.state != JobState::Done(Conclusion::Success) {
+                books.unfinished.push(job.id);
+            }
+            let was_delivered = delivered.contains(&job.id);
+            if !was_delivered {
+                books.never_delivered += 1;
+            }
+            if cancelled || stranger || !was_delivered {
+                books.spare_launches += n.min(1);
+                if n > 1 {
+                    books.launched_twice.push(job.id);
+                }
+                continue;
+            }
+            books.owed += 1;
+            match n {
+                0 => books.served_by_surplus += 1,
+                1 => {}
+                _ => books.launched_twice.push(job.id),
+            }
+        }
+        books
+    }
+
+    /// The checks that must hold after dockhand settles. Leftovers fail only with
+    /// `leftovers_fail` (once the lifecycle reconciler reaps them).
+    pub fn failures(&self, leftovers_fail: bool) -> Vec<String> {
+        let mut failures = Vec::new();
+        let mut check = |ok: bool, what: String| {
+            if !ok {
+                failures.push(what);
+            }
+        };
+        check(
+            self.unfinished.is_empty(),
+            format!(
+                "{} jobs not cancelled did not run to success: {}",
+                self.unfinished.len(),
+                sample(&self.unfinished)
+            ),
+        );
+        check(
+            self.assigned_twice.is_empty(),
+            format!(
+                "{} jobs ran twice: {}",
+                self.assigned_twice.len(),
+                sample(&self.assigned_twice)
+            ),
+        );
+        check(
+            self.launched_twice.is_empty(),
+            format!(
+                "{} jobs got two runners: {}",
+                self.launched_twice.len(),
+                sample(&self.launched_twice)
+            ),
+        );
+        // Runners launched = launches owed, but for the races only the reconciler can undo:
+        // a job cancelled, or taken by a stranger, after its launch.
+        check(
+            self.launched >= self.owed && self.launched - self.owed <= self.spare_launches,
+            format!(
+                "runners launched {} against {} owed: a surplus beyond the {} launches for jobs cancelled or taken first",
+                self.launched, self.owed, self.spare_launches
+            ),
+        );
+        check(
+            self.busy_runners_killed == 0,
+            format!("{} busy runners were killed", self.busy_runners_killed),
+        );
+        if leftovers_fail {
+            check(
+                self.tasks_left == 0 && self.registrations_left == 0,
+                format!(
+                    "left behind: {} tasks, {} registrations",
+                    self.tasks_left, self.registrations_left
+                ),
+            );
+        }
+        failures
+    }
+}
+
+fn sample(ids: &[u64]) -> String {
+    let shown: BTreeSet<&u64> = ids.iter().take(5).collect();
+    let more = ids.len().saturating_sub(5);
+    let shown: Vec<String> = shown.iter().map(|id| id.to_string()).collect();
+    if more > 0 {
+        format!("{} and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}

@@ -1,0 +1,48 @@
+//! Simulated time: it runs `scale` times faster than the wall clock, so that a soak of
+//! thousands of jobs, each queued, started and run for minutes, takes minutes.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// A moment in the simulation: how long after its start, in simulated time.
+pub type SimTime = Duration;
+
+/// The simulation's clock. Copies share the same start.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    started: Instant,
+    wall_start: DateTime<Utc>,
+    scale: f64,
+}
+
+impl Clock {
+    /// A clock starting now, `scale` simulated seconds to the real one (at least 1).
+    pub fn start(scale: f64) -> Self {
+        Self {
+            started: Instant::now(),
+            wall_start: Utc::now(),
+            scale: scale.max(1.0),
+        }
+    }
+
+    pub fn now(&self) -> SimTime {
+        self.started.elapsed().mul_f64(self.scale)
+    }
+
+    /// How long `sim` takes in real time.
+    pub fn real(&self, sim: Duration) -> Duration {
+        sim.div_f64(self.scale)
+    }
+
+    /// Simulated time as GitHub's timestamps show it.
+    pub fn timestamp(&self, at: SimTime) -> String {
+        let at = self.wall_start + chrono::Duration::from_std(at).unwrap_or_default();
+        at.to_rfc3339_opts(SecondsFormat::Secs, true)
+    }
+
+    /// Simulated time as ECS's timestamps show it (epoch seconds, fractional).
+    pub fn epoch_secs(&self, at: SimTime) -> f64 {
+        self.wall_start.timestamp_millis() as f64 / 1000.0 + at.as_secs_f64()
+    }
+}

@@ -1,0 +1,264 @@
+//! ECS's side of the model: RunTask (idempotent by client token), ListTasks, DescribeTasks,
+//! StopTask, and tasks coming up or dying.
+
+use serde_json::{Value, json};
+
+use super::{Model, RunnerState, Task, TaskStatus};
+use crate::clock::SimTime;
+
+const ACCOUNT: &str = "arn:aws:ecs:us-east-1:123456789012";
+
+/// What a RunTask asked for, already checked by the API layer.
+#[derive(Debug, Clone)]
+pub struct RunTaskRequest {
+    pub task_definition: String,
+    pub started_by: Option<String>,
+    pub client_token: Option<String>,
+    pub launch_type: Option<String>,
+    pub capacity_provider: Option<String>,
+    pub jit: Option<String>,
+    /// The request's `overrides`, echoed in the task as ECS does.
+    pub overrides: Value,
+}
+
+/// ECS's client errors (HTTP 400).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EcsError {
+    InvalidParameter(String),
+    Client(String),
+}
+
+impl EcsError {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::InvalidParameter(_) => "InvalidParameterException",
+            Self::Client(_) => "ClientException",
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Self::InvalidParameter(m) | Self::Client(m) => m,
+        }
+    }
+}
+
+impl Model {
+    pub fn cluster_arn(&self) -> String {
+        format!("{ACCOUNT}:cluster/{}", self.settings.cluster)
+    }
+
+    /// Starts one task, or, for a client token seen before, answers the task it started.
+    pub fn run_task(&mut self, request: RunTaskRequest) -> String {
+        if let Some(token) = &request.client_token
+            && let Some(arn) = self.client_tokens.get(token)
+        {
+            self.counters.client_token_replays += 1;
+            return arn.clone();
+        }
+        let now = self.clock.now();
+        let arn = format!(
+            "{ACCOUNT}:task/{}/{}",
+            self.settings.cluster,
+            uuid::Uuid::from_u128(self.rng.u128(..)).simple()
+        );
+        let up_at = now + self.between(self.settings.task_start);
+        let dies = self.chance(self.settings.task_death_rate);
+        if let Some(token) = &request.client_token {
+            self.client_tokens.insert(token.clone(), arn.clone());
+        }
+        self.tasks.insert(
+            arn.clone(),
+            Task {
+                arn: arn.clone(),
+                started_by: request.started_by,
+                task_definition: request.task_definition,
+                launch_type: request.launch_type,
+                capacity_provider: request.capacity_provider,
+                jit: request.jit,
+                status: TaskStatus::Provisioning,
+                desired_stopped: false,
+                stop_code: None,
+                stopped_reason: None,
+                exit_code: None,
+                created: now,
+                up_at,
+                started: None,
+                stopped: None,
+                dies,
+                runner: None,
+                client_token: request.client_token,
+                overrides: request.overrides,
+            },
+        );
+        self.task_order.push(arn.clone());
+        self.pending.insert((up_at, arn.clone()));
+        arn
+    }
+
+    /// ListTasks: tasks whose desired status is `desired_stopped`'s, optionally with this
+    /// `startedBy`, from `start` in creation order. Returns a page and where the next starts.
+    pub fn list_tasks(
+        &self,
+        started_by: Option<&str>,
+        desired_stopped: bool,
+        start: usize,
+        max: usize,
+    ) -> (Vec<String>, Option<usize>) {
+        let mut page = Vec::new();
+        for (i, arn) in self.task_order.iter().enumerate().skip(start) {
+            let task = &self.tasks[arn];
+            if task.desired_stopped != desired_stopped
+                || started_by.is_some_and(|s| task.started_by.as_deref() != Some(s))
+            {
+                continue;
+            }
+            if page.len() == max {
+                return (page, Some(i));
+            }
+            page.push(arn.clone());
+        }
+        (page, None)
+    }
+
+    pub fn stop_task(&mut self, arn: &str, reason: &str) -> Result<(), EcsError> {
+        if !self.tasks.contains_key(arn) {
+            return Err(EcsError::InvalidParameter(
+                "The referenced task was not found.".into(),
+            ));
+        }
+        let now = self.clock.now();
+        self.stop(arn, now, "UserInitiated", reason, Some(143));
+        Ok(())
+    }
+
+    /// Tasks whose start time has come: each dies, or its runner comes online with the JIT
+    /// config, or it exits because that registration is gone or used.
+    pub(super) fn start_tasks(&mut self, now: SimTime) {
+        while let Some((up_at, arn)) = self.pending.first().cloned() {
+            if up_at > now {
+                return;
+            }
+            self.pending.remove(&(up_at, arn.clone()));
+            let task = self.tasks.get_mut(&arn).expect("pending task");
+            if task.status != TaskStatus::Provisioning {
+                continue;
+            }
+            if task.dies {
+                self.stop(
+                    &arn,
+                    now,
+                    "TaskFailedToStart",
+                    "CannotPullContainerError: pull image manifest has been retried 5 time(s)",
+                    None,
+                );
+                continue;
+            }
+            task.status = TaskStatus::Running;
+            task.started = Some(now);
+            let runner = task.jit.as_ref().and_then(|jit| self.jit.get(jit)).copied();
+            let usable = runner
+                .and_then(|id| self.runners.get_mut(&id))
+                .filter(|r| r.listed && r.state == RunnerState::Registered && r.task.is_none());
+            match usable {
+                Some(runner) => {
+                    runner.state = RunnerState::Idle;
+                    runner.task = Some(arn.clone());
+                    let id = runner.id;
+                    self.tasks.get_mut(&arn).expect("task").runner = Some(id);
+                    self.idle.insert((now, id));
+                }
+                None => {
+                    self.counters.jit_refused += 1;
+                    self.stop(
+                        &arn,
+                        now,
+                        "EssentialContainerExited",
+                        "Essential container in task exited",
+                        Some(1),
+                    );
+                }
+            }
+        }
+    }
+
+    /// A task stops; its runner, if it had one, is gone with it.
+    pub(super) fn stop(
+        &mut self,
+        arn: &str,
+        now: SimTime,
+        code: &'static str,
+        reason: &str,
+        exit_code: Option<i32>,
+    ) {
+        let Some(task) = self.tasks.get_mut(arn) else {
+            return;
+        };
+        if task.status == TaskStatus::Stopped {
+            return;
+        }
+        task.status = TaskStatus::Stopped;
+        task.desired_stopped = true;
+        task.stop_code = Some(code);
+        task.stopped_reason = Some(reason.chars().take(255).collect());
+        task.exit_code = exit_code;
+        task.stopped = Some(now);
+        if let Some(runner) = task.runner {
+            self.lose_runner(runner, now);
+        }
+    }
+
+    /// The task as DescribeTasks and RunTask show it.
+    pub fn task_json(&self, arn: &str) -> Value {
+        let task = &self.tasks[arn];
+        let status = match task.status {
+            TaskStatus::Provisioning => "PROVISIONING",
+            TaskStatus::Running => "RUNNING",
+            TaskStatus::Stopped => "STOPPED",
+        };
+        let mut json = json!({
+            "taskArn": task.arn,
+            "clusterArn": self.cluster_arn(),
+            "taskDefinitionArn": format!("arn:aws:ecs:us-east-1:123456789012:task-definition/{}:1", task.task_definition),
+            "lastStatus": status,
+            "desiredStatus": if task.desired_stopped { "STOPPED" } else { "RUNNING" },
+            "createdAt": self.clock.epoch_secs(task.created),
+            "group": format!("family:{}", task.task_definition),
+            "overrides": task.overrides,
+            "containers": [{
+                "name": "runner",
+                "lastStatus": status,
+                "exitCode": task.exit_code,
+            }],
+            "attachments": [],
+            "tags": [],
+        });
+        let fields = [
+            ("startedBy", task.started_by.clone().map(Value::from)),
+            ("launchType", task.launch_type.clone().map(Value::from)),
+            (
+                "capacityProviderName",
+                task.capacity_provider.clone().map(Value::from),
+            ),
+            (
+                "startedAt",
+                task.started.map(|t| self.clock.epoch_secs(t).into()),
+            ),
+            (
+                "stoppedAt",
+                task.stopped.map(|t| self.clock.epoch_secs(t).into()),
+            ),
+            ("stopCode", task.stop_code.map(Value::from)),
+            (
+                "stoppedReason",
+                task.stopped_reason.clone().map(Value::from),
+            ),
+        ];
+        for (name, value) in fields {
+            if let Some(value) = value {
+                json[name] = value;
+            }
+        }
+        json
+    }
+}

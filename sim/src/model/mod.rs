@@ -1,0 +1,402 @@
+//! The world's state: GitHub's jobs and runners, ECS's tasks, and how they move on in
+//! simulated time. One lock guards it all (see [`crate::World`]); the HTTP layers and the
+//! clock's ticks call in.
+//!
+//! - Jobs arrive queued. GitHub gives the oldest queued job to an idle online runner whose
+//!   labels cover it, whoever launched that runner, and sends `in_progress`, then
+//!   `completed` when it has run. A queued job may be cancelled.
+//! - A task comes up after a delay and its runner comes online with the JIT config from its
+//!   environment, unless the task dies first or the registration is gone. An ephemeral
+//!   runner leaves after one job, and its task exits.
+
+mod ecs;
+mod github;
+mod payload;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use crate::clock::{Clock, SimTime};
+use crate::settings::Settings;
+
+pub use ecs::{EcsError, RunTaskRequest};
+pub use github::{DeleteError, JitError, RunnerGroup};
+
+/// Who started a runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Registered through the App's JIT endpoint and started by RunTask.
+    Dockhand,
+    /// A runner dockhand knows nothing of (someone else's), with the same labels.
+    Stranger,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conclusion {
+    Success,
+    /// Cancelled while queued.
+    Cancelled,
+    /// Its runner was stopped under it.
+    Failure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Queued,
+    Running { runner: u64, until: SimTime },
+    Done(Conclusion),
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: u64,
+    pub run_id: u64,
+    pub repo: String,
+    pub created: SimTime,
+    pub state: JobState,
+    pub cancel_at: Option<SimTime>,
+    /// The runner that took it, and who launched that runner.
+    pub ran_on: Option<(u64, Origin)>,
+    pub started: Option<SimTime>,
+    /// Times GitHub gave it to a runner: never more than one.
+    pub assignments: u32,
+    /// A job no installation serves: its launch must fail for good (dead-lettered).
+    pub poison: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunnerState {
+    /// Registered, its process not started yet (GitHub shows it offline).
+    Registered,
+    Idle,
+    Busy(u64),
+    /// Its process has gone: it ran its one job, or its task stopped.
+    Gone,
+}
+
+#[derive(Debug, Clone)]
+pub struct Runner {
+    pub id: u64,
+    pub name: String,
+    pub origin: Origin,
+    pub state: RunnerState,
+    pub group_id: u64,
+    pub labels: Vec<String>,
+    /// Whether GitHub still lists the registration (until deleted, or it ran its job).
+    pub listed: bool,
+    pub task: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskStatus {
+    Provisioning,
+    Running,
+    Stopped,
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub arn: String,
+    pub started_by: Option<String>,
+    pub task_definition: String,
+    pub launch_type: Option<String>,
+    pub capacity_provider: Option<String>,
+    /// The JIT config from the runner container's environment.
+    pub jit: Option<String>,
+    pub status: TaskStatus,
+    pub desired_stopped: bool,
+    pub stop_code: Option<&'static str>,
+    pub stopped_reason: Option<String>,
+    pub exit_code: Option<i32>,
+    pub created: SimTime,
+    pub up_at: SimTime,
+    pub started: Option<SimTime>,
+    pub stopped: Option<SimTime>,
+    /// Stops before its runner registers.
+    pub dies: bool,
+    pub runner: Option<u64>,
+    pub client_token: Option<String>,
+    /// RunTask's `overrides`, echoed as ECS does (the JIT config included).
+    pub overrides: serde_json::Value,
+}
+
+/// A webhook GitHub owes dockhand.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub job: u64,
+    pub action: &'static str,
+    pub body: String,
+}
+
+/// Counts the books keep beyond the jobs, runners and tasks themselves.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    pub strangers: u64,
+    /// Busy runners whose task was stopped, or that were deleted: a job lost.
+    pub busy_runners_killed: u64,
+    pub delete_busy_refused: u64,
+    /// Tasks that came up with a JIT config whose registration was gone or used.
+    pub jit_refused: u64,
+    pub client_token_replays: u64,
+}
+
+pub struct Model {
+    pub settings: Settings,
+    pub clock: Clock,
+    rng: fastrand::Rng,
+    pub jobs: HashMap<u64, Job>,
+    /// Queued jobs, oldest first.
+    queued: BTreeSet<(SimTime, u64)>,
+    pub runners: HashMap<u64, Runner>,
+    /// Online idle runners, in the order they came online.
+    idle: BTreeSet<(SimTime, u64)>,
+    pub tasks: HashMap<String, Task>,
+    /// Task ARNs in creation order, for ListTasks' pages.
+    task_order: Vec<String>,
+    /// Provisioning tasks by the time they come up.
+    pending: BTreeSet<(SimTime, String)>,
+    client_tokens: HashMap<String, String>,
+    /// Encoded JIT config → runner id.
+    jit: HashMap<String, u64>,
+    /// Installation tokens → (installation, expiry in real time).
+    tokens: HashMap<String, (u64, std::time::Instant)>,
+    next_job: u64,
+    next_runner: u64,
+    pub counters: Counters,
+    outbox: Vec<Webhook>,
+    /// Every secret handed out (tokens, JIT configs): none may appear in a log.
+    pub secrets_issued: Vec<String>,
+}
+
+/// Job ids start here, far from anything a real org would have.
+pub const FIRST_JOB_ID: u64 = 8_200_000_000;
+
+impl Model {
+    pub fn new(settings: Settings, clock: Clock) -> Self {
+        let rng = fastrand::Rng::with_seed(settings.seed);
+        Self {
+            settings,
+            clock,
+            rng,
+            jobs: HashMap::new(),
+            queued: BTreeSet::new(),
+            runners: HashMap::new(),
+            idle: BTreeSet::new(),
+            tasks: HashMap::new(),
+            task_order: Vec::new(),
+            pending: BTreeSet::new(),
+            client_tokens: HashMap::new(),
+            jit: HashMap::new(),
+            tokens: HashMap::new(),
+            next_job: FIRST_JOB_ID,
+            next_runner: 500_001,
+            counters: Counters::default(),
+            outbox: Vec::new(),
+            secrets_issued: Vec::new(),
+        }
+    }
+
+    fn between(&mut self, (low, high): (Duration, Duration)) -> Duration {
+        if high <= low {
+            return low;
+        }
+        let span = (high - low).as_millis() as u64;
+        low + Duration::from_millis(self.rng.u64(0..=span))
+    }
+
+    fn chance(&mut self, rate: f64) -> bool {
+        rate > 0.0 && self.rng.f64() < rate
+    }
+
+    /// A new queued job (its `queued` webhook goes out); `poison` for a job whose org has no
+    /// installation. Returns its id.
+    pub fn queue_job(&mut self, poison: bool) -> u64 {
+        let now = self.clock.now();
+        let id = self.next_job;
+        self.next_job += 1;
+        let cancel_at = if !poison && self.chance(self.settings.cancel_rate) {
+            Some(now + self.between(self.settings.cancel_after))
+        } else {
+            None
+        };
+        let repo = if poison {
+            "no-app-org/poison".to_string()
+        } else {
+            format!("{}/repo-{}", self.settings.org, id % 17)
+        };
+        let job = Job {
+            id,
+            run_id: 3_000_000_000 + id - FIRST_JOB_ID,
+            repo,
+            created: now,
+            state: JobState::Queued,
+            cancel_at,
+            ran_on: None,
+            started: None,
+            assignments: 0,
+            poison,
+        };
+        self.jobs.insert(id, job);
+        // A poison job's org has no runners of ours or anyone's: it stays queued there.
+        if !poison {
+            self.queued.insert((now, id));
+        }
+        self.emit(id, "queued");
+        if !poison && self.chance(self.settings.steal_rate) {
+            self.add_stranger();
+        }
+        id
+    }
+
+    /// A runner dockhand did not launch comes online, idle.
+    pub fn add_stranger(&mut self) {
+        let id = self.next_runner;
+        self.next_runner += 1;
+        self.counters.strangers += 1;
+        self.runners.insert(
+            id,
+            Runner {
+                id,
+                name: format!("someone-elses-{id}"),
+                origin: Origin::Stranger,
+                state: RunnerState::Idle,
+                group_id: 1,
+                labels: self.settings.labels.clone(),
+                listed: true,
+                task: None,
+            },
+        );
+        self.idle.insert((self.clock.now(), id));
+    }
+
+    /// Moves the world on to now: cancellations, tasks coming up, assignments, jobs
+    /// finishing. Returns the webhooks to send.
+    pub fn tick(&mut self) -> Vec<Webhook> {
+        let now = self.clock.now();
+        self.cancel_due(now);
+        self.start_tasks(now);
+        self.finish_jobs(now);
+        self.assign(now);
+        std::mem::take(&mut self.outbox)
+    }
+
+    fn emit(&mut self, job: u64, action: &'static str) {
+        let body = payload::workflow_job(self, job, action);
+        self.outbox.push(Webhook { job, action, body });
+    }
+
+    fn cancel_due(&mut self, now: SimTime) {
+        let due: Vec<(SimTime, u64)> = self
+            .queued
+            .iter()
+            .filter(|(_, id)| self.jobs[id].cancel_at.is_some_and(|at| at <= now))
+            .copied()
+            .collect();
+        for key in due {
+            self.queued.remove(&key);
+            self.jobs.get_mut(&key.1).expect("queued job").state =
+                JobState::Done(Conclusion::Cancelled);
+            self.emit(key.1, "completed");
+        }
+    }
+
+    /// GitHub's scheduler: the oldest queued job first, to the longest-idle runner whose
+    /// labels cover it.
+    fn assign(&mut self, now: SimTime) {
+        while let Some(&(created, job_id)) = self.queued.iter().next() {
+            let labels = &self.settings.labels;
+            let Some(&(since, runner_id)) = self.idle.iter().find(|(_, r)| {
+                let runner = &self.runners[r];
+                labels.iter().all(|l| runner.labels.contains(l))
+            }) else {
+                return;
+            };
+            self.queued.remove(&(created, job_id));
+            self.idle.remove(&(since, runner_id));
+            let duration = self.between(self.settings.job_duration);
+            let runner = self.runners.get_mut(&runner_id).expect("idle runner");
+            runner.state = RunnerState::Busy(job_id);
+            let origin = runner.origin;
+            let job = self.jobs.get_mut(&job_id).expect("queued job");
+            job.state = JobState::Running {
+                runner: runner_id,
+                until: now + duration,
+            };
+            job.ran_on = Some((runner_id, origin));
+            job.started = Some(now);
+            job.assignments += 1;
+            self.emit(job_id, "in_progress");
+        }
+    }
+
+    fn finish_jobs(&mut self, now: SimTime) {
+        let done: Vec<(u64, u64)> = self
+            .jobs
+            .values()
+            .filter_map(|j| match j.state {
+                JobState::Running { runner, until } if until <= now => Some((j.id, runner)),
+                _ => None,
+            })
+            .collect();
+        for (job_id, runner_id) in done {
+            self.jobs.get_mut(&job_id).expect("running job").state =
+                JobState::Done(Conclusion::Success);
+            self.emit(job_id, "completed");
+            // Ephemeral: the runner leaves GitHub after its one job, and its task exits.
+            let runner = self.runners.get_mut(&runner_id).expect("busy runner");
+            runner.state = RunnerState::Gone;
+            runner.listed = false;
+            if let Some(arn) = runner.task.clone() {
+                self.stop(
+                    &arn,
+                    now,
+                    "EssentialContainerExited",
+                    "Essential container in task exited",
+                    Some(0),
+                );
+            }
+        }
+    }
+
+    /// The runner's process has gone while it held a job: GitHub fails the job.
+    fn lose_runner(&mut self, runner_id: u64, now: SimTime) {
+        let Some(runner) = self.runners.get_mut(&runner_id) else {
+            return;
+        };
+        let was = runner.state;
+        runner.state = RunnerState::Gone;
+        match was {
+            RunnerState::Idle => {
+                self.idle.retain(|(_, r)| *r != runner_id);
+            }
+            RunnerState::Busy(job_id) => {
+                self.counters.busy_runners_killed += 1;
+                if let Some(job) = self.jobs.get_mut(&job_id) {
+                    job.state = JobState::Done(Conclusion::Failure);
+                    job.started.get_or_insert(now);
+                }
+                self.emit(job_id, "completed");
+            }
+            RunnerState::Registered | RunnerState::Gone => {}
+        }
+    }
+
+    /// Queued jobs, oldest first.
+    pub fn queued_jobs(&self) -> usize {
+        self.queued.len()
+    }
+
+    pub fn running_jobs(&self) -> usize {
+        self.jobs
+            .values()
+            .filter(|j| matches!(j.state, JobState::Running { .. }))
+            .count()
+    }
+
+    pub fn idle_runners(&self) -> usize {
+        self.idle.len()
+    }
+}

@@ -1,0 +1,255 @@
+//! The chaos soak: dockhand's real binaries inside the simulated world, with processes
+//! killed (`kill -9`) as they work, then the simulator's books read once dockhand settles.
+//!
+//! - [`single_node`]: `dockhand serve` on the embedded queue and SQLite, killed and
+//!   restarted every `kill_every`.
+//! - [`scale_out`]: the ingress and N workers on SQS (moto, behind a fault proxy) and a
+//!   throwaway Postgres cluster that is restarted mid-run; a random worker is killed and
+//!   restarted every `kill_every`.
+
+mod config;
+mod postgres;
+mod process;
+mod proxy;
+mod report;
+mod scale_out;
+mod sqs;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::books::Books;
+use crate::settings::Settings;
+use crate::world::World;
+use config::{Backing, Endpoints};
+use process::{Process, free_port};
+pub use report::{LEAK_MARKERS, Leak, SoakReport, scan_logs};
+pub use scale_out::{ScaleOut, run as scale_out};
+
+/// What a soak runs.
+#[derive(Debug, Clone)]
+pub struct SoakOptions {
+    /// dockhand's binary.
+    pub bin: PathBuf,
+    /// The GitHub App's private key (dockhand signs with it) and public key (the
+    /// simulator checks with it).
+    pub private_key: PathBuf,
+    pub public_key: PathBuf,
+    /// Where configs, databases and logs go.
+    pub dir: PathBuf,
+    pub jobs: usize,
+    /// Jobs among them whose installation does not exist: they must be dead-lettered.
+    pub poison: usize,
+    /// Jobs queued per real second.
+    pub rate: f64,
+    /// `kill -9` a process this often while jobs arrive; `None` never.
+    pub kill_every: Option<Duration>,
+    /// How long dockhand has, once every job has arrived, to run them all.
+    pub settle_timeout: Duration,
+    /// Each process's `[worker] concurrency`.
+    pub concurrency: usize,
+    /// Leftover tasks and registrations fail the soak (once the reconciler lands).
+    pub leftovers_fail: bool,
+    pub sim: Settings,
+}
+
+/// Runs the single-node soak.
+pub async fn single_node(options: &SoakOptions) -> anyhow::Result<SoakReport> {
+    let started = Instant::now();
+    let world = start_world(options).await?;
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let (webhook_port, admin_port) = (free_port()?, free_port()?);
+    let endpoints = endpoints(options, &world);
+    let toml = config::toml(
+        &endpoints,
+        &Backing::Embedded { dir: &options.dir },
+        webhook_port,
+        admin_port,
+        options.concurrency,
+    );
+    let mut serve = Process::new(
+        &options.bin,
+        &["serve"],
+        &options.dir,
+        "serve",
+        &toml,
+        admin_port,
+    )?;
+    serve.start()?;
+    serve.wait_ready(&http, Duration::from_secs(30)).await?;
+    world
+        .webhooks
+        .set_url(&format!("http://127.0.0.1:{webhook_port}/webhook"));
+
+    let feeding = Arc::new(AtomicBool::new(true));
+    let mut idle = Some(serve);
+    let killer = options.kill_every.map(|every| {
+        let feeding = feeding.clone();
+        let mut serve = idle.take().expect("the process");
+        tokio::spawn(async move {
+            while feeding.load(Ordering::Relaxed) {
+                tokio::time::sleep(every).await;
+                if !feeding.load(Ordering::Relaxed) {
+                    break;
+                }
+                serve.kill9()?;
+                serve.start()?;
+            }
+            anyhow::Ok(serve)
+        })
+    });
+    feed(&world, options).await;
+    feeding.store(false, Ordering::Relaxed);
+    let mut serve = match killer {
+        Some(killer) => killer.await.context("the killer task")??,
+        None => idle.take().expect("the process"),
+    };
+    let mut crashes = 0;
+    serve.wait_ready(&http, Duration::from_secs(30)).await?;
+    let poison = delivered_poison(&world);
+    let deadline = Instant::now() + options.settle_timeout;
+    let mut settled = false;
+    while !settled && Instant::now() < deadline {
+        if let Some(status) = serve.exited() {
+            crashes += 1;
+            eprintln!("soak: serve exited on its own ({status}); restarting");
+            serve.start()?;
+            serve.wait_ready(&http, Duration::from_secs(30)).await?;
+        }
+        settled = world_quiet(&world).await && drained(&http, &serve.admin_url, poison).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let exit = serve.stop(Duration::from_secs(10)).await?;
+    let dead_letters = report::dead_letter_jobs(
+        &serve.run_once(&["dlq", "list", "--output", "json", "--max", "100000"])?,
+    )?;
+    let logs = serve.logs.clone();
+    finish(
+        &world,
+        options,
+        started,
+        settled,
+        report::Processes {
+            kills: serve.kills,
+            crashes,
+            clean_exit: exit.is_some_and(|s| s.success()),
+            logs,
+        },
+        dead_letters,
+    )
+}
+
+/// How many poison jobs the ingress accepted: they must all reach the dead-letter queue.
+fn delivered_poison(world: &World) -> usize {
+    let delivered = world.webhooks.queued_accepted.lock().unwrap().clone();
+    world.with(|m| {
+        m.jobs
+            .values()
+            .filter(|j| j.poison && delivered.contains(&j.id))
+            .count()
+    })
+}
+
+/// Whether dockhand has nothing left to do: its main queue holds no message, waiting, in
+/// flight or delayed, and its dead-letter queue holds `poison` (the gauges are polled by
+/// the worker every second).
+async fn drained(http: &reqwest::Client, admin_url: &str, poison: usize) -> bool {
+    let Ok(text) = async {
+        http.get(format!("{admin_url}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await
+    }
+    .await
+    else {
+        return false;
+    };
+    let gauge = |name: &str, queue: &str| {
+        let series = format!("{name}{{queue=\"{queue}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    let main = [
+        gauge("dockhand_queue_messages", "main"),
+        gauge("dockhand_queue_messages_in_flight", "main"),
+    ];
+    let dead = gauge("dockhand_queue_messages", "dead_letter");
+    main.iter().all(|n| *n == Some(0.0)) && dead.is_some_and(|d| d >= poison as f64)
+}
+
+async fn start_world(options: &SoakOptions) -> anyhow::Result<World> {
+    let mut settings = options.sim.clone();
+    settings.app_public_key_pem = std::fs::read(&options.public_key)
+        .with_context(|| format!("reading {}", options.public_key.display()))?;
+    World::start(settings).await
+}
+
+fn endpoints<'a>(options: &'a SoakOptions, world: &'a World) -> Endpoints<'a> {
+    Endpoints {
+        github_url: &world.github_url,
+        aws_url: &world.ecs_url,
+        app_id: options.sim.app_id,
+        private_key: &options.private_key,
+        webhook_secret: &options.sim.webhook_secret,
+        labels: &options.sim.labels,
+        cluster: &options.sim.cluster,
+    }
+}
+
+/// Queues the jobs at the options' rate, the poison ones spread among them.
+async fn feed(world: &World, options: &SoakOptions) {
+    let start = tokio::time::Instant::now();
+    let poison_every = options.jobs.checked_div(options.poison).unwrap_or(0);
+    for i in 0..options.jobs {
+        tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / options.rate)).await;
+        let poison = poison_every > 0 && i % poison_every == poison_every / 2;
+        world.queue_job(poison);
+    }
+}
+
+/// Whether the world has been quiet for 2 s: no job queued or running, and no delivery
+/// in flight.
+async fn world_quiet(world: &World) -> bool {
+    for _ in 0..20 {
+        let busy = world.with(|m| m.queued_jobs() + m.running_jobs()) > 0
+            || world.webhooks.in_flight() > 0;
+        if busy {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    true
+}
+
+fn finish(
+    world: &World,
+    options: &SoakOptions,
+    started: Instant,
+    settled: bool,
+    processes: report::Processes,
+    dead_letters: Vec<Option<u64>>,
+) -> anyhow::Result<SoakReport> {
+    let delivered = world.webhooks.queued_accepted.lock().unwrap().clone();
+    let (books, poison_jobs) = world.with(|m| {
+        let poison: Vec<u64> = m.jobs.values().filter(|j| j.poison).map(|j| j.id).collect();
+        (Books::read(m, &delivered), poison)
+    });
+    let leaks = scan_logs(&processes.logs, &options.sim.webhook_secret)?;
+    Ok(SoakReport::new(
+        books,
+        options,
+        started.elapsed(),
+        settled,
+        processes,
+        dead_letters,
+        poison_jobs,
+        leaks,
+        world,
+    ))
+}

@@ -75,7 +75,8 @@ pub struct EmbeddedQueueSettings {
     #[serde(with = "humantime_serde")]
     pub visibility_timeout: Duration,
     /// A message received this many times without being deleted goes to dead-letter
-    /// on its next receive (SQS's maxReceiveCount).
+    /// on its next receive (SQS's maxReceiveCount). 20, as deploy/ sets SQS's: with the
+    /// default backoff, over an hour of errors before a job is dead-lettered.
     pub max_receives: u32,
     /// How often a long-polling receive looks again for messages whose visibility expired.
     #[serde(with = "humantime_serde")]
@@ -87,7 +88,7 @@ impl Default for EmbeddedQueueSettings {
         Self {
             path: PathBuf::from("data/queue.db"),
             visibility_timeout: Duration::from_secs(60),
-            max_receives: 5,
+            max_receives: 20,
             poll_interval: Duration::from_millis(250),
         }
     }

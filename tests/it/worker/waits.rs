@@ -88,6 +88,33 @@ async fn an_error_on_every_receive_still_dead_letters_after_the_limit() {
     assert_eq!(env.ecs.task_arns().await.len(), 0);
 }
 
+/// Found by the chaos soak (issue 13): with 5% of GitHub and ECS calls failing, one job in
+/// 10,000 failed five launches in a row and the single node dead-lettered it, 2 minutes
+/// after it arrived, while the scale-out layout's SQS queue allows 20 receives. A run of
+/// transient errors longer than five receives must not cost a job on the embedded queue's
+/// defaults either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_failing_transiently_six_times_is_launched_on_the_default_receive_limit() {
+    let env = Env::new(QueueChoice::Embedded, Backend::Sqlite).await;
+    let worker = env.worker().await;
+    const FAILURES: usize = 6;
+    for _ in 0..FAILURES {
+        env.github
+            .fail_next(Endpoint::JitConfig, Failure::Status(502));
+    }
+    env.app.deliver(Delivery::signed(queued_job(1504))).await;
+    for _ in 0..FAILURES {
+        let settled = next(&worker).await;
+        assert!(
+            matches!(settled, Settled::Deferred(Deferral::Error(_))),
+            "{settled:?}"
+        );
+    }
+    assert_eq!(next(&worker).await, Settled::Done(Outcome::Launched));
+    assert!(dead_letters(&env).await.is_empty());
+    assert_eq!(env.ecs.task_arns().await.len(), 1);
+}
+
 /// A worker whose pools are `pools` (a config older than the ingress's).
 async fn worker_with(env: &Env, pools: &LivePools) -> Worker {
     dockhand::startup::build_worker_with(&env.settings, env.app.queue.clone(), pools.clone())

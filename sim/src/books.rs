@@ -47,6 +47,8 @@ pub struct Books {
     pub registrations_left: usize,
     pub idle_runners_left: usize,
     pub strangers: u64,
+    /// Queued to started, in simulated seconds, of the jobs that ran: p50, p99, max.
+    pub wait_secs: [f64; 3],
 }
 
 impl Books {
@@ -87,6 +89,21 @@ impl Books {
                 }
             }
         }
+        let mut waits: Vec<f64> = model
+            .jobs
+            .values()
+            .filter_map(|j| {
+                Some((j.started? - j.created).as_secs_f64()).filter(|_| j.ran_on.is_some())
+            })
+            .collect();
+        waits.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            waits
+                .get(((waits.len() as f64 * q) as usize).min(waits.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0.0)
+        };
+        books.wait_secs = [at(0.5), at(0.99), waits.last().copied().unwrap_or(0.0)];
         let mut ids: Vec<&u64> = model.jobs.keys().collect();
         ids.sort();
         for id in ids {

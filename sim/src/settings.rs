@@ -100,9 +100,10 @@ impl Default for WebhookSettings {
 }
 
 impl Settings {
-    /// The soak's world: 30% duplicate deliveries, some reordered; 10% of jobs cancelled
-    /// while queued; a stranger's runner for 5% of jobs; 5% server errors and 1% timeouts
-    /// on GitHub and ECS. Tasks do not die (that needs the lifecycle reconciler).
+    /// The soak's world: 30% duplicate deliveries, 10% reordered; 20% of jobs cancelled
+    /// within 10 s if still queued (most start sooner); a stranger's runner for 5% of jobs;
+    /// 5% server errors and 1% timeouts on GitHub and ECS. Tasks do not die (that needs the
+    /// lifecycle reconciler).
     pub fn chaos(seed: u64) -> Self {
         let faults = FaultSettings {
             error_rate: 0.05,
@@ -111,7 +112,8 @@ impl Settings {
         };
         Self {
             seed,
-            cancel_rate: 0.10,
+            cancel_rate: 0.20,
+            cancel_after: (Duration::ZERO, Duration::from_secs(10)),
             steal_rate: 0.05,
             webhooks: WebhookSettings {
                 duplicate: 0.30,

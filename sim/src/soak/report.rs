@@ -88,6 +88,7 @@ pub fn dead_letter_jobs(json: &str) -> anyhow::Result<Vec<Option<u64>>> {
 #[derive(Debug, Clone)]
 pub struct SoakReport {
     pub seed: u64,
+    pub time_scale: f64,
     pub jobs: usize,
     pub elapsed: Duration,
     pub settled: bool,
@@ -131,6 +132,7 @@ impl SoakReport {
         .map(WebhookStats::get);
         let mut report = Self {
             seed: options.sim.seed,
+            time_scale: options.sim.time_scale,
             jobs: options.jobs,
             elapsed,
             settled,
@@ -227,6 +229,12 @@ impl fmt::Display for SoakReport {
             b.cancelled_while_queued,
             b.poison,
             b.unfinished.len()
+        )?;
+        let scale = self.time_scale;
+        let [p50, p99, max] = b.wait_secs;
+        writeln!(
+            f,
+            "job wait, queued to started (simulated s; real = /{scale}): p50 {p50:.0}, p99 {p99:.0}, max {max:.0}"
         )?;
         writeln!(
             f,

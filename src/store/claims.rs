@@ -259,33 +259,10 @@ impl Store {
         Ok(owed)
     }
 
-    /// Records the task: the job is `launched` (or `adopted`, for a task an interrupted
-    /// attempt started) and the lease released.
+    /// Records the task: the job is `launched` (or `adopted`, for what an interrupted
+    /// attempt started) and the lease released. `None`: an adopted launch whose task is
+    /// gone, its runner seen running a job.
     pub async fn record_launched(
-        &self,
-        job: JobId,
-        owner: &str,
-        runner_name: &str,
-        task_arn: &str,
-        how: LaunchState,
-    ) -> Result<(), StoreError> {
-        self.launched(job, owner, runner_name, Some(task_arn), how)
-            .await
-    }
-
-    /// Adopts an interrupted launch whose task is gone but whose runner was seen running
-    /// a job: the launch happened, and there is no task left to record.
-    pub async fn record_adopted_without_task(
-        &self,
-        job: JobId,
-        owner: &str,
-        runner_name: &str,
-    ) -> Result<(), StoreError> {
-        self.launched(job, owner, runner_name, None, LaunchState::Adopted)
-            .await
-    }
-
-    async fn launched(
         &self,
         job: JobId,
         owner: &str,

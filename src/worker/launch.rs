@@ -342,7 +342,13 @@ impl Worker {
             Ok(task) => {
                 let recorded = inner
                     .store
-                    .record_launched(job, &inner.owner, name, &task.arn.0, LaunchState::Launched)
+                    .record_launched(
+                        job,
+                        &inner.owner,
+                        name,
+                        Some(&task.arn.0),
+                        LaunchState::Launched,
+                    )
                     .await;
                 if let Err(StoreError::LeaseLost(_)) = &recorded {
                     // Another worker owns the job now; the task still goes on the books.

@@ -60,28 +60,26 @@ impl Worker {
                     .record_registration(job, &inner.owner, &pool.name, &prior_name, runner_id)
                     .await?;
             }
+            inner
+                .store
+                .record_launched(
+                    job,
+                    &inner.owner,
+                    &prior_name,
+                    task.as_deref(),
+                    LaunchState::Adopted,
+                )
+                .await?;
             match task {
-                Some(arn) => {
-                    inner
-                        .store
-                        .record_launched(job, &inner.owner, &prior_name, &arn, LaunchState::Adopted)
-                        .await?;
-                    tracing::info!(
-                        task = arn,
-                        runner = prior_name,
-                        "adopted the task of an interrupted launch"
-                    );
-                }
-                None => {
-                    inner
-                        .store
-                        .record_adopted_without_task(job, &inner.owner, &prior_name)
-                        .await?;
-                    tracing::info!(
-                        runner = prior_name,
-                        "the runner of an interrupted launch already ran a job; adopted its launch"
-                    );
-                }
+                Some(arn) => tracing::info!(
+                    task = arn,
+                    runner = prior_name,
+                    "adopted the task of an interrupted launch"
+                ),
+                None => tracing::info!(
+                    runner = prior_name,
+                    "the runner of an interrupted launch already ran a job; adopted its launch"
+                ),
             }
             return Ok(Some(Outcome::Adopted));
         }

@@ -119,7 +119,7 @@ async fn an_expired_lease_is_taken_over_with_what_the_first_attempt_left(#[case]
                 JobId(3),
                 "crashed",
                 "dh-pool-3-1",
-                "arn:task",
+                Some("arn:task"),
                 LaunchState::Launched
             )
             .await,
@@ -149,7 +149,7 @@ async fn a_launched_job_is_done_and_counts_as_a_live_runner(#[case] backend: Bac
             JobId(4),
             "w",
             "dh-pool-4-1",
-            "arn:aws:ecs:task/1",
+            Some("arn:aws:ecs:task/1"),
             LaunchState::Launched,
         )
         .await
@@ -485,7 +485,7 @@ async fn a_job_whose_in_progress_arrives_after_its_completed_stays_completed_and
             JobId(38),
             "w",
             "dh-pool-38-1",
-            "arn:task/38",
+            Some("arn:task/38"),
             LaunchState::Launched,
         )
         .await

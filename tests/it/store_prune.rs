@@ -52,7 +52,7 @@ async fn launch(store: &Store, job: u64) -> String {
             JobId(job),
             "w",
             &runner,
-            "arn:aws:ecs:task/1",
+            Some("arn:aws:ecs:task/1"),
             LaunchState::Launched,
         )
         .await

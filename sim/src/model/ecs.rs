@@ -170,16 +170,17 @@ impl Model {
                 }
                 None => {
                     self.counters.jit_refused += 1;
-                    self.stop(
-                        &arn,
-                        now,
-                        "EssentialContainerExited",
-                        "Essential container in task exited",
-                        Some(1),
-                    );
+                    self.exited(&arn, now, 1);
                 }
             }
         }
+    }
+
+    /// The runner container exited with `code`: its job done (0), or its registration
+    /// gone (1).
+    pub(super) fn exited(&mut self, arn: &str, now: SimTime, code: i32) {
+        let reason = "Essential container in task exited";
+        self.stop(arn, now, "EssentialContainerExited", reason, Some(code));
     }
 
     /// A task stops; its runner, if it had one, is gone with it.

@@ -142,13 +142,7 @@ impl Model {
         let now = self.clock.now();
         self.lose_runner(id, now);
         if let Some(arn) = task {
-            self.stop(
-                &arn,
-                now,
-                "EssentialContainerExited",
-                "Essential container in task exited",
-                Some(1),
-            );
+            self.exited(&arn, now, 1);
         }
         Ok(())
     }

@@ -350,13 +350,7 @@ impl Model {
             runner.state = RunnerState::Gone;
             runner.listed = false;
             if let Some(arn) = runner.task.clone() {
-                self.stop(
-                    &arn,
-                    now,
-                    "EssentialContainerExited",
-                    "Essential container in task exited",
-                    Some(0),
-                );
+                self.exited(&arn, now, 0);
             }
         }
     }

@@ -429,19 +429,21 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Labels a pool asks for, in other cases, and one it does not.
+const LABEL_WORDS: [&str; 7] = [
+    "self-hosted",
+    "linux",
+    "x64",
+    "Self-Hosted",
+    "LINUX",
+    "X64",
+    "gpu",
+];
+
 fn label_word() -> impl Strategy<Value = String> {
-    let words = [
-        "self-hosted",
-        "linux",
-        "x64",
-        "Self-Hosted",
-        "LINUX",
-        "X64",
-        "gpu",
-        "ubuntu-latest",
-    ];
+    let words: Vec<&str> = LABEL_WORDS.into_iter().chain(["ubuntu-latest"]).collect();
     prop_oneof![
-        6 => select(words.to_vec()).prop_map(String::from),
+        6 => select(words).prop_map(String::from),
         1 => text(),
     ]
 }
@@ -573,17 +575,8 @@ fn job() -> impl Strategy<Value = Job> {
 
 /// A job whose required fields are all there and well-typed; its labels may still miss.
 fn clean_job() -> impl Strategy<Value = Job> {
-    let words = [
-        "self-hosted",
-        "linux",
-        "x64",
-        "Self-Hosted",
-        "LINUX",
-        "X64",
-        "gpu",
-        "🦀",
-    ];
-    job_with(vec(select(words.to_vec()).prop_map(String::from), 0..5))
+    let words: Vec<&str> = LABEL_WORDS.into_iter().chain(["🦀"]).collect();
+    job_with(vec(select(words).prop_map(String::from), 0..5))
 }
 
 fn size() -> impl Strategy<Value = Size> {

@@ -17,6 +17,7 @@
 mod bodies;
 mod harness;
 mod headers;
+mod values;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::{GitHubState, LaunchState, Store, StoreError, created_at};
+use serde_json::json;
+
+use super::history::{Delivered, EventKind, Note};
+use super::{GitHubState, LaunchState, Store, StoreError, created_at, millis};
 use crate::domain::{JobEvent, JobId, RunnerId};
 
 /// The outcome of trying to claim a job's launch.
@@ -85,15 +88,40 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<Claim, StoreError> {
+        let delivered = Delivered {
+            event,
+            accepted_at: chrono::Utc::now(),
+        };
+        self.claim_delivered(&delivered, pool, owner, lease).await
+    }
+
+    /// [`Store::claim`], noting in the job's history the delivery (at the time the ingress
+    /// accepted it), the pool, and the claim, in the same transaction.
+    pub async fn claim_delivered(
+        &self,
+        delivered: &Delivered<'_>,
+        pool: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
+        let event = delivered.event;
         let mut w = self.write("claim").await?;
         let now = self.now();
         let labels = serde_json::to_string(&event.job.labels).expect("labels serialize");
+        let mut tx = sqlx::Connection::begin(&mut *w.conn).await?;
+        let before = sqlx::query(self.sql("SELECT lease_owner FROM jobs WHERE job_id = $1"))
+            .bind(event.job.id.0 as i64)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| row.try_get::<Option<String>, _>("lease_owner"))
+            .transpose()?
+            .flatten();
         let sql = self.sql(
             "INSERT INTO jobs (job_id, launch, github, pool, repo, installation_id, run_id,
                                labels, attempt, lease_owner, lease_expires_at, created_at,
                                received_at, updated_at)
              VALUES ($1, 'launching', 'queued', $2, $3, $4, $5, $6, 1, $7, DB_NOW + $8, $9,
-                     $10, $10)
+                     $11, $10)
              ON CONFLICT (job_id) DO UPDATE SET
                  launch = 'launching',
                  attempt = jobs.attempt + 1,
@@ -117,38 +145,63 @@ impl Store {
             .bind(lease.as_millis() as i64)
             .bind(created_at(event, now))
             .bind(now)
-            .fetch_optional(&mut *w.conn)
+            .bind(millis(delivered.accepted_at).min(now))
+            .fetch_optional(&mut *tx)
             .await?;
-        if let Some(row) = claimed {
-            let attempt: i64 = row.try_get("attempt")?;
-            let prior = PriorAttempt {
-                runner_name: row.try_get("runner_name")?,
-                runner_id: row
-                    .try_get::<Option<i64>, _>("runner_id")?
-                    .map(|id| RunnerId(id as u64)),
-                task_arn: row.try_get("task_arn")?,
-                cluster: row.try_get("cluster")?,
-            };
-            let prior = (prior.runner_name.is_some() || prior.task_arn.is_some()).then_some(prior);
-            return Ok(Claim::Acquired {
-                attempt: attempt as u32,
-                prior,
-            });
-        }
-        let sql = self.sql(
-            "SELECT launch, lease_expires_at - DB_NOW AS remaining FROM jobs WHERE job_id = $1",
-        );
-        let row = sqlx::query(sql)
-            .bind(event.job.id.0 as i64)
-            .fetch_one(&mut *w.conn)
+        self.append_arrival(&mut tx, delivered, Some(pool), json!({}), now)
             .await?;
-        let state = LaunchState::parse(&row.try_get::<String, _>("launch")?);
-        Ok(if state.is_settled() {
-            Claim::Done(state)
-        } else {
-            let remaining: Option<i64> = row.try_get("remaining")?;
-            Claim::Held(Duration::from_millis(remaining.unwrap_or(0).max(0) as u64))
-        })
+        let claim = match claimed {
+            Some(row) => {
+                let attempt: i64 = row.try_get("attempt")?;
+                let prior = PriorAttempt {
+                    runner_name: row.try_get("runner_name")?,
+                    runner_id: row
+                        .try_get::<Option<i64>, _>("runner_id")?
+                        .map(|id| RunnerId(id as u64)),
+                    task_arn: row.try_get("task_arn")?,
+                    cluster: row.try_get("cluster")?,
+                };
+                let prior =
+                    (prior.runner_name.is_some() || prior.task_arn.is_some()).then_some(prior);
+                let detail = json!({
+                    "attempt": attempt,
+                    "pool": pool,
+                    "lease_s": lease.as_secs_f64(),
+                    // A lease still named on the row had expired: its worker stopped mid-way.
+                    "took_over_from": before,
+                    "leftovers": prior.as_ref().map(|p| json!({
+                        "runner": p.runner_name, "task": p.task_arn,
+                    })),
+                });
+                self.append(
+                    &mut tx,
+                    Note::new(event.job.id, now, EventKind::Claimed, detail),
+                )
+                .await?;
+                Claim::Acquired {
+                    attempt: attempt as u32,
+                    prior,
+                }
+            }
+            None => {
+                let sql = self.sql(
+                    "SELECT launch, lease_expires_at - DB_NOW AS remaining FROM jobs WHERE job_id = $1",
+                );
+                let row = sqlx::query(sql)
+                    .bind(event.job.id.0 as i64)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let state = LaunchState::parse(&row.try_get::<String, _>("launch")?);
+                if state.is_settled() {
+                    Claim::Done(state)
+                } else {
+                    let remaining: Option<i64> = row.try_get("remaining")?;
+                    Claim::Held(Duration::from_millis(remaining.unwrap_or(0).max(0) as u64))
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(claim)
     }
 
     /// What dockhand has done for the job, if the store has heard of it.
@@ -241,6 +294,9 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
         let owed = owed(job, row.as_ref())?;
+        let detail = json!({ "runner": runner_name, "runner_id": runner_id.0 });
+        self.append(&mut tx, Note::new(job, now, EventKind::Registered, detail))
+            .await?;
         let sql = self.sql(
             "INSERT INTO runners (runner_name, pool, for_job_id, runner_id, state, created_at, updated_at)
              VALUES ($1, $2, $3, $4, 'registered', $5, $5)
@@ -260,7 +316,8 @@ impl Store {
     }
 
     /// Records the task: the job is `launched` (or `adopted`, for what an interrupted
-    /// attempt started) and the lease released. `None`: an adopted launch whose task is
+    /// attempt started) and the lease released. `launched_on`: the capacity provider or
+    /// launch type ECS reported. `None`: an adopted launch whose task is
     /// gone, its runner seen running a job.
     pub async fn record_launched(
         &self,
@@ -268,6 +325,7 @@ impl Store {
         owner: &str,
         runner_name: &str,
         task_arn: Option<&str>,
+        launched_on: Option<&str>,
         how: LaunchState,
     ) -> Result<(), StoreError> {
         let mut w = self.write("record_launched").await?;
@@ -290,6 +348,18 @@ impl Store {
             .await?
             .rows_affected();
         self.leased(job, updated)?;
+        let kind = if how == LaunchState::Adopted {
+            EventKind::Adopted
+        } else {
+            EventKind::Launched
+        };
+        let detail = json!({
+            "runner": runner_name,
+            "task": task_arn,
+            "launched_on": launched_on,
+        });
+        self.append(&mut tx, Note::new(job, now, kind, detail))
+            .await?;
         if let Some(task_arn) = task_arn {
             sqlx::query(self.sql(super::runners::RECORD_RUNNER_TASK))
                 .bind(runner_name.to_string())
@@ -302,125 +372,7 @@ impl Store {
         Ok(())
     }
 
-    /// Gives the job back after a transient failure: the next delivery claims it at once,
-    /// with a new attempt. What the attempt may have left stays on record unless its
-    /// clean-up was confirmed, so that claim adopts or removes it.
-    pub async fn release(
-        &self,
-        job: JobId,
-        owner: &str,
-        reason: &str,
-        leftovers: Leftovers,
-    ) -> Result<(), StoreError> {
-        let sql = match leftovers {
-            Leftovers::CleanedUp => {
-                "UPDATE jobs SET launch = 'owed', lease_owner = NULL, lease_expires_at = NULL,
-                     runner_name = NULL, runner_id = NULL, task_arn = NULL, cluster = NULL,
-                     reason = $3, updated_at = $4
-                 WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'"
-            }
-            Leftovers::Kept => {
-                "UPDATE jobs SET launch = 'owed', lease_owner = NULL, lease_expires_at = NULL,
-                     reason = $3, updated_at = $4
-                 WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'"
-            }
-        };
-        self.update_leased("release", sql, job, owner, reason).await
-    }
-
-    /// No launch is owed any more (the job finished without a runner, or ran on one dockhand
-    /// did not launch) and this attempt's leftovers are confirmed gone.
-    pub async fn record_waived(&self, job: JobId, owner: &str) -> Result<(), StoreError> {
-        self.update_leased(
-            "record_waived",
-            "UPDATE jobs SET launch = 'waived', lease_owner = NULL, lease_expires_at = NULL,
-                 runner_name = NULL, runner_id = NULL, task_arn = NULL, cluster = NULL,
-                 reason = $3, updated_at = $4
-             WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'",
-            job,
-            owner,
-            "no longer owed a launch",
-        )
-        .await
-    }
-
-    /// The job cannot be launched (a permanent error).
-    pub async fn record_failed(
-        &self,
-        job: JobId,
-        owner: &str,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        self.update_leased(
-            "record_failed",
-            "UPDATE jobs SET launch = 'failed', lease_owner = NULL, lease_expires_at = NULL, reason = $3, updated_at = $4
-             WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'",
-            job,
-            owner,
-            reason,
-        )
-        .await
-    }
-
-    /// Makes a job that failed permanently claimable again, because an operator requeued its
-    /// message after fixing the cause. The claim that follows is the usual one, so a job
-    /// requeued twice still launches once; its earlier attempt is taken over as after a
-    /// crash. Returns whether the job was failed.
-    pub async fn reopen_failed(&self, job: JobId) -> Result<bool, StoreError> {
-        let mut w = self.write("reopen_failed").await?;
-        let sql = self.sql(
-            "UPDATE jobs SET launch = 'owed', reason = NULL, updated_at = $2
-             WHERE job_id = $1 AND launch = 'failed'",
-        );
-        let done = sqlx::query(sql)
-            .bind(job.0 as i64)
-            .bind(self.now())
-            .execute(&mut *w.conn)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    /// A dry run: records what would have launched and releases the lease.
-    pub async fn record_dry_run(
-        &self,
-        job: JobId,
-        owner: &str,
-        runner_name: &str,
-    ) -> Result<(), StoreError> {
-        self.update_leased(
-            "record_dry_run",
-            "UPDATE jobs SET launch = 'dry_run', runner_name = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = $4
-             WHERE job_id = $1 AND lease_owner = $2 AND launch = 'launching'",
-            job,
-            owner,
-            runner_name,
-        )
-        .await
-    }
-
-    /// Runs an update of a job this worker holds the lease on. `sql` binds `$1` job id,
-    /// `$2` owner, `$3` the value, `$4` now, and must check the lease in its WHERE clause.
-    async fn update_leased(
-        &self,
-        op: &'static str,
-        sql: &'static str,
-        job: JobId,
-        owner: &str,
-        value: &str,
-    ) -> Result<(), StoreError> {
-        let mut w = self.write(op).await?;
-        let updated = sqlx::query(self.sql(sql))
-            .bind(job.0 as i64)
-            .bind(owner.to_string())
-            .bind(value.to_string())
-            .bind(self.now())
-            .execute(&mut *w.conn)
-            .await?
-            .rows_affected();
-        self.leased(job, updated)
-    }
-
-    fn leased(&self, job: JobId, rows_affected: u64) -> Result<(), StoreError> {
+    pub(super) fn leased(&self, job: JobId, rows_affected: u64) -> Result<(), StoreError> {
         if rows_affected == 0 {
             Err(StoreError::LeaseLost(job))
         } else {

@@ -17,12 +17,15 @@
 //! deleted after the retention).
 
 mod claims;
+mod endings;
+mod history;
 mod jobs;
 mod prune;
 mod runners;
 mod state;
 mod tracking;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -31,7 +34,8 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr, SqlStr};
 
 pub use claims::{Claim, Leftovers, Owed, PriorAttempt};
-pub use jobs::JobRecord;
+pub use history::{Deferred, Delivered, EventKind, HistoryEntry};
+pub use jobs::{JobFilter, JobRecord};
 pub use prune::{PRUNE_BATCH, Pruned};
 pub use runners::RunnerRecord;
 pub use state::{GitHubState, LaunchState, RunnerState};
@@ -74,6 +78,18 @@ pub struct Store {
     /// How far this handle's clock runs ahead of the machine's, in milliseconds: 0, except
     /// in tests that play a worker whose clock is wrong ([`Store::with_clock_skew`]).
     skew_ms: i64,
+    /// Who writes through this handle, as the job history names it ([`Store::acting_as`]).
+    process: Arc<str>,
+}
+
+/// The machine's name (a container's, on ECS), for the job history; `unknown` if unread.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 fn millis(t: DateTime<Utc>) -> i64 {
@@ -157,6 +173,7 @@ impl Store {
             gate,
             sqlite,
             skew_ms: 0,
+            process: format!("{}@{}", std::process::id(), hostname()).into(),
         })
     }
 
@@ -195,6 +212,14 @@ impl Store {
     #[must_use]
     pub fn with_clock_skew(mut self, skew: chrono::TimeDelta) -> Self {
         self.skew_ms = skew.num_milliseconds();
+        self
+    }
+
+    /// This handle, writing as `process` (a worker's lease owner) on this host, in the job
+    /// history.
+    #[must_use]
+    pub fn acting_as(mut self, process: &str) -> Self {
+        self.process = format!("{process}@{}", hostname()).into();
         self
     }
 

@@ -3,6 +3,8 @@
 
 use chrono::{DateTime, Utc};
 
+use sqlx::AssertSqlSafe;
+
 use super::{Store, StoreError, millis};
 
 /// Rows deleted per statement: short statements keep SQLite's write lock short.
@@ -13,10 +15,14 @@ pub const PRUNE_BATCH: u32 = 1_000;
 pub struct Pruned {
     pub jobs: u64,
     pub runners: u64,
+    /// History entries: a pruned job's, and those of jobs never stored (no pool served
+    /// them) once older than the retention.
+    pub history: u64,
 }
 
 impl Store {
-    /// Deletes finished jobs and runners last updated more than `older_than` ago.
+    /// Deletes finished jobs (with their history) and runners last updated more than
+    /// `older_than` ago.
     pub async fn prune(&self, older_than: std::time::Duration) -> Result<Pruned, StoreError> {
         let older_than = chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
         let cutoff = Utc::now()
@@ -36,22 +42,7 @@ impl Store {
         cutoff: DateTime<Utc>,
         batch: u32,
     ) -> Result<Pruned, StoreError> {
-        let jobs = self
-            .delete_in_batches(
-                "DELETE FROM jobs WHERE job_id IN (
-                     SELECT job_id FROM jobs
-                     WHERE (launch IN ('failed', 'dry_run')
-                            OR (launch IN ('launched', 'adopted') AND github = 'completed')
-                            OR (launch = 'waived' AND github <> 'in_progress'))
-                       AND updated_at < $1
-                       AND NOT EXISTS (
-                           SELECT 1 FROM runners r WHERE r.for_job_id = jobs.job_id
-                             AND r.state NOT IN ('finished', 'removed'))
-                     LIMIT $2)",
-                cutoff,
-                batch,
-            )
-            .await?;
+        let (jobs, mut history) = self.delete_jobs(cutoff, batch).await?;
         let runners = self
             .delete_in_batches(
                 "DELETE FROM runners WHERE runner_name IN (
@@ -62,7 +53,70 @@ impl Store {
                 batch,
             )
             .await?;
-        Ok(Pruned { jobs, runners })
+        history += self
+            .delete_in_batches(
+                "DELETE FROM job_history WHERE id IN (
+                     SELECT id FROM job_history h
+                     WHERE at < $1
+                       AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = h.job_id)
+                     LIMIT $2)",
+                cutoff,
+                batch,
+            )
+            .await?;
+        Ok(Pruned {
+            jobs,
+            runners,
+            history,
+        })
+    }
+
+    /// Deletes finished jobs, `batch` per transaction, each batch with its jobs' history.
+    async fn delete_jobs(
+        &self,
+        cutoff: DateTime<Utc>,
+        batch: u32,
+    ) -> Result<(u64, u64), StoreError> {
+        let batch = batch.max(1);
+        let (mut jobs, mut history) = (0, 0);
+        loop {
+            let mut w = self.write("prune").await?;
+            let mut tx = sqlx::Connection::begin(&mut *w.conn).await?;
+            let gone: Vec<i64> = sqlx::query_scalar(self.sql(
+                "DELETE FROM jobs WHERE job_id IN (
+                     SELECT job_id FROM jobs
+                     WHERE (launch IN ('failed', 'dry_run')
+                            OR (launch IN ('launched', 'adopted') AND github = 'completed')
+                            OR (launch = 'waived' AND github <> 'in_progress'))
+                       AND updated_at < $1
+                       AND NOT EXISTS (
+                           SELECT 1 FROM runners r WHERE r.for_job_id = jobs.job_id
+                             AND r.state NOT IN ('finished', 'removed'))
+                     LIMIT $2)
+                 RETURNING job_id",
+            ))
+            .bind(millis(cutoff))
+            .bind(i64::from(batch))
+            .fetch_all(&mut *tx)
+            .await?;
+            if !gone.is_empty() {
+                // Integers only: the list is as safe as the literal around it.
+                let ids: Vec<String> = gone.iter().map(i64::to_string).collect();
+                let sql = format!(
+                    "DELETE FROM job_history WHERE job_id IN ({})",
+                    ids.join(",")
+                );
+                history += sqlx::query(AssertSqlSafe(sql))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            tx.commit().await?;
+            jobs += gone.len() as u64;
+            if gone.len() < batch as usize {
+                return Ok((jobs, history));
+            }
+        }
     }
 
     async fn delete_in_batches(

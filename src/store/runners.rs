@@ -1,8 +1,11 @@
 //! The runners table: one row per runner name registered for a job, its task, and its
 //! state as the worker and the webhook events see it.
 
-use sqlx::Row;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::{AnyConnection, Row};
 
+use super::history::{EventKind, Note};
 use super::{RunnerState, Store, StoreError};
 use crate::domain::{JobId, RunnerId};
 
@@ -12,7 +15,7 @@ pub(super) const RECORD_RUNNER_TASK: &str =
      WHERE runner_name = $1 AND state = 'registered'";
 
 /// A runner row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RunnerRecord {
     pub runner_name: String,
     pub pool: String,
@@ -21,32 +24,50 @@ pub struct RunnerRecord {
     pub task_arn: Option<String>,
     pub state: RunnerState,
     pub ran_job_id: Option<JobId>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 impl Store {
-    /// Moves a runner to `state`. `ran_job`, when given, is recorded as the job the runner
-    /// ran; otherwise the one recorded before stays. A runner that finished or was removed
-    /// stays so: GitHub may deliver a job's `in_progress` after its `completed`.
-    pub(super) async fn set_runner(
+    /// Moves a runner to `state` on `conn` (the caller's transaction). `ran_job`, when
+    /// given, is recorded as the job the runner ran; otherwise the one recorded before
+    /// stays. A runner that finished or was removed stays so: GitHub may deliver a job's
+    /// `in_progress` after its `completed`.
+    pub(super) async fn set_runner_in(
         &self,
+        conn: &mut AnyConnection,
         runner_name: &str,
         state: RunnerState,
         ran_job: Option<JobId>,
-    ) -> Result<(), StoreError> {
-        let mut w = self.write("runner_state").await?;
+        now: i64,
+    ) -> Result<u64, sqlx::Error> {
         let sql = self.sql(
             "UPDATE runners SET state = $2, ran_job_id = COALESCE($3, ran_job_id), updated_at = $4
              WHERE runner_name = $1
                AND (state NOT IN ('finished', 'removed') OR $2 IN ('finished', 'removed'))",
         );
-        sqlx::query(sql)
+        Ok(sqlx::query(sql)
             .bind(runner_name.to_string())
             .bind(state.as_str().to_string())
             .bind(ran_job.map(|j| j.0 as i64))
-            .bind(self.now())
-            .execute(&mut *w.conn)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected())
+    }
+
+    /// The job dockhand launched a runner of this name for; `None` if it did not.
+    pub(super) async fn runner_launched_for(
+        &self,
+        conn: &mut AnyConnection,
+        runner_name: &str,
+    ) -> Result<Option<JobId>, sqlx::Error> {
+        let sql = self.sql("SELECT for_job_id FROM runners WHERE runner_name = $1");
+        let job: Option<i64> = sqlx::query_scalar(sql)
+            .bind(runner_name.to_string())
+            .fetch_optional(&mut *conn)
             .await?;
-        Ok(())
+        Ok(job.map(|j| JobId(j as u64)))
     }
 
     /// Records the task a runner runs in. Needs no lease: a task that exists is put on the
@@ -66,16 +87,6 @@ impl Store {
         Ok(())
     }
 
-    /// Whether dockhand registered a runner of this name.
-    pub async fn is_dockhand_runner(&self, runner_name: &str) -> Result<bool, StoreError> {
-        let sql = self.sql("SELECT COUNT(*) FROM runners WHERE runner_name = $1");
-        let n: i64 = sqlx::query_scalar(sql)
-            .bind(runner_name.to_string())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n > 0)
-    }
-
     /// Whether a webhook showed this runner running a job: then its task came up, whatever
     /// ECS and GitHub show now (an ephemeral runner and its task are gone after one job).
     pub async fn runner_ran_a_job(&self, runner_name: &str) -> Result<bool, StoreError> {
@@ -88,10 +99,24 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Marks a runner removed (its registration was deleted on GitHub).
+    /// Marks a runner removed (its registration was deleted on GitHub), and notes it in
+    /// the history of the job it was registered for.
     pub async fn record_runner_removed(&self, runner_name: &str) -> Result<(), StoreError> {
-        self.set_runner(runner_name, RunnerState::Removed, None)
-            .await
+        let mut w = self.write("runner_state").await?;
+        let now = self.now();
+        let mut tx = sqlx::Connection::begin(&mut *w.conn).await?;
+        let changed = self
+            .set_runner_in(&mut tx, runner_name, RunnerState::Removed, None, now)
+            .await?;
+        if changed > 0
+            && let Some(job) = self.runner_launched_for(&mut tx, runner_name).await?
+        {
+            let detail = json!({ "runner": runner_name });
+            let note = Note::new(job, now, EventKind::RunnerRemoved, detail);
+            self.append(&mut tx, note).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Runners of the pool that are registered, launched or busy: what `max_runners` caps.
@@ -126,12 +151,38 @@ impl Store {
 
     /// Every runner row, oldest first.
     pub async fn runners(&self) -> Result<Vec<RunnerRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT runner_name, pool, for_job_id, runner_id, task_arn, state, ran_job_id
-             FROM runners ORDER BY created_at, runner_name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        self.list_runners(None, None, u32::MAX, false).await
+    }
+
+    /// Runners of `pool` in `state` (each when given), at most `limit`, newest first (or
+    /// oldest first).
+    pub async fn list_runners(
+        &self,
+        pool: Option<&str>,
+        state: Option<RunnerState>,
+        limit: u32,
+        newest_first: bool,
+    ) -> Result<Vec<RunnerRecord>, StoreError> {
+        let sql = if newest_first {
+            "SELECT runner_name, pool, for_job_id, runner_id, task_arn, state, ran_job_id,
+                    created_at, updated_at
+             FROM runners WHERE ($1 IS NULL OR pool = $1) AND ($2 IS NULL OR state = $2)
+             ORDER BY created_at DESC, runner_name DESC LIMIT $3"
+        } else {
+            "SELECT runner_name, pool, for_job_id, runner_id, task_arn, state, ran_job_id,
+                    created_at, updated_at
+             FROM runners WHERE ($1 IS NULL OR pool = $1) AND ($2 IS NULL OR state = $2)
+             ORDER BY created_at, runner_name LIMIT $3"
+        };
+        let rows = sqlx::query(self.sql(sql))
+            .bind(pool.map(str::to_string))
+            .bind(state.map(|s| s.as_str().to_string()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let time = |r: &sqlx::any::AnyRow, c: &str| -> Result<DateTime<Utc>, sqlx::Error> {
+            Ok(DateTime::from_timestamp_millis(r.try_get::<i64, _>(c)?).unwrap_or_default())
+        };
         rows.iter()
             .map(|r| {
                 Ok(RunnerRecord {
@@ -146,6 +197,8 @@ impl Store {
                     ran_job_id: r
                         .try_get::<Option<i64>, _>("ran_job_id")?
                         .map(|id| JobId(id as u64)),
+                    created_at: time(r, "created_at")?,
+                    updated_at: time(r, "updated_at")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

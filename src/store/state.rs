@@ -142,6 +142,19 @@ impl RunnerState {
     }
 }
 
+/// Each state serializes as its stored name.
+macro_rules! serialize_by_name {
+    ($($state:ty),*) => {$(
+        impl serde::Serialize for $state {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    )*};
+}
+
+serialize_by_name!(LaunchState, GitHubState, RunnerState);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,21 @@
 //! job is owed (`owed` → `waived`) when the job finished before any runner took it, or ran
 //! on a runner dockhand did not launch. Jobs no pool serves are not stored.
 
+use serde_json::json;
+use sqlx::AnyConnection;
+
+use super::history::{EventKind, Note};
 use super::{RunnerState, Store, StoreError, created_at, millis};
 use crate::domain::{JobAction, JobEvent, JobId};
+
+/// GitHub's conclusion, by its name (`success`, `cancelled`, ...).
+fn conclusion(event: &JobEvent) -> Option<String> {
+    event
+        .job
+        .conclusion
+        .and_then(|c| serde_json::to_value(c).ok())
+        .and_then(|v| v.as_str().map(str::to_string))
+}
 
 /// The launch a job a `queued` delivery has not reached yet owes, given the runner that
 /// took it (`None`: no runner) and whether dockhand launched that runner.
@@ -34,43 +47,106 @@ impl Store {
         Ok(counts.iter().any(|n| *n > 0))
     }
 
-    /// Records an `in_progress` or `completed` event: GitHub's view of the job, and the
-    /// runner's state when it is one of dockhand's.
+    /// Records an `in_progress` or `completed` event, in one transaction: GitHub's view of
+    /// the job, the runner's state when it is one of dockhand's, and the history of the job
+    /// (and of the job the runner was launched for, when it ran another).
     pub async fn track(&self, event: &JobEvent, pool: Option<&str>) -> Result<(), StoreError> {
+        let op = match event.action {
+            JobAction::InProgress => "track_in_progress",
+            JobAction::Completed => "track_completed",
+            JobAction::Queued | JobAction::Waiting => return Ok(()),
+        };
+        let job = event.job.id;
         let runner = event.job.runner.as_ref().and_then(|r| r.name.as_deref());
-        let ours = match runner {
-            Some(name) => Some(self.is_dockhand_runner(name).await?),
+        let mut w = self.write(op).await?;
+        let now = self.now();
+        let mut tx = sqlx::Connection::begin(&mut *w.conn).await?;
+        // Which job dockhand launched the runner for; `None` when it is not dockhand's.
+        let launched_for = match runner {
+            Some(name) => Some(self.runner_launched_for(&mut tx, name).await?),
             None => None,
         };
-        match event.action {
-            JobAction::InProgress => {
-                self.upsert_in_progress(event, pool, runner, ours).await?;
-                if let Some(name) = runner {
-                    self.set_runner(name, RunnerState::Busy, Some(event.job.id))
-                        .await?;
-                }
+        let ours = launched_for.map(|f| f.is_some());
+        let before: Option<String> =
+            sqlx::query_scalar(self.sql("SELECT launch FROM jobs WHERE job_id = $1"))
+                .bind(job.0 as i64)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let after = if event.action == JobAction::InProgress {
+            Some(
+                self.upsert_in_progress(&mut tx, event, pool, runner, ours, now)
+                    .await?,
+            )
+        } else {
+            self.upsert_completed(&mut tx, event, pool, runner, ours, now)
+                .await?
+        };
+        let detail = json!({
+            "delivery": event.delivery.0,
+            "runner": runner,
+            "launched_for": launched_for.flatten().map(|j| j.0),
+            "dockhand": ours,
+        });
+        match (event.action, runner) {
+            (JobAction::InProgress, _) => {
+                let note = Note::new(job, now, EventKind::Started, detail).once("started".into());
+                self.append(&mut tx, note).await?;
             }
-            JobAction::Completed => {
-                self.upsert_completed(event, pool, runner, ours).await?;
-                if let Some(name) = runner {
-                    self.set_runner(name, RunnerState::Finished, Some(event.job.id))
-                        .await?;
-                }
+            (_, _) if after.is_none() => {} // completed before: nothing changed
+            (_, None) => {
+                let detail =
+                    json!({ "delivery": event.delivery.0, "conclusion": conclusion(event) });
+                let note =
+                    Note::new(job, now, EventKind::Cancelled, detail).once("completed".into());
+                self.append(&mut tx, note).await?;
             }
-            JobAction::Queued | JobAction::Waiting => {}
+            (_, Some(_)) => {
+                let mut detail = detail;
+                detail["conclusion"] = conclusion(event).into();
+                let note =
+                    Note::new(job, now, EventKind::Completed, detail).once("completed".into());
+                self.append(&mut tx, note).await?;
+            }
         }
+        if after.as_deref() == Some("waived") && before.as_deref() != Some("waived") {
+            let reason = match runner {
+                Some(name) => format!("it ran on runner {name}, which dockhand did not launch"),
+                None => "it finished before any runner took it".to_string(),
+            };
+            let note = Note::new(job, now, EventKind::Waived, json!({ "reason": reason }));
+            self.append(&mut tx, note).await?;
+        }
+        if let (Some(name), Some(Some(for_job))) = (runner, launched_for)
+            && for_job != job
+        {
+            let detail = json!({ "runner": name, "ran_job": job.0 });
+            let note = Note::new(for_job, now, EventKind::RunnerTaken, detail)
+                .once(format!("taken:{name}"));
+            self.append(&mut tx, note).await?;
+        }
+        if let Some(name) = runner {
+            let state = if event.action == JobAction::InProgress {
+                RunnerState::Busy
+            } else {
+                RunnerState::Finished
+            };
+            self.set_runner_in(&mut tx, name, state, Some(job), now)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
+    /// The job's `launch` after the upsert.
     async fn upsert_in_progress(
         &self,
+        conn: &mut AnyConnection,
         event: &JobEvent,
         pool: Option<&str>,
         runner: Option<&str>,
         ours: Option<bool>,
-    ) -> Result<(), StoreError> {
-        let mut w = self.write("track_in_progress").await?;
-        let now = self.now();
+        now: i64,
+    ) -> Result<String, sqlx::Error> {
         let sql = self.sql(
             "INSERT INTO jobs (job_id, launch, github, pool, repo, installation_id, run_id,
                                labels, ran_on, ran_on_dockhand, created_at, started_at,
@@ -85,9 +161,10 @@ impl Store {
                  launch = CASE WHEN jobs.launch = 'owed' AND jobs.runner_name IS NULL
                                     AND excluded.ran_on_dockhand = 0
                                THEN 'waived' ELSE jobs.launch END,
-                 updated_at = excluded.updated_at",
+                 updated_at = excluded.updated_at
+             RETURNING launch",
         );
-        sqlx::query(sql)
+        sqlx::query_scalar(sql)
             .bind(event.job.id.0 as i64)
             .bind(owed_on_insert(runner, ours, false).to_string())
             .bind(pool.map(str::to_string))
@@ -100,25 +177,20 @@ impl Store {
             .bind(created_at(event, now))
             .bind(event.job.started_at.map(millis))
             .bind(now)
-            .execute(&mut *w.conn)
-            .await?;
-        Ok(())
+            .fetch_one(&mut *conn)
+            .await
     }
 
+    /// The job's `launch` after the upsert; `None` if GitHub had completed it before.
     async fn upsert_completed(
         &self,
+        conn: &mut AnyConnection,
         event: &JobEvent,
         pool: Option<&str>,
         runner: Option<&str>,
         ours: Option<bool>,
-    ) -> Result<(), StoreError> {
-        let mut w = self.write("track_completed").await?;
-        let now = self.now();
-        let conclusion = event
-            .job
-            .conclusion
-            .and_then(|c| serde_json::to_value(c).ok())
-            .and_then(|v| v.as_str().map(str::to_string));
+        now: i64,
+    ) -> Result<Option<String>, sqlx::Error> {
         let sql = self.sql(
             "INSERT INTO jobs (job_id, launch, github, pool, repo, installation_id, run_id,
                                labels, ran_on, ran_on_dockhand, conclusion, created_at,
@@ -135,9 +207,10 @@ impl Store {
                                          OR COALESCE(excluded.ran_on, jobs.ran_on) IS NULL)
                                THEN 'waived' ELSE jobs.launch END,
                  updated_at = excluded.updated_at
-             WHERE jobs.github <> 'completed'",
+             WHERE jobs.github <> 'completed'
+             RETURNING launch",
         );
-        sqlx::query(sql)
+        sqlx::query_scalar(sql)
             .bind(event.job.id.0 as i64)
             .bind(owed_on_insert(runner, ours, true).to_string())
             .bind(pool.map(str::to_string))
@@ -147,12 +220,11 @@ impl Store {
             .bind(serde_json::to_string(&event.job.labels).expect("labels serialize"))
             .bind(runner.map(str::to_string))
             .bind(ours.map(i64::from))
-            .bind(conclusion)
+            .bind(conclusion(event))
             .bind(created_at(event, now))
             .bind(event.job.completed_at.map(millis))
             .bind(now)
-            .execute(&mut *w.conn)
-            .await?;
-        Ok(())
+            .fetch_optional(&mut *conn)
+            .await
     }
 }

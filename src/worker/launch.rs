@@ -15,6 +15,7 @@
 use std::time::Instant;
 
 use super::outcome::{Deferral, JobError, Outcome};
+use super::settle::{Handling, attribute_ms};
 use super::{Heartbeat, Launchers, Worker};
 use crate::config::RunnerScopeKind;
 use crate::domain::{JobEvent, JobId};
@@ -22,8 +23,11 @@ use crate::ecs::{LaunchError, LaunchSpec};
 use crate::github::{GitHubError, JitRequest, RunnerTarget};
 use crate::metrics as m;
 use crate::pool::Pool;
+use crate::queue::ATTR_REQUEUE_COUNT;
 use crate::queue::envelope::Envelope;
-use crate::store::{Claim, LaunchState, Leftovers, Owed, PriorAttempt, StoreError};
+use crate::store::{
+    Claim, Deferred, Delivered, LaunchState, Leftovers, Owed, PriorAttempt, StoreError,
+};
 use crate::telemetry::chain;
 
 /// The runner's name: deterministic from pool, job and attempt, so a take-over knows
@@ -85,19 +89,28 @@ fn target(pool: &Pool, event: &JobEvent) -> RunnerTarget {
 }
 
 impl Worker {
-    /// Launches a queued job's runner, once. A `requeued` message (one `dockhand requeue`
+    /// Launches a queued job's runner, once. A requeued message (one `dockhand requeue`
     /// moved back from the dead-letter queue) may retry a job that failed permanently.
     pub(super) async fn launch(
         &self,
         envelope: &Envelope,
         heartbeat: &Heartbeat,
         received: Instant,
-        requeued: bool,
+        handling: &Handling<'_>,
     ) -> Result<Outcome, JobError> {
         let inner = &self.0;
         let event = &envelope.event;
         let job = event.job.id;
-        if requeued && inner.store.reopen_failed(job).await? {
+        let delivered = Delivered {
+            event,
+            accepted_at: envelope.received_at,
+        };
+        if let Some(requeues) = attribute_ms(handling.message, ATTR_REQUEUE_COUNT)
+            && inner
+                .store
+                .reopen_failed(job, requeues.max(0) as u32)
+                .await?
+        {
             tracing::info!("requeued after a permanent failure; trying again");
         }
         // A copy of a job already seen to its end neither waits for a slot nor depends on
@@ -105,31 +118,52 @@ impl Worker {
         if let Some(state) = inner.store.launch_state(job).await?
             && state.is_settled()
         {
+            inner.store.record_duplicate(&delivered, state).await?;
             return Ok(settled_already(state));
         }
         let Some(pool) = inner.pools.current().match_job(&event.job.labels).cloned() else {
             return match &envelope.pool {
                 // The ingress matched a pool this worker does not know (yet): its config
                 // reload may be behind the ingress's. Wait for it, within a bound.
-                Some(name) => Err(JobError::Deferred(Deferral::UnknownPool(name.clone()))),
+                Some(name) => {
+                    let deferral = Deferral::UnknownPool(name.clone());
+                    self.wait_unclaimed(&delivered, handling, deferral, None)
+                        .await
+                }
                 None => {
                     tracing::info!(labels = ?event.job.labels, "no pool serves the job's labels; not launching");
+                    inner.store.record_unmatched(&delivered).await?;
                     Ok(Outcome::Unmatched)
                 }
             };
         };
         tracing::Span::current().record("pool", pool.name.as_str());
-        if inner.store.live_runners(&pool.name).await? >= u64::from(pool.settings.max_runners) {
-            return Err(JobError::Deferred(Deferral::PoolFull));
+        let live = inner.store.live_runners(&pool.name).await?;
+        if live >= u64::from(pool.settings.max_runners) {
+            let full = (live, pool.settings.max_runners);
+            return self
+                .wait_unclaimed(
+                    &delivered,
+                    handling,
+                    Deferral::PoolFull,
+                    Some((&pool, full)),
+                )
+                .await;
         }
         let (attempt, prior) = match inner
             .store
-            .claim(event, &pool.name, &inner.owner, inner.settings.lease)
+            .claim_delivered(&delivered, &pool.name, &inner.owner, inner.settings.lease)
             .await?
         {
             Claim::Acquired { attempt, prior } => (attempt, prior),
             Claim::Done(state) => return Ok(settled_already(state)),
-            Claim::Held(wait) => return Err(JobError::Deferred(Deferral::Held(wait))),
+            Claim::Held(wait) => {
+                let deferral = Deferral::Held(wait);
+                let full = (live, pool.settings.max_runners);
+                return self
+                    .wait_unclaimed(&delivered, handling, deferral, Some((&pool, full)))
+                    .await;
+            }
         };
         heartbeat.claimed(job);
         let name = runner_name(&pool.name, job, attempt);
@@ -156,7 +190,8 @@ impl Worker {
         }
         match result {
             Err(JobError::Deferred(deferral)) => {
-                self.give_back(job, &deferral, leftovers).await;
+                let deferred = self.deferred(handling, &deferral, Some(&pool.name));
+                self.give_back(job, &deferred, leftovers).await;
                 Err(JobError::Deferred(deferral))
             }
             Err(JobError::Permanent(reason)) => {
@@ -171,15 +206,11 @@ impl Worker {
 
     /// Releases the lease after a transient failure, so the next delivery claims at once.
     /// What the attempt left stays on record unless its clean-up was confirmed.
-    async fn give_back(&self, job: JobId, deferral: &Deferral, leftovers: Leftovers) {
-        let reason = match deferral {
-            Deferral::Error(reason) => reason.as_str(),
-            other => other.as_str(),
-        };
+    async fn give_back(&self, job: JobId, deferred: &Deferred, leftovers: Leftovers) {
         match self
             .0
             .store
-            .release(job, &self.0.owner, reason, leftovers)
+            .release(job, &self.0.owner, deferred, leftovers)
             .await
         {
             Ok(()) | Err(StoreError::LeaseLost(_)) => {}
@@ -347,6 +378,9 @@ impl Worker {
                         &inner.owner,
                         name,
                         Some(&task.arn.0),
+                        task.capacity_provider
+                            .as_deref()
+                            .or(task.launch_type.as_deref()),
                         LaunchState::Launched,
                     )
                     .await;

@@ -34,10 +34,10 @@ use crate::store::Store;
 use crate::telemetry::chain;
 use heartbeat::Heartbeat;
 use outcome::{Deferral, JobError, Outcome, Settled};
-use settle::{attribute_ms, now_ms};
+use settle::{Handling, attribute_ms, now_ms};
 
 pub use crate::queue::ATTR_DEAD_LETTER_REASON;
-use crate::queue::{ATTR_NOT_BEFORE, ATTR_REQUEUE_COUNT};
+use crate::queue::ATTR_NOT_BEFORE;
 
 /// What a worker launches with: absent in dry-run mode.
 #[derive(Clone)]
@@ -96,6 +96,7 @@ impl Worker {
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
+        let store = store.acting_as(&owner);
         Ok(Self(Arc::new(Inner {
             queue,
             dead_letter,
@@ -260,13 +261,17 @@ impl Worker {
             pool = tracing::field::Empty,
         );
         async {
+            let handling = Handling::new(&message);
             let envelope = match Envelope::decode(&message.body) {
                 Ok(envelope) => envelope,
                 Err(err) => {
                     let failure = Err(JobError::Permanent(err.to_string()));
-                    return self.settle(&message, "none".to_string(), failure).await;
+                    return self
+                        .settle(&handling, None, "none".to_string(), failure)
+                        .await;
                 }
             };
+            let job = Some(envelope.event.job.id);
             let span = tracing::Span::current();
             span.record("job.id", envelope.event.job.id.0);
             span.record("job.action", envelope.event.action.as_str());
@@ -277,13 +282,13 @@ impl Worker {
                 let wait = Err(JobError::Deferred(Deferral::NotYet(Duration::from_millis(
                     left,
                 ))));
-                return self.settle(&message, "none".to_string(), wait).await;
+                return self.settle(&handling, job, "none".to_string(), wait).await;
             }
             let heartbeat = Heartbeat::start(self, &message);
             let result = match envelope.event.action {
                 JobAction::Queued => {
-                    let requeued = message.attributes.contains_key(ATTR_REQUEUE_COUNT);
-                    self.launch(&envelope, &heartbeat, received, requeued).await
+                    self.launch(&envelope, &heartbeat, received, &handling)
+                        .await
                 }
                 JobAction::InProgress | JobAction::Completed => self.track(&envelope).await,
                 JobAction::Waiting => Ok(Outcome::Tracked),
@@ -291,7 +296,7 @@ impl Worker {
             heartbeat.stop().await;
             let result = self.bound_unknown_pool(&message, result);
             let pool = self.pool_label(&envelope);
-            self.settle(&message, pool, result).await
+            self.settle(&handling, job, pool, result).await
         }
         .instrument(span)
         .await

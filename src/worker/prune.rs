@@ -37,10 +37,13 @@ async fn prune_once(store: &Store, retention: Duration) {
             metrics::counter!(m::STORE_PRUNED_TOTAL, "table" => "jobs").increment(pruned.jobs);
             metrics::counter!(m::STORE_PRUNED_TOTAL, "table" => "runners")
                 .increment(pruned.runners);
+            metrics::counter!(m::STORE_PRUNED_TOTAL, "table" => "job_history")
+                .increment(pruned.history);
             if pruned.jobs > 0 || pruned.runners > 0 {
                 tracing::info!(
                     jobs = pruned.jobs,
                     runners = pruned.runners,
+                    history = pruned.history,
                     retention_s = retention.as_secs(),
                     "pruned finished rows from the store"
                 );

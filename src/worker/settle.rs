@@ -2,15 +2,21 @@
 //! as a fresh delayed copy after an expected wait (so waiting spends none of its receives),
 //! made visible again later after an error, or dead-lettered with its reason.
 
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use chrono::Utc;
 
 use super::Worker;
 use super::outcome::{Deferral, JobError, Outcome, Settled, backoff, rate_limit_delay};
+use crate::domain::JobId;
 use crate::metrics as m;
+use crate::pool::Pool;
 use crate::queue::{
     ATTR_DEAD_LETTER_REASON, ATTR_NOT_BEFORE, ATTR_UNKNOWN_POOL_SINCE, ATTR_WAITS, MAX_DELAY,
     OutgoingMessage, QueueError, ReceivedMessage,
 };
+use crate::store::{Deferred, Delivered};
 use crate::telemetry::chain;
 
 /// The longest visibility timeout SQS accepts.
@@ -42,10 +48,12 @@ impl Worker {
     /// the result depends on, so deleting now cannot lose a job.
     pub(super) async fn settle(
         &self,
-        message: &ReceivedMessage,
+        handling: &Handling<'_>,
+        job: Option<JobId>,
         pool: String,
         result: Result<Outcome, JobError>,
     ) -> Settled {
+        let message = handling.message;
         let settled = Settled::from(result);
         let label = settled.as_str();
         metrics::counter!(m::JOBS_TOTAL, "pool" => pool, "outcome" => label).increment(1);
@@ -55,7 +63,7 @@ impl Worker {
                 self.delete(message).await;
             }
             Settled::Deferred(deferral) => {
-                let delay = self.delay_for(message, deferral);
+                let delay = self.delay(handling, deferral);
                 match deferral {
                     Deferral::Error(reason) => {
                         tracing::warn!(
@@ -75,10 +83,94 @@ impl Worker {
             }
             Settled::Failed(reason) => {
                 tracing::error!(reason, "failed permanently; dead-lettering");
-                self.dead_letter(message, reason).await;
+                if self.dead_letter(message, reason).await
+                    && let Some(job) = job
+                    && let Err(err) = self.0.store.record_dead_lettered(job, reason).await
+                {
+                    tracing::warn!(error = %chain(&err), "could not note the dead letter in the job's history");
+                }
             }
         }
         settled
+    }
+
+    /// How long a deferred message stays away: chosen once per handling, so that the job's
+    /// history records the time it is in fact tried again.
+    pub(super) fn delay(&self, handling: &Handling<'_>, deferral: &Deferral) -> Duration {
+        *handling
+            .delay
+            .get_or_init(|| self.delay_for(handling.message, deferral))
+    }
+
+    /// A deferral as the job's history records it: why, in words, and until when.
+    pub(super) fn deferred(
+        &self,
+        handling: &Handling<'_>,
+        deferral: &Deferral,
+        pool: Option<&str>,
+    ) -> Deferred {
+        let until = Utc::now()
+            + chrono::Duration::from_std(self.delay(handling, deferral)).unwrap_or_default();
+        let in_pool = pool.map(|p| format!(" of pool {p}")).unwrap_or_default();
+        let (why, reason) = match deferral {
+            Deferral::Capacity => (
+                "capacity",
+                format!("no launch option{in_pool} had capacity in ECS"),
+            ),
+            Deferral::RateLimit(wait) => (
+                "rate_limit",
+                format!("GitHub's rate limit; it resets in {}s", wait.as_secs()),
+            ),
+            Deferral::PoolFull => (
+                "pool_full",
+                pool.map_or("the pool is full".to_string(), |p| {
+                    format!("pool {p} is full")
+                }),
+            ),
+            Deferral::Held(wait) => (
+                "held",
+                format!(
+                    "another worker holds the launch's lease for {}s more",
+                    wait.as_secs()
+                ),
+            ),
+            Deferral::UnknownPool(name) => (
+                "unknown_pool",
+                format!(
+                    "the ingress matched pool {name}, which this worker's config does not have (yet)"
+                ),
+            ),
+            Deferral::NotYet(_) => ("not_yet", "an earlier wait is not over".to_string()),
+            Deferral::Error(message) => ("error", message.clone()),
+        };
+        let mut deferred = Deferred::new(why, reason, until);
+        deferred.pool = match deferral {
+            Deferral::UnknownPool(name) => Some(name.clone()),
+            _ => pool.map(str::to_string),
+        };
+        deferred
+    }
+
+    /// A wait before (or without) this worker's claim: noted in the job's history, with the
+    /// pool's live runners and cap when it is full. A note that fails to write is logged;
+    /// the wait goes on.
+    pub(super) async fn wait_unclaimed(
+        &self,
+        delivered: &Delivered<'_>,
+        handling: &Handling<'_>,
+        deferral: Deferral,
+        pool: Option<(&Pool, (u64, u32))>,
+    ) -> Result<Outcome, JobError> {
+        let mut deferred = self.deferred(handling, &deferral, pool.map(|(p, _)| p.name.as_str()));
+        if let (Deferral::PoolFull, Some((_, (live, max)))) = (&deferral, pool) {
+            deferred.reason = format!("{} ({live} of {max})", deferred.reason);
+            deferred.live = Some(live);
+            deferred.max = Some(max);
+        }
+        if let Err(err) = self.0.store.record_deferral(delivered, &deferred).await {
+            tracing::warn!(error = %chain(&err), "could not note the wait in the job's history");
+        }
+        Err(JobError::Deferred(deferral))
     }
 
     /// How long a deferred message stays away.
@@ -163,11 +255,11 @@ impl Worker {
     }
 
     /// Sends the message on to the dead-letter queue with its reason, then deletes it.
-    /// Never deletes a message whose dead-letter send failed.
-    async fn dead_letter(&self, message: &ReceivedMessage, reason: &str) {
+    /// Never deletes a message whose dead-letter send failed. Answers whether it was sent.
+    async fn dead_letter(&self, message: &ReceivedMessage, reason: &str) -> bool {
         let Some(dlq) = &self.0.dead_letter else {
             tracing::error!("no dead-letter queue; leaving the message to expire by max receives");
-            return;
+            return false;
         };
         let mut copy = OutgoingMessage::from(message);
         copy.attributes.insert(
@@ -179,11 +271,32 @@ impl Worker {
             message.receive_count.to_string(),
         );
         match dlq.send(copy).await {
-            Ok(_) => self.delete(message).await,
-            Err(err) => tracing::error!(
-                error = %chain(&err),
-                "dead-letter send failed; the message stays on the queue"
-            ),
+            Ok(_) => {
+                self.delete(message).await;
+                true
+            }
+            Err(err) => {
+                tracing::error!(
+                    error = %chain(&err),
+                    "dead-letter send failed; the message stays on the queue"
+                );
+                false
+            }
+        }
+    }
+}
+
+/// One message being handled, and the delay a deferral of it waits, once chosen.
+pub(super) struct Handling<'a> {
+    pub message: &'a ReceivedMessage,
+    delay: OnceLock<Duration>,
+}
+
+impl<'a> Handling<'a> {
+    pub fn new(message: &'a ReceivedMessage) -> Self {
+        Self {
+            message,
+            delay: OnceLock::new(),
         }
     }
 }

@@ -67,6 +67,7 @@ impl Worker {
                     &inner.owner,
                     &prior_name,
                     task.as_deref(),
+                    None,
                     LaunchState::Adopted,
                 )
                 .await?;

@@ -4,13 +4,20 @@ use std::time::Duration;
 
 use dockhand::domain::{DeliveryId, JobEvent, JobId, RunnerId};
 use dockhand::ingress::webhook::{Parsed, parse_workflow_job};
-use dockhand::store::{Claim, GitHubState, LaunchState, Leftovers, Owed, RunnerState, StoreError};
+use dockhand::store::{
+    Claim, Deferred, GitHubState, LaunchState, Leftovers, Owed, RunnerState, StoreError,
+};
 use dockhand::synthetic::{SyntheticJob, workflow_job_payload};
 use rstest::rstest;
 
 use crate::common::stores::{Backend, TestStore};
 
 const LEASE: Duration = Duration::from_secs(60);
+
+/// A transient error's wait, as a worker gives a job back with it.
+fn wait(reason: &str) -> Deferred {
+    Deferred::new("error", reason, chrono::Utc::now())
+}
 
 pub(crate) fn event(action: &str, job_id: u64) -> JobEvent {
     let body = workflow_job_payload(&SyntheticJob {
@@ -120,6 +127,7 @@ async fn an_expired_lease_is_taken_over_with_what_the_first_attempt_left(#[case]
                 "crashed",
                 "dh-pool-3-1",
                 Some("arn:task"),
+                None,
                 LaunchState::Launched
             )
             .await,
@@ -150,6 +158,7 @@ async fn a_launched_job_is_done_and_counts_as_a_live_runner(#[case] backend: Bac
             "w",
             "dh-pool-4-1",
             Some("arn:aws:ecs:task/1"),
+            None,
             LaunchState::Launched,
         )
         .await
@@ -200,7 +209,7 @@ async fn a_released_job_is_claimed_again_with_a_new_attempt(#[case] backend: Bac
         .await
         .unwrap();
     store
-        .release(JobId(5), "w", "no capacity", Leftovers::CleanedUp)
+        .release(JobId(5), "w", &wait("no capacity"), Leftovers::CleanedUp)
         .await
         .unwrap();
     let row = store.job(JobId(5)).await.unwrap().unwrap();
@@ -258,9 +267,9 @@ async fn only_a_failed_job_is_reopened_and_then_claimed_once(#[case] backend: Ba
         "a redelivery alone does not retry a failed job"
     );
 
-    assert!(store.reopen_failed(JobId(7)).await.unwrap());
+    assert!(store.reopen_failed(JobId(7), 1).await.unwrap());
     assert!(
-        !store.reopen_failed(JobId(7)).await.unwrap(),
+        !store.reopen_failed(JobId(7), 1).await.unwrap(),
         "reopening is idempotent"
     );
     let row = store.job(JobId(7)).await.unwrap().unwrap();
@@ -278,8 +287,8 @@ async fn only_a_failed_job_is_reopened_and_then_claimed_once(#[case] backend: Ba
     assert!(matches!(claims[1], Claim::Held(_)), "{claims:?}");
 
     // A launched or never-seen job is left alone.
-    assert!(!store.reopen_failed(JobId(7)).await.unwrap());
-    assert!(!store.reopen_failed(JobId(70)).await.unwrap());
+    assert!(!store.reopen_failed(JobId(7), 1).await.unwrap());
+    assert!(!store.reopen_failed(JobId(70), 1).await.unwrap());
     assert!(store.job(JobId(70)).await.unwrap().is_none());
 }
 
@@ -362,7 +371,7 @@ async fn a_released_attempt_keeps_its_leftovers_until_their_clean_up_is_confirme
         .await
         .unwrap();
     store
-        .release(JobId(33), "w", "ECS: no answer", Leftovers::Kept)
+        .release(JobId(33), "w", &wait("ECS: no answer"), Leftovers::Kept)
         .await
         .unwrap();
     let row = store.job(JobId(33)).await.unwrap().unwrap();
@@ -486,6 +495,7 @@ async fn a_job_whose_in_progress_arrives_after_its_completed_stays_completed_and
             "w",
             "dh-pool-38-1",
             Some("arn:task/38"),
+            None,
             LaunchState::Launched,
         )
         .await

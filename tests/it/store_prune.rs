@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use dockhand::domain::{DeliveryId, JobEvent, JobId, RunnerId};
 use dockhand::ingress::webhook::{Parsed, parse_workflow_job};
-use dockhand::store::{GitHubState, LaunchState, Pruned, RunnerState, Store};
+use dockhand::store::{Delivered, GitHubState, LaunchState, Pruned, RunnerState, Store};
 use dockhand::synthetic::{SyntheticJob, workflow_job_payload};
 use rstest::rstest;
 
@@ -53,6 +53,7 @@ async fn launch(store: &Store, job: u64) -> String {
             "w",
             &runner,
             Some("arn:aws:ecs:task/1"),
+            None,
             LaunchState::Launched,
         )
         .await
@@ -104,25 +105,52 @@ async fn old_finished_jobs_and_runners_are_pruned_in_batches_and_live_ones_are_k
         .await
         .unwrap();
 
+    // Old, and known only from its history: no pool served it.
+    let unmatched = event("queued", 40, None);
+    let seen = |event| Delivered {
+        event,
+        accepted_at: chrono::Utc::now(),
+    };
+    store.record_unmatched(&seen(&unmatched)).await.unwrap();
+
     tokio::time::sleep(Duration::from_millis(5)).await;
     let cutoff = chrono::Utc::now();
     tokio::time::sleep(Duration::from_millis(5)).await;
-    // Finished, but recent.
+    // Finished, but recent; and a recent history without a row.
     store
         .track(&event("completed", 30, None), Some("pool"))
         .await
         .unwrap();
+    store
+        .record_unmatched(&seen(&event("queued", 41, None)))
+        .await
+        .unwrap();
 
+    let mut old_history = 0;
+    for job in (1..=9).chain([40]) {
+        old_history += store.history(JobId(job)).await.unwrap().len() as u64;
+    }
+    // Job 1: received, matched, claimed, registered, launched, completed; 2-9: cancelled
+    // and waived; 40: received and unmatched.
+    assert_eq!(old_history, 6 + 8 * 2 + 2);
     let pruned = store.prune_before(cutoff, 3).await.unwrap();
     assert_eq!(
         pruned,
         Pruned {
             jobs: 9,
-            runners: 1
+            runners: 1,
+            history: old_history,
         }
     );
-    for job in 1..=9 {
+    for job in (1..=9).chain([40]) {
         assert_eq!(state(&store, job).await, None, "job {job}");
+        assert_eq!(store.history(JobId(job)).await.unwrap(), [], "job {job}");
+    }
+    for job in [20, 21, 22, 30, 41] {
+        assert!(
+            !store.history(JobId(job)).await.unwrap().is_empty(),
+            "job {job}"
+        );
     }
     use GitHubState::{Completed, InProgress, Queued};
     assert_eq!(

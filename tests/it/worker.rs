@@ -23,6 +23,7 @@ use common::stores::{Backend, TestStore};
 
 mod cluster_change;
 mod dead_letter;
+mod history;
 mod logs;
 mod leftovers;
 mod owed;
@@ -92,6 +93,19 @@ impl Env {
         dockhand::startup::build_worker(&self.settings, self.app.queue.clone())
             .await
             .expect("building a worker")
+    }
+
+    /// Delivers `job` to a worker that dies in RunTask: after sending it on to ECS if
+    /// `forward`, before it if not. The held RunTask stays held until
+    /// `proxy.release_run_task()`: that worker never hears back.
+    async fn crash_in_run_task(&self, job: u64, forward: bool) {
+        self.proxy.hold_run_task(forward);
+        self.app.deliver(Delivery::signed(queued_job(job))).await;
+        let a = self.worker().await;
+        let crashed = tokio::spawn(async move { a.process_next().await });
+        self.proxy.wait_for_held_run_task().await;
+        crashed.abort();
+        let _ = crashed.await;
     }
 }
 
@@ -298,14 +312,7 @@ async fn a_worker_killed_between_jit_and_run_task_leaves_one_task_and_no_orphan(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_after_run_task_is_adopted_not_relaunched(#[case] backend: Backend) {
     let env = Env::new(QueueChoice::Embedded, backend).await;
-    env.proxy.hold_run_task(true);
-    env.app.deliver(Delivery::signed(queued_job(556))).await;
-
-    let a = env.worker().await;
-    let crashed = tokio::spawn(async move { a.process_next().await });
-    env.proxy.wait_for_held_run_task().await;
-    crashed.abort();
-    let _ = crashed.await;
+    env.crash_in_run_task(556, true).await;
     // The held RunTask stays held until the end: A must never hear back.
     assert_eq!(env.ecs.task_arns().await.len(), 1, "the task reached ECS");
 

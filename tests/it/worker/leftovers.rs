@@ -185,13 +185,7 @@ async fn a_take_over_whose_task_lookup_failed_keeps_the_evidence_and_removes_it_
 ) {
     let env = Env::new(QueueChoice::Embedded, backend).await;
     // Worker A registers a runner, then dies in RunTask (which never reaches ECS).
-    env.proxy.hold_run_task(false);
-    env.app.deliver(Delivery::signed(queued_job(1403))).await;
-    let a = env.worker().await;
-    let crashed = tokio::spawn(async move { a.process_next().await });
-    env.proxy.wait_for_held_run_task().await;
-    crashed.abort();
-    let _ = crashed.await;
+    env.crash_in_run_task(1403, false).await;
 
     // B takes over, but ECS fails the lookup for A's task.
     env.proxy.fail_list_tasks(true);

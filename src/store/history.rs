@@ -1,0 +1,378 @@
+//! A job's history: an append-only record of everything that happened to a job, written
+//! in the same transaction as each change to its row, so that the two cannot disagree.
+//! Each entry has a time, a kind from a closed set ([`EventKind`]), the process that wrote
+//! it, and a small JSON detail: never a secret, a JIT config or a payload.
+//!
+//! Entries may come before the job's row (a delivery deferred before any claim) or without
+//! one (no pool serves the job's labels). They are pruned with the job, or after the
+//! retention when the job has no row ([`super::prune`]).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::{AnyConnection, Row};
+
+use super::{Store, StoreError, millis};
+use crate::domain::{JobEvent, JobId};
+
+/// What happened to a job: a closed set, stored by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The first `queued` delivery a worker handled (its time is the ingress's).
+    Received,
+    /// Another `queued` delivery of the job, with another delivery id.
+    Duplicate,
+    /// A pool serves the job's labels.
+    Matched,
+    /// No pool serves them: nothing is launched.
+    Unmatched,
+    /// The launch waits: why, and until when.
+    Deferred,
+    /// A worker took the launch's lease (an attempt), perhaps over an expired one.
+    Claimed,
+    /// A JIT runner was registered on GitHub.
+    Registered,
+    /// Its task was started.
+    Launched,
+    /// A task (or a runner that ran a job) an interrupted attempt had started was adopted.
+    Adopted,
+    /// Dry run: what would have launched.
+    DryRun,
+    /// No launch is owed any more.
+    Waived,
+    /// The launch failed permanently.
+    Failed,
+    /// Its message went to the dead-letter queue.
+    DeadLettered,
+    /// `dockhand requeue` moved its message back; a failed launch is tried again.
+    Requeued,
+    /// GitHub started the job on a runner.
+    Started,
+    /// GitHub completed the job.
+    Completed,
+    /// GitHub completed the job before any runner took it.
+    Cancelled,
+    /// A runner registration made for the job was deleted.
+    RunnerRemoved,
+    /// The runner launched for this job ran another job.
+    RunnerTaken,
+    /// A name this build does not know (written by a newer one).
+    Unknown,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 19] = [
+        Self::Received,
+        Self::Duplicate,
+        Self::Matched,
+        Self::Unmatched,
+        Self::Deferred,
+        Self::Claimed,
+        Self::Registered,
+        Self::Launched,
+        Self::Adopted,
+        Self::DryRun,
+        Self::Waived,
+        Self::Failed,
+        Self::DeadLettered,
+        Self::Requeued,
+        Self::Started,
+        Self::Completed,
+        Self::Cancelled,
+        Self::RunnerRemoved,
+        Self::RunnerTaken,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Duplicate => "duplicate",
+            Self::Matched => "matched",
+            Self::Unmatched => "unmatched",
+            Self::Deferred => "deferred",
+            Self::Claimed => "claimed",
+            Self::Registered => "registered",
+            Self::Launched => "launched",
+            Self::Adopted => "adopted",
+            Self::DryRun => "dry_run",
+            Self::Waived => "waived",
+            Self::Failed => "failed",
+            Self::DeadLettered => "dead_lettered",
+            Self::Requeued => "requeued",
+            Self::Started => "started",
+            Self::Completed => "completed",
+            Self::Cancelled => "cancelled",
+            Self::RunnerRemoved => "runner_removed",
+            Self::RunnerTaken => "runner_taken",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(value: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == value)
+            .unwrap_or(Self::Unknown)
+    }
+}
+
+/// One entry of a job's history, as read back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    pub at: DateTime<Utc>,
+    pub kind: EventKind,
+    /// The process that wrote it.
+    pub process: String,
+    pub detail: Value,
+}
+
+/// A delivery as a worker handles it: the event, and when the ingress accepted it.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivered<'a> {
+    pub event: &'a JobEvent,
+    pub accepted_at: DateTime<Utc>,
+}
+
+/// A launch that waits, as its history records it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Deferred {
+    /// A closed label: `pool_full`, `capacity`, `rate_limit`, `held`, `unknown_pool`,
+    /// `error`.
+    pub why: &'static str,
+    /// The same in words (an error's message).
+    pub reason: String,
+    /// When the job is tried again.
+    pub until: DateTime<Utc>,
+    /// The pool, where one was matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// For `pool_full`: the pool's live runners and its `max_runners`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+}
+
+impl Deferred {
+    pub fn new(why: &'static str, reason: impl Into<String>, until: DateTime<Utc>) -> Self {
+        Self {
+            why,
+            reason: reason.into(),
+            until,
+            pool: None,
+            live: None,
+            max: None,
+        }
+    }
+
+    pub(super) fn detail(&self) -> Value {
+        serde_json::to_value(self).expect("a deferral serializes")
+    }
+}
+
+/// An entry to append. `once`, when set, makes it the only entry of the job with that key.
+pub(super) struct Note {
+    pub job: JobId,
+    pub at: i64,
+    pub kind: EventKind,
+    pub once: Option<String>,
+    pub detail: Value,
+}
+
+impl Note {
+    pub fn new(job: JobId, at: i64, kind: EventKind, detail: Value) -> Self {
+        Self {
+            job,
+            at,
+            kind,
+            once: None,
+            detail,
+        }
+    }
+
+    pub fn once(mut self, key: String) -> Self {
+        self.once = Some(key);
+        self
+    }
+}
+
+impl Store {
+    /// Appends an entry on `conn` (the caller's transaction); false if its `once` key was
+    /// taken already.
+    pub(super) async fn append(
+        &self,
+        conn: &mut AnyConnection,
+        note: Note,
+    ) -> Result<bool, sqlx::Error> {
+        let sql = self.sql(
+            "INSERT INTO job_history (job_id, at, kind, process, once, detail)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        );
+        let added = sqlx::query(sql)
+            .bind(note.job.0 as i64)
+            .bind(note.at)
+            .bind(note.kind.as_str().to_string())
+            .bind(self.process.to_string())
+            .bind(note.once)
+            .bind(note.detail.to_string())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        Ok(added > 0)
+    }
+
+    /// A `queued` delivery seen for the first time: `received` (the job's first) or
+    /// `duplicate` (another delivery id), at the ingress's time, and `matched` the first
+    /// time a pool is. A delivery seen before adds nothing.
+    pub(super) async fn append_arrival(
+        &self,
+        conn: &mut AnyConnection,
+        delivered: &Delivered<'_>,
+        pool: Option<&str>,
+        extra: Value,
+        now: i64,
+    ) -> Result<(), sqlx::Error> {
+        let event = delivered.event;
+        let job = event.job.id;
+        let sql =
+            self.sql("SELECT COUNT(*) FROM job_history WHERE job_id = $1 AND kind = 'received'");
+        let received: i64 = sqlx::query_scalar(sql)
+            .bind(job.0 as i64)
+            .fetch_one(&mut *conn)
+            .await?;
+        let kind = if received > 0 {
+            EventKind::Duplicate
+        } else {
+            EventKind::Received
+        };
+        let mut detail = json!({
+            "delivery": event.delivery.0,
+            "repo": event.repository.full_name,
+            "labels": event.job.labels.0,
+        });
+        if let (Value::Object(detail), Value::Object(extra)) = (&mut detail, extra) {
+            detail.extend(extra);
+        }
+        let note = Note::new(job, millis(delivered.accepted_at), kind, detail)
+            .once(format!("delivery:{}", event.delivery.0));
+        self.append(conn, note).await?;
+        if let Some(pool) = pool {
+            let note = Note::new(job, now, EventKind::Matched, json!({ "pool": pool }))
+                .once(format!("pool:{pool}"));
+            self.append(conn, note).await?;
+        }
+        Ok(())
+    }
+
+    /// Notes, in one write, a delivery and something that happened to it without changing
+    /// the job's row: a wait before any claim, a duplicate, no pool.
+    async fn note_delivered(
+        &self,
+        op: &'static str,
+        delivered: &Delivered<'_>,
+        pool: Option<&str>,
+        arrival: Value,
+        then: Option<(EventKind, Value)>,
+    ) -> Result<(), StoreError> {
+        let mut w = self.write(op).await?;
+        let now = self.now();
+        let mut tx = sqlx::Connection::begin(&mut *w.conn).await?;
+        self.append_arrival(&mut tx, delivered, pool, arrival, now)
+            .await?;
+        if let Some((kind, detail)) = then {
+            let job = delivered.event.job.id;
+            self.append(&mut tx, Note::new(job, now, kind, detail))
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A launch that waits before (or without) a claim of this worker's.
+    pub async fn record_deferral(
+        &self,
+        delivered: &Delivered<'_>,
+        deferred: &Deferred,
+    ) -> Result<(), StoreError> {
+        let pool = deferred
+            .pool
+            .as_deref()
+            .filter(|_| deferred.why != "unknown_pool");
+        let then = Some((EventKind::Deferred, deferred.detail()));
+        self.note_delivered("note_deferral", delivered, pool, json!({}), then)
+            .await
+    }
+
+    /// A `queued` delivery of a job whose launch is settled (`launch`): recorded as a
+    /// duplicate unless it is the very delivery seen before.
+    pub async fn record_duplicate(
+        &self,
+        delivered: &Delivered<'_>,
+        launch: super::LaunchState,
+    ) -> Result<(), StoreError> {
+        let arrival = json!({ "launch": launch.as_str() });
+        self.note_delivered("note_duplicate", delivered, None, arrival, None)
+            .await
+    }
+
+    /// No pool serves the job's labels: nothing is launched, and only this is stored.
+    pub async fn record_unmatched(&self, delivered: &Delivered<'_>) -> Result<(), StoreError> {
+        let detail = json!({ "labels": delivered.event.job.labels.0 });
+        let then = Some((EventKind::Unmatched, detail));
+        self.note_delivered("note_unmatched", delivered, None, json!({}), then)
+            .await
+    }
+
+    /// The job's message went to the dead-letter queue.
+    pub async fn record_dead_lettered(&self, job: JobId, reason: &str) -> Result<(), StoreError> {
+        let mut w = self.write("note_dead_lettered").await?;
+        let note = Note::new(
+            job,
+            self.now(),
+            EventKind::DeadLettered,
+            json!({ "reason": reason }),
+        );
+        self.append(&mut w.conn, note).await?;
+        Ok(())
+    }
+
+    /// The job's history, oldest first.
+    pub async fn history(&self, job: JobId) -> Result<Vec<HistoryEntry>, StoreError> {
+        let sql = self.sql(
+            "SELECT at, kind, process, detail FROM job_history WHERE job_id = $1
+             ORDER BY at, id",
+        );
+        let rows = sqlx::query(sql)
+            .bind(job.0 as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let at: i64 = r.try_get("at")?;
+                let detail: String = r.try_get("detail")?;
+                Ok(HistoryEntry {
+                    at: DateTime::from_timestamp_millis(at).unwrap_or_default(),
+                    kind: EventKind::parse(&r.try_get::<String, _>("kind")?),
+                    process: r.try_get("process")?,
+                    detail: serde_json::from_str(&detail).unwrap_or(Value::Null),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_through_their_names() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), k);
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        assert_eq!(EventKind::parse("replaced"), EventKind::Unknown);
+    }
+}

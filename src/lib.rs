@@ -12,6 +12,8 @@
 //!   message. A transient failure brings the message back later; a permanent one sends it
 //!   to the dead-letter queue with its reason.
 //! - `dlq` lists what died and why, and moves it back to the queue once the cause is fixed.
+//! - `inspect` tells a job's story from the store's row and history ("why is my job still
+//!   queued?"), for `dockhand jobs show` and the admin listener's `/jobs`.
 //!
 //! Around the flow: `config` (settings, their validation, and which roles a process
 //! runs), `startup` (building and running the processes) and `reload` (pool changes while
@@ -30,6 +32,7 @@ pub mod store;
 pub mod github;
 pub mod ecs;
 pub mod dlq;
+pub mod inspect;
 
 pub mod config;
 pub mod startup;

@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use dockhand::cli::jobs::{self, JobsCommand};
 use dockhand::cli::{Cli, Command, ConfigCommand, DlqCommand};
 use dockhand::config::{ConfigSource, Roles, Settings};
 use dockhand::dlq;
@@ -34,7 +35,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await?
                 .migrate()
                 .await?;
-            eprintln!("migrations applied to {}", redact_url(&settings.store.url));
+            eprintln!(
+                "migrations applied to {}",
+                dockhand::inspect::store_name(&settings.store.url)
+            );
         }
         Command::Config(ConfigCommand::Check { process }) => {
             let settings = config.load().await?;
@@ -43,6 +47,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("configuration is valid");
         }
         Command::SendEvent(args) => return args.run(&config).await,
+        Command::Jobs(JobsCommand::Show(args)) => {
+            let settings = load_for_tool(&config).await?;
+            return jobs::show(&settings, &args).await;
+        }
+        Command::Jobs(JobsCommand::List(args)) => {
+            jobs::list(&load_for_tool(&config).await?, &args).await?;
+        }
+        Command::Runners(command) => {
+            jobs::runners(&load_for_tool(&config).await?, &command).await?;
+        }
         Command::Dlq(DlqCommand::List { max, output }) => {
             let settings = load_for_tool(&config).await?;
             dlq::report::run_list(&settings, max as usize, output).await?;
@@ -93,15 +107,4 @@ async fn run_app(config: ConfigSource, roles: Roles, dry_run: bool) -> anyhow::R
     };
     let app = Application::build_reloading(&settings, roles, Some(reloading)).await?;
     app.run_until_stopped(shutdown_on_signal()).await
-}
-
-/// A database URL without its password.
-fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("redacted"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
-    }
 }

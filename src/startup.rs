@@ -99,10 +99,21 @@ impl Application {
             .await
             .with_context(|| format!("binding admin.listen {}", settings.admin.listen))?;
         admin::spawn_upkeep(metrics.clone());
+        let token = match &settings.admin.token {
+            Some(source) => Some(
+                SecretResolver::new(&settings.aws)
+                    .resolve(source)
+                    .await
+                    .context("admin.token")?,
+            ),
+            None => None,
+        };
         let admin_router = admin::router(AdminState {
             metrics,
             queue: queue.clone(),
             store: worker.as_ref().map(|w| w.store().clone()),
+            store_name: crate::inspect::store_name(&settings.store.url),
+            token,
         });
         let admin_limits = Limits {
             header_timeout: settings.admin.header_timeout,

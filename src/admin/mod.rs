@@ -1,5 +1,8 @@
-//! The admin listener: `/metrics` for Prometheus, `/healthz` (the process is alive) and
-//! `/readyz` (configured and the queue answers).
+//! The admin listener: `/metrics` for Prometheus, `/healthz` (the process is alive),
+//! `/readyz` (configured and the queue answers), and a worker's `/jobs` and `/runners`
+//! ([`jobs`]), behind `admin.token` when one is set.
+
+mod jobs;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::SecretString;
 
 use crate::queue::Queue;
 use crate::store::Store;
@@ -21,15 +25,29 @@ const READY_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct AdminState {
     pub metrics: PrometheusHandle,
     pub queue: Arc<dyn Queue>,
-    /// Checked by `/readyz` where the process uses the store (workers).
+    /// Checked by `/readyz` where the process uses the store (workers), and read by
+    /// `/jobs` and `/runners`.
     pub store: Option<Store>,
+    /// The store's URL without a password, to name it in answers.
+    pub store_name: String,
+    /// `admin.token`: what `/jobs` and `/runners` require, when set.
+    pub token: Option<SecretString>,
 }
 
 pub fn router(state: AdminState) -> Router {
+    let guarded = Router::new()
+        .route("/jobs", get(jobs::list))
+        .route("/jobs/{id}", get(jobs::show))
+        .route("/runners", get(jobs::runners))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            jobs::require_token,
+        ));
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .merge(guarded)
         .with_state(state)
 }
 

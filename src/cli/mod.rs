@@ -1,5 +1,7 @@
 //! The command line.
 
+pub mod jobs;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +55,13 @@ pub enum Command {
     /// Send a correctly signed synthetic workflow_job delivery to a running ingress, to
     /// smoke-test it. Exits non-zero unless the answer is 2xx
     SendEvent(SendEventArgs),
+    /// Why is my job still queued? A job's story from the store: `jobs show JOB_ID`, and
+    /// `jobs list`
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
+    /// The runners dockhand registered: `runners list`
+    #[command(subcommand)]
+    Runners(jobs::RunnersCommand),
     /// Work with the dead-letter queue
     #[command(subcommand)]
     Dlq(DlqCommand),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::Problems;
+use super::{Problems, SecretSource};
 
 /// `[server]`: where GitHub's webhooks arrive.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -43,12 +43,16 @@ impl Default for ServerSettings {
     }
 }
 
-/// `[admin]`: `/metrics`, `/healthz` and `/readyz`, with the same kind of limits as
-/// `[server]`.
+/// `[admin]`: `/metrics`, `/healthz` and `/readyz`, and a worker's `/jobs` and `/runners`,
+/// with the same kind of limits as `[server]`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
+    /// When set, `/jobs` and `/runners` answer only requests with `Authorization: Bearer
+    /// <token>` (401 otherwise); `/metrics`, `/healthz` and `/readyz` stay open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<SecretSource>,
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -60,6 +64,7 @@ impl Default for AdminSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            token: None,
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(10),
             max_connections: 128,
@@ -75,6 +80,9 @@ impl ServerSettings {
         }
         if self.listen == admin.listen && self.listen.port() != 0 {
             p.add("admin.listen", "must differ from server.listen");
+        }
+        if let Some(token) = &admin.token {
+            token.check("admin.token", p);
         }
         check_connection_limits(
             "server",

@@ -66,6 +66,15 @@ pub struct LaunchedTask {
     pub launch_type: Option<String>,
 }
 
+/// A task's state as DescribeTasks answers it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TaskView {
+    /// `PROVISIONING`, `PENDING`, `RUNNING`, `STOPPED`, ...
+    pub last_status: Option<String>,
+    pub desired_status: Option<String>,
+    pub stopped_reason: Option<String>,
+}
+
 /// The ECS calls the worker makes.
 #[derive(Clone, Debug)]
 pub struct Launcher {
@@ -134,6 +143,34 @@ impl Launcher {
         }
         live.sort();
         Ok(live.into_iter().next().map(|(_, arn)| TaskArn(arn)))
+    }
+
+    /// A task as ECS describes it now, for `dockhand jobs show --live`; `None` when ECS
+    /// does not know it (stopped long ago, or never started).
+    pub async fn describe_task(
+        &self,
+        cluster: &str,
+        task: &str,
+    ) -> Result<Option<TaskView>, LaunchError> {
+        let out = self
+            .client
+            .describe_tasks()
+            .cluster(cluster)
+            .tasks(task)
+            .send()
+            .await
+            .map_err(|e| failed(Operation::DescribeTasks, e))?;
+        record(Operation::DescribeTasks, Outcome::Ok);
+        Ok(out
+            .tasks
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .map(|t| TaskView {
+                last_status: t.last_status,
+                desired_status: t.desired_status,
+                stopped_reason: t.stopped_reason,
+            }))
     }
 
     /// StopTask. `reason` (≤ 255 chars) shows in the task's `stoppedReason`.

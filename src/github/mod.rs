@@ -27,7 +27,7 @@ use self::installations::CallError;
 use self::request::{Endpoint, Method, segment};
 use self::tokens::Tokens;
 use crate::config::{GitHubSettings, SecretResolver};
-use crate::domain::{InstallationId, RunnerId};
+use crate::domain::{InstallationId, JobId, RunnerId};
 
 /// The id of every organization's and repository's default runner group.
 pub const DEFAULT_RUNNER_GROUP_ID: u64 = 1;
@@ -93,6 +93,15 @@ pub struct RegisteredRunner {
     pub busy: bool,
     /// `online` or `offline`, as GitHub says.
     pub status: String,
+}
+
+/// A workflow job as GitHub answers it: the fields `jobs show --live` compares.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct WorkflowJobView {
+    /// `queued`, `in_progress`, `completed`, `waiting`, ...
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub runner_name: Option<String>,
 }
 
 /// dockhand's GitHub App: cheap to clone, all clones sharing one set of caches (tokens
@@ -338,6 +347,32 @@ impl GitHubApp {
             Ok(_) | Err(CallError::GitHub(GitHubError::NotFound)) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// A workflow job as GitHub sees it now (`GET /repos/{owner}/{repo}/actions/jobs/{id}`),
+    /// for `dockhand jobs show --live`.
+    #[tracing::instrument(skip_all, fields(github.installation = %installation, job.id = %job))]
+    pub async fn workflow_job(
+        &self,
+        installation: InstallationId,
+        owner: &str,
+        repo: &str,
+        job: JobId,
+    ) -> Result<WorkflowJobView, GitHubError> {
+        let target = RunnerTarget::Repo {
+            owner: owner.to_string(),
+            repo: repo.to_string(),
+        };
+        let path = format!("{}/actions/jobs/{job}", target.path());
+        self.as_installation(
+            installation,
+            &target,
+            Endpoint::WorkflowJob,
+            Method::Get,
+            &path,
+        )
+        .await?
+        .json()
     }
 
     fn lock_groups(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u64>> {

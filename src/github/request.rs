@@ -27,6 +27,7 @@ pub(super) enum Endpoint {
     ListRunners,
     DeleteRunner,
     Installation,
+    WorkflowJob,
 }
 
 impl Endpoint {
@@ -38,6 +39,7 @@ impl Endpoint {
             Self::ListRunners => "list_runners",
             Self::DeleteRunner => "delete_runner",
             Self::Installation => "installation",
+            Self::WorkflowJob => "workflow_job",
         }
     }
 }
@@ -247,6 +249,7 @@ mod tests {
             Endpoint::ListRunners,
             Endpoint::DeleteRunner,
             Endpoint::Installation,
+            Endpoint::WorkflowJob,
         ];
         let labels: Vec<_> = all.iter().map(|e| e.as_str()).collect();
         assert_eq!(
@@ -257,7 +260,8 @@ mod tests {
                 "runner_groups",
                 "list_runners",
                 "delete_runner",
-                "installation"
+                "installation",
+                "workflow_job"
             ]
         );
     }

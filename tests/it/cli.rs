@@ -137,6 +137,160 @@ async fn serve_takes_a_send_event_to_a_dry_run_launch_shows_it_in_metrics_and_ex
     assert!(logs.contains("worker stopped"), "{logs}");
 }
 
+/// Runs `dockhand` to its end: exit success, stdout, stderr.
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = dockhand(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn jobs_show_tells_a_sent_jobs_story_and_the_admin_routes_need_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (webhook_port, admin_port) = (free_port(), free_port());
+    let config = write_config(dir.path(), webhook_port, admin_port);
+    let config = config.to_str().unwrap();
+    let mut serve = dockhand(&["serve", "--config", config])
+        .env("DOCKHAND_ADMIN__TOKEN__VALUE", "adm1n-t0ken")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    wait_until_ready(&admin).await;
+    let (sent, out, err) = run(&["send-event", "--config", config, "--job-id", "4242"]);
+    assert!(sent, "{out}{err}");
+
+    // `jobs show` once the worker has taken the job to its (dry-run) launch.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let (ok, text, err) = run(&["jobs", "show", "4242", "--config", config]);
+        if ok && text.contains("dry run") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "never told: {text}{err}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut lines = text.lines();
+    let first = lines.next().unwrap();
+    assert!(
+        first.starts_with("job 4242: dry run: would have launched runner dh-linux-x64-4242-1 at "),
+        "{text}"
+    );
+    assert!(
+        text.contains("repo octo-org/hello-world, pool linux-x64, launch dry_run, GitHub queued"),
+        "{text}"
+    );
+    for (event, what) in [
+        ("received", "delivery "),
+        ("matched", "pool linux-x64"),
+        ("claimed", "attempt 1"),
+        ("dry_run", "would launch runner dh-linux-x64-4242-1"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&format!(" {event} ")) && l.contains(what)),
+            "{event}: {what} in\n{text}"
+        );
+    }
+    let (ok, json, _) = run(&[
+        "jobs", "show", "4242", "--output", "json", "--config", config,
+    ]);
+    assert!(ok);
+    let story: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        first,
+        format!("job 4242: {}", story["headline"].as_str().unwrap())
+    );
+    let kinds: Vec<&str> = story["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["received", "matched", "claimed", "dry_run"]);
+    assert_eq!(story["job"]["launch"], "dry_run");
+
+    // An unknown job says so, and where it looked; exit 1.
+    let (ok, out, err) = run(&["jobs", "show", "999", "--config", config]);
+    assert!(!ok && out.is_empty(), "{out}");
+    let db = format!("sqlite://{}", dir.path().join("dockhand.db").display());
+    assert!(
+        err.contains(&format!("job 999 is not in the store {db}")),
+        "{err}"
+    );
+
+    let (ok, list, _) = run(&["jobs", "list", "--state", "dry_run", "--config", config]);
+    assert!(ok);
+    assert!(list.starts_with("JOB "), "{list}");
+    assert!(list.lines().any(|l| l.starts_with("4242 ")), "{list}");
+    assert!(list.ends_with("1 jobs\n"), "{list}");
+    let (ok, list, _) = run(&["jobs", "list", "--state", "launched", "--config", config]);
+    assert!(ok && list.ends_with("0 jobs\n"), "{list}");
+    let (ok, _, err) = run(&["jobs", "list", "--state", "stuck", "--config", config]);
+    assert!(!ok);
+    assert!(
+        err.contains("unknown state `stuck`: one of owed, launching"),
+        "{err}"
+    );
+    let (ok, runners, _) = run(&["runners", "list", "--config", config]);
+    assert!(
+        ok && runners.ends_with("0 runners\n"),
+        "a dry run registers none: {runners}"
+    );
+
+    // The admin listener serves the same as JSON, behind the token; the rest stays open.
+    let client = reqwest::Client::new();
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = client.get(format!("{admin}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    for path in ["/jobs/4242", "/jobs", "/runners"] {
+        for token in [None, Some("wrong")] {
+            let answer = get(path, token).await.unwrap();
+            assert_eq!(answer.status(), 401, "{path} {token:?}");
+            assert_eq!(
+                answer.headers()["www-authenticate"],
+                "Bearer realm=\"dockhand admin\""
+            );
+        }
+    }
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        assert_eq!(get(path, None).await.unwrap().status(), 200, "{path}");
+    }
+    let token = Some("adm1n-t0ken");
+    let answer = get("/jobs/4242", token).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let served: serde_json::Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    assert_eq!(served["headline"], story["headline"]);
+    assert_eq!(served["history"], story["history"]);
+    let listed = get("/jobs?state=dry_run&limit=5", token).await.unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&listed.text().await.unwrap()).unwrap();
+    assert_eq!(listed[0]["job_id"], 4242);
+    let answer = get("/jobs/999", token).await.unwrap();
+    assert_eq!(answer.status(), 404);
+    let bad = get("/jobs?state=stuck", token).await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let bad = get("/jobs?colour=red", token).await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let runners = get("/runners", token).await.unwrap().text().await.unwrap();
+    let runners: serde_json::Value = serde_json::from_str(&runners).unwrap();
+    assert_eq!(runners, serde_json::json!([]));
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(wait_with_timeout(&mut serve, Duration::from_secs(20)).success());
+}
+
 fn wait_with_timeout(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
@@ -264,6 +418,9 @@ fn every_command_has_help() {
         vec!["ingress", "--help"],
         vec!["config", "check", "--help"],
         vec!["send-event", "--help"],
+        vec!["jobs", "show", "--help"],
+        vec!["jobs", "list", "--help"],
+        vec!["runners", "list", "--help"],
     ] {
         let out = dockhand(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");

@@ -43,6 +43,8 @@ pub enum Endpoint {
     DeleteRunner,
     /// `GET /orgs/{org}/installation` or `/repos/{owner}/{repo}/installation`
     Installation,
+    /// `GET /repos/{owner}/{repo}/actions/jobs/{job_id}`
+    WorkflowJob,
 }
 
 /// An answer to give the next request to an endpoint instead of the real one.
@@ -127,6 +129,9 @@ struct FakeState {
     /// Calls left per credential ("app", or an installation id).
     rate: HashMap<String, u64>,
     rate_reset: u64,
+    /// Workflow jobs by id: their repository (`owner/name`, lower-cased) and the job as
+    /// `GET .../actions/jobs/{id}` answers it.
+    jobs: HashMap<u64, (String, Value)>,
 }
 
 fn fixture(name: &str) -> std::path::PathBuf {
@@ -162,6 +167,7 @@ impl FakeGitHub {
             ignore_runner_name_filter: false,
             rate: HashMap::new(),
             rate_reset: epoch_secs(SystemTime::now()) + 3600,
+            jobs: HashMap::new(),
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -310,6 +316,27 @@ impl FakeGitHub {
         runner.busy = busy;
     }
 
+    /// Sets a workflow job as GitHub would answer it: its `status` (`queued`, `in_progress`,
+    /// `completed`), `conclusion` and runner.
+    pub fn set_job(
+        &self,
+        repo: &str,
+        job_id: u64,
+        status: &str,
+        conclusion: Option<&str>,
+        runner_name: Option<&str>,
+    ) {
+        let job = json!({
+            "id": job_id,
+            "run_id": job_id * 10,
+            "status": status,
+            "conclusion": conclusion,
+            "runner_name": runner_name,
+            "labels": ["self-hosted", "linux"],
+        });
+        self.lock().jobs.insert(job_id, (repo.to_lowercase(), job));
+    }
+
     /// How long the installation tokens minted from now on live (an hour by default).
     pub fn set_token_lifetime(&self, lifetime: Duration) {
         self.lock().token_lifetime = lifetime;
@@ -334,6 +361,7 @@ enum Route {
     Jit { target: RunnerTarget },
     ListRunners { target: RunnerTarget },
     DeleteRunner { target: RunnerTarget, id: String },
+    WorkflowJob { target: RunnerTarget, id: String },
 }
 
 impl Route {
@@ -372,6 +400,16 @@ impl Route {
             (&Method::GET, ["actions", "runners"]) => {
                 (Endpoint::ListRunners, Route::ListRunners { target })
             }
+            (&Method::GET, ["actions", "jobs", id]) => match target {
+                RunnerTarget::Repo { .. } => (
+                    Endpoint::WorkflowJob,
+                    Route::WorkflowJob {
+                        target,
+                        id: id.to_string(),
+                    },
+                ),
+                RunnerTarget::Org(_) => return None,
+            },
             (&Method::DELETE, ["actions", "runners", id]) => (
                 Endpoint::DeleteRunner,
                 Route::DeleteRunner {
@@ -594,7 +632,8 @@ impl FakeState {
                     Route::RunnerGroups { org } => RunnerTarget::Org(org.clone()),
                     Route::Jit { target }
                     | Route::ListRunners { target }
-                    | Route::DeleteRunner { target, .. } => target.clone(),
+                    | Route::DeleteRunner { target, .. }
+                    | Route::WorkflowJob { target, .. } => target.clone(),
                     Route::Mint { .. } | Route::Installation { .. } => unreachable!(),
                 };
                 // An installation reaches only its own account.
@@ -606,9 +645,21 @@ impl FakeState {
                     Route::Jit { target } => self.jit(target, body),
                     Route::ListRunners { target } => self.list_runners(&target, query),
                     Route::DeleteRunner { target, id } => self.delete_runner(&target, &id),
+                    Route::WorkflowJob { target, id } => self.workflow_job(&target, &id),
                     Route::Mint { .. } | Route::Installation { .. } => unreachable!(),
                 }
             }
+        }
+    }
+
+    fn workflow_job(&self, target: &RunnerTarget, id: &str) -> Answer {
+        let RunnerTarget::Repo { owner, repo } = target else {
+            return not_found();
+        };
+        let full = format!("{owner}/{repo}").to_lowercase();
+        match id.parse::<u64>().ok().and_then(|id| self.jobs.get(&id)) {
+            Some((of, job)) if *of == full => (StatusCode::OK, job.clone()),
+            _ => not_found(),
         }
     }
 

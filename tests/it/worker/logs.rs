@@ -1,6 +1,6 @@
-//! What the logs never hold, whatever the log filter asks for: the JIT config (in RunTask's
-//! request and answer), the App's private key, installation tokens, the webhook secret and
-//! webhook bodies.
+//! What the logs and the job history never hold, whatever the log filter asks for: the JIT
+//! config (in RunTask's request and answer), the App's private key, installation tokens,
+//! the webhook secret and webhook bodies.
 
 use super::*;
 use tracing_subscriber::EnvFilter;
@@ -80,6 +80,43 @@ async fn logs_never_hold_the_jit_config_the_private_key_tokens_or_the_webhook_se
         assert!(
             !logs.contains(body_field),
             "the webhook body was logged ({body_field})"
+        );
+    }
+
+    // Nor does the job history: every row in the table, and the story `jobs show` tells.
+    let db = sqlx::AnyPool::connect(&env._store.settings.url)
+        .await
+        .unwrap();
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT kind, process, detail FROM job_history")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    let mut history = format!("{rows:?}");
+    let story =
+        dockhand::inspect::JobStory::load(worker.store(), "test", JobId(4040), chrono::Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+    history.push_str(&serde_json::to_string(&story).unwrap());
+    history.push_str(&dockhand::inspect::render::story(
+        &story,
+        chrono::Utc::now(),
+    ));
+    assert!(
+        history.contains("dh-linux-x64-4040-1") && rows.len() >= 6,
+        "the history holds the retried launch: {history}"
+    );
+    assert_not_logged(&history, "the JIT config", &jit);
+    for line in key.lines().filter(|l| !l.starts_with("-----")) {
+        assert_not_logged(&history, "the private key", line);
+    }
+    assert_not_logged(&history, "the webhook secret", SECRET);
+    assert_not_logged(&history, "an installation token", "ghs_");
+    for body_field in ["hooks_url", "\"steps\"", "check_run_url"] {
+        assert!(
+            !history.contains(body_field),
+            "the webhook body is in the history ({body_field})"
         );
     }
 }

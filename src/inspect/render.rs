@@ -28,7 +28,7 @@ pub fn story(story: &JobStory, now: DateTime<Utc>) -> String {
     if story.history.is_empty() {
         let _ = writeln!(
             out,
-            "\nno history recorded (a job stored before issue 14's history)"
+            "\nno history recorded (the job was stored before this dockhand version kept histories)"
         );
     } else {
         let _ = writeln!(
@@ -111,13 +111,17 @@ pub fn describe(entry: &HistoryEntry, job: u64, now: DateTime<Utc>) -> String {
             line
         }
         EventKind::Registered => format!("runner {} (id {})", s("runner"), d["runner_id"]),
-        EventKind::Launched => match text(entry, "launched_on") {
-            Some(on) => format!("runner {} on task {} ({on})", s("runner"), s("task")),
-            None => format!("runner {} on task {}", s("runner"), s("task")),
-        },
+        EventKind::Launched => {
+            let task = short_task(&s("task"));
+            match text(entry, "launched_on") {
+                Some(on) => format!("runner {} on task {task} ({on})", s("runner")),
+                None => format!("runner {} on task {task}", s("runner")),
+            }
+        }
         EventKind::Adopted => match text(entry, "task") {
             Some(task) => format!(
-                "task {task} of an interrupted attempt (runner {})",
+                "task {} of an interrupted attempt (runner {})",
+                short_task(task),
                 s("runner")
             ),
             None => format!(

@@ -109,13 +109,6 @@ impl Store {
         let now = self.now();
         let labels = serde_json::to_string(&event.job.labels).expect("labels serialize");
         let mut tx = sqlx::Connection::begin(&mut *w.conn).await?;
-        let before = sqlx::query(self.sql("SELECT lease_owner FROM jobs WHERE job_id = $1"))
-            .bind(event.job.id.0 as i64)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| row.try_get::<Option<String>, _>("lease_owner"))
-            .transpose()?
-            .flatten();
         let sql = self.sql(
             "INSERT INTO jobs (job_id, launch, github, pool, repo, installation_id, run_id,
                                labels, attempt, lease_owner, lease_expires_at, created_at,
@@ -126,13 +119,14 @@ impl Store {
                  launch = 'launching',
                  attempt = jobs.attempt + 1,
                  pool = excluded.pool,
+                 previous_owner = jobs.lease_owner,
                  lease_owner = excluded.lease_owner,
                  lease_expires_at = excluded.lease_expires_at,
                  installation_id = COALESCE(jobs.installation_id, excluded.installation_id),
                  updated_at = excluded.updated_at
              WHERE jobs.launch = 'owed'
                 OR (jobs.launch = 'launching' AND jobs.lease_expires_at < DB_NOW)
-             RETURNING attempt, runner_name, runner_id, task_arn, cluster",
+             RETURNING attempt, runner_name, runner_id, task_arn, cluster, previous_owner",
         );
         let claimed = sqlx::query(sql)
             .bind(event.job.id.0 as i64)
@@ -148,8 +142,7 @@ impl Store {
             .bind(millis(delivered.accepted_at).min(now))
             .fetch_optional(&mut *tx)
             .await?;
-        self.append_arrival(&mut tx, delivered, Some(pool), json!({}), now)
-            .await?;
+        let mut notes = self.arrival(delivered, Some(pool), json!({}), now);
         let claim = match claimed {
             Some(row) => {
                 let attempt: i64 = row.try_get("attempt")?;
@@ -168,16 +161,12 @@ impl Store {
                     "pool": pool,
                     "lease_s": lease.as_secs_f64(),
                     // A lease still named on the row had expired: its worker stopped mid-way.
-                    "took_over_from": before,
+                    "took_over_from": row.try_get::<Option<String>, _>("previous_owner")?,
                     "leftovers": prior.as_ref().map(|p| json!({
                         "runner": p.runner_name, "task": p.task_arn,
                     })),
                 });
-                self.append(
-                    &mut tx,
-                    Note::new(event.job.id, now, EventKind::Claimed, detail),
-                )
-                .await?;
+                notes.push(Note::new(event.job.id, now, EventKind::Claimed, detail));
                 Claim::Acquired {
                     attempt: attempt as u32,
                     prior,
@@ -200,6 +189,7 @@ impl Store {
                 }
             }
         };
+        self.append_all(&mut tx, notes).await?;
         tx.commit().await?;
         Ok(claim)
     }

@@ -205,47 +205,73 @@ impl Store {
         conn: &mut AnyConnection,
         note: Note,
     ) -> Result<bool, sqlx::Error> {
-        let sql = self.sql(
-            "INSERT INTO job_history (job_id, at, kind, process, once, detail)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-        );
-        let added = sqlx::query(sql)
-            .bind(note.job.0 as i64)
-            .bind(note.at)
-            .bind(note.kind.as_str().to_string())
-            .bind(self.process.to_string())
-            .bind(note.once)
-            .bind(note.detail.to_string())
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-        Ok(added > 0)
+        Ok(self.append_all(conn, vec![note]).await? > 0)
     }
 
-    /// A `queued` delivery seen for the first time: `received` (the job's first) or
-    /// `duplicate` (another delivery id), at the ingress's time, and `matched` the first
-    /// time a pool is. A delivery seen before adds nothing.
-    pub(super) async fn append_arrival(
+    /// Appends entries in one statement on `conn`, skipping those whose `once` key is
+    /// taken; a [`EventKind::Received`] entry is written as a `duplicate` when the job has
+    /// a `received` one already. Returns how many were written.
+    pub(super) async fn append_all(
         &self,
         conn: &mut AnyConnection,
+        notes: Vec<Note>,
+    ) -> Result<u64, sqlx::Error> {
+        if notes.is_empty() {
+            return Ok(0);
+        }
+        let mut sql = String::from(
+            "INSERT INTO job_history (job_id, at, kind, process, once, detail) VALUES ",
+        );
+        for (i, note) in notes.iter().enumerate() {
+            let n = i * 6;
+            let kind = if note.kind == EventKind::Received {
+                format!(
+                    "CASE WHEN EXISTS (SELECT 1 FROM job_history WHERE job_id = ${} AND kind = 'received') \
+                     THEN 'duplicate' ELSE ${} END",
+                    n + 1,
+                    n + 3
+                )
+            } else {
+                format!("${}", n + 3)
+            };
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, {kind}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 4,
+                n + 5,
+                n + 6
+            ));
+        }
+        sql.push_str(" ON CONFLICT DO NOTHING");
+        let mut query = sqlx::query(self.sql_owned(sql));
+        for note in notes {
+            query = query
+                .bind(note.job.0 as i64)
+                .bind(note.at)
+                .bind(note.kind.as_str().to_string())
+                .bind(self.process.to_string())
+                .bind(note.once)
+                .bind(note.detail.to_string());
+        }
+        Ok(query.execute(&mut *conn).await?.rows_affected())
+    }
+
+    /// The entries for a `queued` delivery: `received` (or `duplicate`, for another
+    /// delivery id), at the time the ingress accepted it, and `matched` the first time a
+    /// pool is. A delivery seen before adds neither.
+    pub(super) fn arrival(
+        &self,
         delivered: &Delivered<'_>,
         pool: Option<&str>,
         extra: Value,
         now: i64,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Vec<Note> {
         let event = delivered.event;
         let job = event.job.id;
-        let sql =
-            self.sql("SELECT COUNT(*) FROM job_history WHERE job_id = $1 AND kind = 'received'");
-        let received: i64 = sqlx::query_scalar(sql)
-            .bind(job.0 as i64)
-            .fetch_one(&mut *conn)
-            .await?;
-        let kind = if received > 0 {
-            EventKind::Duplicate
-        } else {
-            EventKind::Received
-        };
         let mut detail = json!({
             "delivery": event.delivery.0,
             "repo": event.repository.full_name,
@@ -254,15 +280,22 @@ impl Store {
         if let (Value::Object(detail), Value::Object(extra)) = (&mut detail, extra) {
             detail.extend(extra);
         }
-        let note = Note::new(job, millis(delivered.accepted_at), kind, detail)
-            .once(format!("delivery:{}", event.delivery.0));
-        self.append(conn, note).await?;
+        let mut notes = vec![
+            Note::new(
+                job,
+                millis(delivered.accepted_at),
+                EventKind::Received,
+                detail,
+            )
+            .once(format!("delivery:{}", event.delivery.0)),
+        ];
         if let Some(pool) = pool {
-            let note = Note::new(job, now, EventKind::Matched, json!({ "pool": pool }))
-                .once(format!("pool:{pool}"));
-            self.append(conn, note).await?;
+            notes.push(
+                Note::new(job, now, EventKind::Matched, json!({ "pool": pool }))
+                    .once(format!("pool:{pool}")),
+            );
         }
-        Ok(())
+        notes
     }
 
     /// Notes, in one write, a delivery and something that happened to it without changing
@@ -277,15 +310,11 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut w = self.write(op).await?;
         let now = self.now();
-        let mut tx = sqlx::Connection::begin(&mut *w.conn).await?;
-        self.append_arrival(&mut tx, delivered, pool, arrival, now)
-            .await?;
+        let mut notes = self.arrival(delivered, pool, arrival, now);
         if let Some((kind, detail)) = then {
-            let job = delivered.event.job.id;
-            self.append(&mut tx, Note::new(job, now, kind, detail))
-                .await?;
+            notes.push(Note::new(delivered.event.job.id, now, kind, detail));
         }
-        tx.commit().await?;
+        self.append_all(&mut w.conn, notes).await?;
         Ok(())
     }
 

@@ -206,6 +206,17 @@ impl Store {
         AssertSqlSafe(query).into_sql_str()
     }
 
+    /// [`Store::sql`] for a query built at run time from literals and `$N` placeholders
+    /// only (never from a value): it is as safe as those literals.
+    fn sql_owned(&self, query: String) -> SqlStr {
+        let query = if self.sqlite {
+            query.replace(DB_NOW, SQLITE_NOW).replace('$', "?")
+        } else {
+            query.replace(DB_NOW, POSTGRES_NOW)
+        };
+        AssertSqlSafe(query).into_sql_str()
+    }
+
     /// This handle, with a clock that runs `skew` ahead of the machine's (behind, if
     /// negative): a worker whose clock is wrong, for tests. Only the timestamps dockhand
     /// reads from its own clock move; leases are judged by the database's clock.

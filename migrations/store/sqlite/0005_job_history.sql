@@ -22,5 +22,7 @@ CREATE TABLE job_history (
 CREATE INDEX job_history_by_job ON job_history (job_id, id);
 CREATE INDEX job_history_by_at ON job_history (at);
 CREATE UNIQUE INDEX job_history_once ON job_history (job_id, once) WHERE once IS NOT NULL;
+-- The lease a claim took over (its worker stopped mid-way), for the history to name it.
+ALTER TABLE jobs ADD COLUMN previous_owner TEXT;
 -- `dockhand jobs list` shows the newest first.
 CREATE INDEX jobs_by_received ON jobs (received_at);

@@ -48,6 +48,13 @@ impl Worker {
         // A runner seen running a job had its task come up: that task may be gone by now
         // (an ephemeral runner leaves after one job), and its registration with it.
         let ran = task.is_none() && inner.store.runner_ran_a_job(&prior_name).await?;
+        tracing::debug!(
+            runner = prior_name,
+            cluster,
+            task = task.as_deref(),
+            ran,
+            "looked for what an interrupted attempt left"
+        );
         if task.is_some() || ran {
             // Record it under this attempt's lease; the runner keeps the earlier name.
             inner
@@ -119,7 +126,10 @@ impl Worker {
                 );
                 Ok(())
             }
-            None => Ok(()),
+            None => {
+                tracing::debug!(runner = name, "no registration of this name on GitHub");
+                Ok(())
+            }
         }
     }
 }

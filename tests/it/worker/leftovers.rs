@@ -187,10 +187,16 @@ async fn a_take_over_whose_task_lookup_failed_keeps_the_evidence_and_removes_it_
     // Worker A registers a runner, then dies in RunTask (which never reaches ECS).
     env.crash_in_run_task(1403, false).await;
 
-    // B takes over, but ECS fails the lookup for A's task.
+    // B takes over once A's lease has expired (it may first find it held, by a few ms),
+    // but ECS fails the lookup for A's task.
     env.proxy.fail_list_tasks(true);
     let b = env.worker().await;
-    let settled = next(&b).await;
+    let settled = loop {
+        match next(&b).await {
+            Settled::Deferred(Deferral::Held(_)) => continue,
+            other => break other,
+        }
+    };
     assert!(
         matches!(settled, Settled::Deferred(Deferral::Error(_))),
         "{settled:?}"

@@ -121,6 +121,20 @@ pub(super) async fn next(worker: &Worker) -> Settled {
     .await
 }
 
+/// What `dockhand requeue --job-id JOB` chooses, with the default requeue limit.
+fn requeue_of(job: u64) -> dockhand::dlq::Selection {
+    dockhand::dlq::Selection {
+        filter: dockhand::dlq::Filter {
+            job_ids: vec![job],
+            ..Default::default()
+        },
+        all: false,
+        max: None,
+        max_requeues: 3,
+        force: false,
+    }
+}
+
 /// The message failed transiently once (deferred with an error), then launched.
 fn assert_retried_once_then_launched(settled: &[Settled]) {
     assert!(
@@ -533,8 +547,6 @@ async fn a_pool_at_max_defers_and_launches_once_a_runner_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_job_requeued_twice_is_launched_exactly_once() {
-    use dockhand::dlq::{Filter, Selection};
-
     let env = Env::new(QueueChoice::Sqs, Backend::Sqlite).await;
     let (a, b) = (env.worker().await, env.worker().await);
     // GitHub refuses the JIT call (the App lacks the runner permission): the job fails and
@@ -551,16 +563,7 @@ async fn a_failed_job_requeued_twice_is_launched_exactly_once() {
         LaunchState::Failed
     );
     let dlq = env.app.queue.dead_letter_queue().await.unwrap().unwrap();
-    let selection = Selection {
-        filter: Filter {
-            job_ids: vec![960],
-            ..Filter::default()
-        },
-        all: false,
-        max: None,
-        max_requeues: 3,
-        force: false,
-    };
+    let selection = requeue_of(960);
 
     // The permission is granted. A first requeue dies between its send and its delete, leaving the
     // message on both queues; the operator runs it again, which moves the copy left behind.

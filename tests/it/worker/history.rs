@@ -5,7 +5,7 @@
 use chrono::Utc;
 
 use super::owed::event_on;
-use super::{Env, QueueChoice, next};
+use super::{Env, QueueChoice, next, requeue_of};
 use crate::common::fake_github::{Endpoint, Failure};
 use crate::common::stores::Backend;
 use crate::common::*;
@@ -242,8 +242,6 @@ async fn a_wait_for_a_full_pool_a_stolen_runner_and_a_cancellation_are_told_as_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_failure_its_dead_letter_and_its_requeue_are_told_in_order() {
-    use dockhand::dlq::{Filter, Selection};
-
     let env = Env::new(QueueChoice::Sqs, Backend::Postgres).await;
     let worker = env.worker().await;
     env.github.fail_next(
@@ -267,17 +265,7 @@ async fn a_permanent_failure_its_dead_letter_and_its_requeue_are_told_in_order()
     );
 
     let dlq = env.app.queue.dead_letter_queue().await.unwrap().unwrap();
-    let selection = Selection {
-        filter: Filter {
-            job_ids: vec![1701],
-            ..Filter::default()
-        },
-        all: false,
-        max: None,
-        max_requeues: 3,
-        force: false,
-    };
-    let plan = dockhand::dlq::plan(&*dlq, &selection).await.unwrap();
+    let plan = dockhand::dlq::plan(&*dlq, &requeue_of(1701)).await.unwrap();
     let summary = plan.execute(&env.app.queue, &dlq, None, |_, _| {}).await;
     assert_eq!((summary.moved, summary.failed), (1, 0));
     assert_eq!(next(&worker).await, Settled::Done(Outcome::Launched));

@@ -38,6 +38,28 @@ fn assert_not_logged(logs: &str, what: &str, secret: &str) {
     }
 }
 
+/// Fails if `text` (logs, or the job history) holds the JIT config, a line of the App's
+/// private key, the webhook secret, an installation token or a field of a webhook body.
+fn assert_holds_no_secret(text: &str, jit: &str) {
+    assert_not_logged(text, "the JIT config", jit);
+    let key = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/github-app-test-key.pem"
+    ))
+    .unwrap();
+    for line in key.lines().filter(|l| !l.starts_with("-----")) {
+        assert_not_logged(text, "the private key", line);
+    }
+    assert_not_logged(text, "the webhook secret", SECRET);
+    assert_not_logged(text, "an installation token", "ghs_");
+    for body_field in ["hooks_url", "\"steps\"", "check_run_url"] {
+        assert!(
+            !text.contains(body_field),
+            "a webhook body field is in it ({body_field})"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_never_hold_the_jit_config_the_private_key_tokens_or_the_webhook_secret() {
     // dockhand's own subscriber, asked for everything every crate has to say.
@@ -65,23 +87,7 @@ async fn logs_never_hold_the_jit_config_the_private_key_tokens_or_the_webhook_se
         "the capture sees the launch"
     );
     let jit = env.github.runners()[0].encoded_jit_config.clone();
-    assert_not_logged(&logs, "the JIT config", &jit);
-    let key = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/github-app-test-key.pem"
-    ))
-    .unwrap();
-    for line in key.lines().filter(|l| !l.starts_with("-----")) {
-        assert_not_logged(&logs, "the private key", line);
-    }
-    assert_not_logged(&logs, "the webhook secret", SECRET);
-    assert_not_logged(&logs, "an installation token", "ghs_");
-    for body_field in ["hooks_url", "\"steps\"", "check_run_url"] {
-        assert!(
-            !logs.contains(body_field),
-            "the webhook body was logged ({body_field})"
-        );
-    }
+    assert_holds_no_secret(&logs, &jit);
 
     // Nor does the job history: every row in the table, and the story `jobs show` tells.
     let db = sqlx::AnyPool::connect(&env._store.settings.url)
@@ -107,18 +113,7 @@ async fn logs_never_hold_the_jit_config_the_private_key_tokens_or_the_webhook_se
         history.contains("dh-linux-x64-4040-1") && rows.len() >= 6,
         "the history holds the retried launch: {history}"
     );
-    assert_not_logged(&history, "the JIT config", &jit);
-    for line in key.lines().filter(|l| !l.starts_with("-----")) {
-        assert_not_logged(&history, "the private key", line);
-    }
-    assert_not_logged(&history, "the webhook secret", SECRET);
-    assert_not_logged(&history, "an installation token", "ghs_");
-    for body_field in ["hooks_url", "\"steps\"", "check_run_url"] {
-        assert!(
-            !history.contains(body_field),
-            "the webhook body is in the history ({body_field})"
-        );
-    }
+    assert_holds_no_secret(&history, &jit);
 }
 
 /// The AWS SDK redacts request bodies in its trace events unless `LOG_SIGNABLE_BODY=true`,

@@ -29,6 +29,16 @@ pub const CONFIG_RELOADS_TOTAL: &str = "dockhand_config_reloads_total";
 pub const STORE_PRUNED_TOTAL: &str = "dockhand_store_pruned_total";
 pub const STORE_WRITE_SECONDS: &str = "dockhand_store_write_seconds";
 pub const QUEUE_WRITE_SECONDS: &str = "dockhand_queue_write_seconds";
+pub const RUNNER_STOPS_TOTAL: &str = "dockhand_runner_stops_total";
+pub const JOBS_REPLACED_TOTAL: &str = "dockhand_jobs_replaced_total";
+pub const REPLACEMENTS_EXHAUSTED_TOTAL: &str = "dockhand_replacements_exhausted_total";
+pub const RUNNERS_REAPED_TOTAL: &str = "dockhand_runners_reaped_total";
+pub const REAP_REFUSED_TOTAL: &str = "dockhand_reap_refused_total";
+pub const JOBS_HEALED_TOTAL: &str = "dockhand_jobs_healed_total";
+pub const ORPHANS_FOUND_TOTAL: &str = "dockhand_orphans_found_total";
+pub const RECONCILE_SECONDS: &str = "dockhand_reconcile_seconds";
+pub const RECONCILE_LEADER: &str = "dockhand_reconcile_leader";
+pub const RECONCILE_LAST_PASS: &str = "dockhand_reconcile_last_pass_timestamp_seconds";
 
 pub const GITHUB_REQUESTS_TOTAL: &str = "dockhand_github_requests_total";
 pub const GITHUB_RATE_LIMIT_REMAINING: &str = "dockhand_github_rate_limit_remaining";
@@ -36,6 +46,11 @@ pub const GITHUB_RATE_LIMIT_REMAINING: &str = "dockhand_github_rate_limit_remain
 /// Latency buckets in seconds, from sub-millisecond up to SQS's slowest sensible answer.
 const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// A reconcile pass: tens of milliseconds when little is live, minutes for a sweep of
+/// thousands of tasks and registrations.
+const RECONCILE_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
 /// Job waits are what users feel: seconds when all is well, up to an hour when it is not.
@@ -83,6 +98,12 @@ pub fn install() -> PrometheusHandle {
                     b.set_buckets_for_metric(
                         Matcher::Full(JOB_WAIT_SECONDS.into()),
                         JOB_WAIT_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(RECONCILE_SECONDS.into()),
+                        RECONCILE_BUCKETS,
                     )
                 })
                 .expect("bucket lists are non-empty")
@@ -224,5 +245,60 @@ fn describe() {
         "Time for one write to the embedded queue, by op (send, receive, change_visibility, \
          delete), from asking for a connection to the commit, the wait for the file's write \
          turn included."
+    );
+    metrics::describe_counter!(
+        RUNNER_STOPS_TOTAL,
+        Unit::Count,
+        "Runner tasks the reconciler found stopped, by pool and ECS stopCode \
+         (TaskFailedToStart, EssentialContainerExited, UserInitiated, \
+         ServiceSchedulerInitiated, SpotInterruption, TerminationNotice, other; unknown when \
+         ECS no longer knew the task)."
+    );
+    metrics::describe_counter!(
+        JOBS_REPLACED_TOTAL,
+        Unit::Count,
+        "Jobs given a new runner because theirs went away before taking a job, by pool and \
+         reason (task_stopped, pending_timeout, quiet)."
+    );
+    metrics::describe_counter!(
+        REPLACEMENTS_EXHAUSTED_TOTAL,
+        Unit::Count,
+        "Jobs dead-lettered because their runner died lifecycle.max_replacements times, by pool."
+    );
+    metrics::describe_counter!(
+        RUNNERS_REAPED_TOTAL,
+        Unit::Count,
+        "Runners and registrations the reconciler removed, by pool and reason (idle, \
+         pending_timeout, max_runtime, orphan)."
+    );
+    metrics::describe_counter!(
+        REAP_REFUSED_TOTAL,
+        Unit::Count,
+        "Idle runners the reconciler meant to remove that GitHub refused to delete because \
+         they had just taken a job (422): left alone, by pool."
+    );
+    metrics::describe_counter!(
+        JOBS_HEALED_TOTAL,
+        Unit::Count,
+        "Jobs gone quiet that GitHub had started or finished (their webhook was lost), put \
+         right in the store, by pool."
+    );
+    metrics::describe_counter!(
+        ORPHANS_FOUND_TOTAL,
+        Unit::Count,
+        "Leftovers the orphan sweep found, by kind (task, registration)."
+    );
+    metrics::describe_histogram!(
+        RECONCILE_SECONDS,
+        Unit::Seconds,
+        "Time for one reconcile pass, by outcome (ok, error)."
+    );
+    metrics::describe_gauge!(
+        RECONCILE_LEADER,
+        "1 on the process that leads the reconciler, 0 on the others."
+    );
+    metrics::describe_gauge!(
+        RECONCILE_LAST_PASS,
+        "Unix time of the last reconcile pass that completed, on the leader."
     );
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, ConfigSource, Roles, Settings};
+use crate::config::{ConfigError, ConfigSource, LifecycleSettings, Roles, Settings};
 use crate::metrics as m;
 use crate::pool::{Pools, PoolsUpdater};
 
@@ -22,6 +22,8 @@ pub struct Reloader {
     dry_run: bool,
     running: Settings,
     updater: PoolsUpdater,
+    /// The reconciler's settings, which reload like the pools.
+    lifecycle: tokio::sync::watch::Sender<LifecycleSettings>,
     /// The sections last reported as needing a restart, so each change is reported once.
     reported: BTreeSet<&'static str>,
 }
@@ -57,6 +59,7 @@ impl Reloader {
         dry_run: bool,
         running: Settings,
         updater: PoolsUpdater,
+        lifecycle: tokio::sync::watch::Sender<LifecycleSettings>,
     ) -> Self {
         Self {
             source,
@@ -64,6 +67,7 @@ impl Reloader {
             dry_run,
             running,
             updater,
+            lifecycle,
             reported: BTreeSet::new(),
         }
     }
@@ -107,9 +111,19 @@ impl Reloader {
             return self.refuse(&err);
         }
         self.report_restart_only_changes(&new);
+        let lifecycle_changed = new.lifecycle != self.running.lifecycle;
+        if lifecycle_changed {
+            tracing::info!(source = %self.source, "lifecycle settings reloaded");
+            self.lifecycle.send_replace(new.lifecycle.clone());
+            self.running.lifecycle = new.lifecycle.clone();
+        }
         // Compared as values, secrets included: serialized, every secret reads `<redacted>`.
         if new.pools == self.running.pools {
-            return Reloaded::Unchanged;
+            return if lifecycle_changed {
+                Reloaded::Applied
+            } else {
+                Reloaded::Unchanged
+            };
         }
         let names: Vec<&str> = new.pools.iter().map(|p| p.name.as_str()).collect();
         tracing::info!(source = %self.source, pools = ?names, "pools reloaded");
@@ -153,6 +167,7 @@ fn restart_only_changes(running: &Settings, new: &Settings) -> BTreeSet<&'static
         aws,
         github,
         worker,
+        lifecycle: _,
         store,
         log,
         reload,
@@ -195,7 +210,14 @@ mod tests {
         let source = ConfigSource::File(file.clone());
         let running = source.load().await.unwrap();
         let (updater, _pools) = LivePools::new(Pools::from_settings(&running.pools));
-        let mut reloader = Reloader::new(source, Roles::INGRESS, false, running, updater);
+        let mut reloader = Reloader::new(
+            source,
+            Roles::INGRESS,
+            false,
+            running.clone(),
+            updater,
+            tokio::sync::watch::channel(running.lifecycle).0,
+        );
         assert_eq!(reloader.reload_once().await, Reloaded::Unchanged);
         assert!(reloader.reported.is_empty(), "{:?}", reloader.reported);
 

@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod github;
+pub mod lifecycle;
 pub mod log;
 pub mod pool;
 pub mod queue;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use aws::AwsSettings;
 pub use github::GitHubSettings;
+pub use lifecycle::LifecycleSettings;
 pub use log::{LogFormat, LogSettings, ReloadSettings};
 pub use pool::{EcsLaunchSettings, LaunchType, PoolSettings, RunnerScopeKind};
 pub use queue::{BatchSettings, EmbeddedQueueSettings, QueueKind, QueueSettings, SqsSettings};
@@ -50,7 +52,17 @@ fn known_sections(env: Env) -> Env {
 
 /// The top-level sections; environment variables outside them are not configuration.
 const SECTIONS: &[&str] = &[
-    "server", "admin", "webhook", "queue", "aws", "github", "worker", "store", "log", "reload",
+    "server",
+    "admin",
+    "webhook",
+    "queue",
+    "aws",
+    "github",
+    "worker",
+    "lifecycle",
+    "store",
+    "log",
+    "reload",
     "pool",
 ];
 
@@ -65,6 +77,7 @@ pub struct Settings {
     pub aws: AwsSettings,
     pub github: GitHubSettings,
     pub worker: WorkerSettings,
+    pub lifecycle: LifecycleSettings,
     pub store: StoreSettings,
     pub log: LogSettings,
     pub reload: ReloadSettings,
@@ -133,6 +146,7 @@ impl Settings {
         self.reload.check(&mut p);
         self.github.check(&mut p);
         self.worker.check(&mut p);
+        self.lifecycle.check(&mut p);
         self.store.check(&mut p);
         pool::check_pools(&self.pools, &mut p);
         p.into_result()

@@ -32,6 +32,10 @@ pub struct PoolSettings {
     /// Live runners this pool may have at once; more jobs wait on the queue.
     #[serde(default = "default_max_runners")]
     pub max_runners: u32,
+    /// A runner task running longer than this is stopped by the reconciler (GitHub's
+    /// default job timeout is 6 h).
+    #[serde(default = "default_max_runtime", with = "humantime_serde")]
+    pub max_runtime: std::time::Duration,
     /// How runners are launched. Required by workers (not by the ingress).
     #[serde(default)]
     pub ecs: Option<EcsLaunchSettings>,
@@ -47,6 +51,7 @@ impl PoolSettings {
             runner_group: default_runner_group(),
             work_folder: default_work_folder(),
             max_runners: default_max_runners(),
+            max_runtime: default_max_runtime(),
             ecs: None,
         }
     }
@@ -62,6 +67,10 @@ fn default_work_folder() -> String {
 
 fn default_max_runners() -> u32 {
     50
+}
+
+fn default_max_runtime() -> std::time::Duration {
+    std::time::Duration::from_secs(6 * 3600 + 15 * 60)
 }
 
 /// Where a pool's runners register with GitHub.
@@ -177,6 +186,9 @@ pub(super) fn check_pools(pools: &[PoolSettings], p: &mut Problems) {
         }
         if pool.max_runners == 0 {
             p.add(format!("{key}.max_runners"), "must be at least 1");
+        }
+        if pool.max_runtime < std::time::Duration::from_secs(60) {
+            p.add(format!("{key}.max_runtime"), "must be at least 1m");
         }
         if pool.work_folder.trim().is_empty() {
             p.add(format!("{key}.work_folder"), "must not be blank");

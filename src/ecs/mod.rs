@@ -6,6 +6,7 @@
 
 mod error;
 mod launch;
+mod tasks;
 
 use std::fmt;
 
@@ -17,6 +18,7 @@ use crate::domain::JobId;
 use crate::metrics::ECS_REQUESTS_TOTAL;
 pub use error::LaunchError;
 use error::{OperationError, classify};
+pub use tasks::{Described, TaskState};
 
 /// Tag keys dockhand puts on every task, next to the pool's own `ecs.tags`.
 pub const TAG_JOB_ID: &str = "dockhand:job-id";

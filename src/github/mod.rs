@@ -7,6 +7,7 @@
 
 mod error;
 mod installations;
+mod listing;
 mod request;
 mod runner_groups;
 mod tokens;
@@ -46,6 +47,19 @@ pub enum RunnerTarget {
 }
 
 impl RunnerTarget {
+    /// Where a pool with this scope registers the runners of jobs from `repo`
+    /// (`owner/name`).
+    pub fn for_repo(scope: crate::config::RunnerScopeKind, repo: &str) -> Self {
+        let (owner, name) = repo.split_once('/').unwrap_or((repo, repo));
+        match scope {
+            crate::config::RunnerScopeKind::Org => Self::Org(owner.to_string()),
+            crate::config::RunnerScopeKind::Repo => Self::Repo {
+                owner: owner.to_string(),
+                repo: name.to_string(),
+            },
+        }
+    }
+
     /// The API path of the target's runner endpoints' parent, e.g. `/orgs/acme`.
     fn path(&self) -> String {
         match self {
@@ -102,6 +116,10 @@ pub struct WorkflowJobView {
     pub status: String,
     pub conclusion: Option<String>,
     pub runner_name: Option<String>,
+    #[serde(default)]
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// dockhand's GitHub App: cheap to clone, all clones sharing one set of caches (tokens

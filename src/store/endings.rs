@@ -89,7 +89,7 @@ impl Store {
         let mut w = self.write("reopen_failed").await?;
         let now = self.now();
         let sql = self.sql(
-            "UPDATE jobs SET launch = 'owed', reason = NULL, updated_at = $2
+            "UPDATE jobs SET launch = 'owed', reason = NULL, replacements = 0, updated_at = $2
              WHERE job_id = $1 AND launch = 'failed'",
         );
         let mut tx = sqlx::Connection::begin(&mut *w.conn).await?;

@@ -57,12 +57,28 @@ pub enum EventKind {
     RunnerRemoved,
     /// The runner launched for this job ran another job.
     RunnerTaken,
+    /// The reconciler found the task of a runner for this job stopped: ECS's stop code,
+    /// reason and exit code.
+    TaskStopped,
+    /// The job's runner went away before taking a job: a new attempt is launched.
+    Replaced,
+    /// The reconciler removed a runner launched for this job (idle surplus, stuck
+    /// starting, over its max runtime, or an orphan).
+    Reaped,
+    /// GitHub refused to remove the runner (it had just taken a job): left alone.
+    ReapRefused,
+    /// The reconciler asked GitHub about the job, which had gone quiet.
+    Verified,
+    /// The runner running this job lost its task: GitHub fails the job.
+    RunnerLost,
+    /// Dry run: what the reconciler would have done.
+    Would,
     /// A name this build does not know (written by a newer one).
     Unknown,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 19] = [
+    pub const ALL: [EventKind; 26] = [
         Self::Received,
         Self::Duplicate,
         Self::Matched,
@@ -82,6 +98,13 @@ impl EventKind {
         Self::Cancelled,
         Self::RunnerRemoved,
         Self::RunnerTaken,
+        Self::TaskStopped,
+        Self::Replaced,
+        Self::Reaped,
+        Self::ReapRefused,
+        Self::Verified,
+        Self::RunnerLost,
+        Self::Would,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -105,6 +128,13 @@ impl EventKind {
             Self::Cancelled => "cancelled",
             Self::RunnerRemoved => "runner_removed",
             Self::RunnerTaken => "runner_taken",
+            Self::TaskStopped => "task_stopped",
+            Self::Replaced => "replaced",
+            Self::Reaped => "reaped",
+            Self::ReapRefused => "reap_refused",
+            Self::Verified => "verified",
+            Self::RunnerLost => "runner_lost",
+            Self::Would => "would",
             Self::Unknown => "unknown",
         }
     }
@@ -116,6 +146,10 @@ impl EventKind {
             .unwrap_or(Self::Unknown)
     }
 }
+
+/// The delivery id of a `queued` message dockhand sent itself (a replacement launch), not
+/// GitHub: followed by the job id and the replacement's number.
+pub const REDELIVERY_PREFIX: &str = "dockhand:";
 
 /// One entry of a job's history, as read back.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -272,6 +306,10 @@ impl Store {
     ) -> Vec<Note> {
         let event = delivered.event;
         let job = event.job.id;
+        if event.delivery.0.starts_with(REDELIVERY_PREFIX) {
+            // dockhand's own copy (a replacement): the `replaced` entry tells of it.
+            return Vec::new();
+        }
         let mut detail = json!({
             "delivery": event.delivery.0,
             "repo": event.repository.full_name,
@@ -402,6 +440,6 @@ mod tests {
             assert_eq!(EventKind::parse(k.as_str()), k);
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }
-        assert_eq!(EventKind::parse("replaced"), EventKind::Unknown);
+        assert_eq!(EventKind::parse("resurrected"), EventKind::Unknown);
     }
 }

@@ -47,7 +47,7 @@ impl Store {
             .delete_in_batches(
                 "DELETE FROM runners WHERE runner_name IN (
                      SELECT runner_name FROM runners
-                     WHERE state IN ('finished', 'removed') AND updated_at < $1
+                     WHERE state IN ('finished', 'removed', 'stopped') AND updated_at < $1
                      LIMIT $2)",
                 cutoff,
                 batch,
@@ -91,7 +91,7 @@ impl Store {
                        AND updated_at < $1
                        AND NOT EXISTS (
                            SELECT 1 FROM runners r WHERE r.for_job_id = jobs.job_id
-                             AND r.state NOT IN ('finished', 'removed'))
+                             AND r.state NOT IN ('finished', 'removed', 'stopped'))
                      LIMIT $2)
                  RETURNING job_id",
             ))

@@ -11,7 +11,8 @@ use crate::domain::{JobId, RunnerId};
 
 /// Records a runner's task: `$1` runner name, `$2` task ARN, `$3` now.
 pub(super) const RECORD_RUNNER_TASK: &str =
-    "UPDATE runners SET task_arn = $2, state = 'launched', updated_at = $3
+    "UPDATE runners SET task_arn = $2, state = 'launched', updated_at = $3,
+         cluster = (SELECT j.cluster FROM jobs j WHERE j.job_id = runners.for_job_id)
      WHERE runner_name = $1 AND state = 'registered'";
 
 /// A runner row.
@@ -44,7 +45,7 @@ impl Store {
         let sql = self.sql(
             "UPDATE runners SET state = $2, ran_job_id = COALESCE($3, ran_job_id), updated_at = $4
              WHERE runner_name = $1
-               AND (state NOT IN ('finished', 'removed') OR $2 IN ('finished', 'removed'))",
+               AND (state NOT IN ('finished', 'removed', 'stopped') OR $2 IN ('finished', 'removed', 'stopped'))",
         );
         Ok(sqlx::query(sql)
             .bind(runner_name.to_string())

@@ -105,18 +105,23 @@ pub enum RunnerState {
     Busy,
     /// Its job completed; the ephemeral runner and its task are gone.
     Finished,
-    /// Its registration was deleted (a launch that failed or was taken over).
+    /// Its registration was deleted (a launch that failed or was taken over, or the
+    /// reconciler removed it).
     Removed,
+    /// Its task stopped before the runner took a job (the registration may remain, for the
+    /// orphan sweep).
+    Stopped,
     Unknown,
 }
 
 impl RunnerState {
-    pub const ALL: [RunnerState; 5] = [
+    pub const ALL: [RunnerState; 6] = [
         Self::Registered,
         Self::Launched,
         Self::Busy,
         Self::Finished,
         Self::Removed,
+        Self::Stopped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -126,19 +131,21 @@ impl RunnerState {
             Self::Busy => "busy",
             Self::Finished => "finished",
             Self::Removed => "removed",
+            Self::Stopped => "stopped",
             Self::Unknown => "unknown",
         }
     }
 
     pub fn parse(value: &str) -> Self {
-        match value {
-            "registered" => Self::Registered,
-            "launched" => Self::Launched,
-            "busy" => Self::Busy,
-            "finished" => Self::Finished,
-            "removed" => Self::Removed,
-            _ => Self::Unknown,
-        }
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == value)
+            .unwrap_or(Self::Unknown)
+    }
+
+    /// Whether it counts toward its pool's `max_runners`.
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::Registered | Self::Launched | Self::Busy)
     }
 }
 

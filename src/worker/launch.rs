@@ -17,7 +17,6 @@ use std::time::Instant;
 use super::outcome::{Deferral, JobError, Outcome};
 use super::settle::{Handling, attribute_ms};
 use super::{Heartbeat, Launchers, Worker};
-use crate::config::RunnerScopeKind;
 use crate::domain::{JobEvent, JobId};
 use crate::ecs::{LaunchError, LaunchSpec};
 use crate::github::{GitHubError, JitRequest, RunnerTarget};
@@ -72,20 +71,7 @@ pub(super) fn launch_error(err: LaunchError) -> JobError {
 }
 
 fn target(pool: &Pool, event: &JobEvent) -> RunnerTarget {
-    match pool.settings.scope {
-        RunnerScopeKind::Org => RunnerTarget::Org(event.repository.owner.clone()),
-        RunnerScopeKind::Repo => {
-            let name = event
-                .repository
-                .full_name
-                .split_once('/')
-                .map_or(event.repository.full_name.as_str(), |(_, n)| n);
-            RunnerTarget::Repo {
-                owner: event.repository.owner.clone(),
-                repo: name.to_string(),
-            }
-        }
-    }
+    RunnerTarget::for_repo(pool.settings.scope, &event.repository.full_name)
 }
 
 impl Worker {

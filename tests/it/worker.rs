@@ -26,6 +26,7 @@ mod dead_letter;
 mod history;
 mod logs;
 mod leftovers;
+mod lifecycle;
 mod owed;
 mod waits;
 
@@ -624,6 +625,7 @@ async fn reloaded_launch_settings_apply_to_the_next_job_and_a_broken_config_chan
         false,
         env.settings.clone(),
         updater,
+        tokio::sync::watch::channel(env.settings.lifecycle.clone()).0,
     );
     let launch = |job: u64| {
         let (app, worker) = (&env.app, &worker);

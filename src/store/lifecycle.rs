@@ -1,0 +1,436 @@
+//! What the reconciler ([`crate::lifecycle`]) reads and writes: the runners whose tasks it
+//! follows, what ECS said of them, replacements, jobs gone quiet, and the registrations
+//! and tasks the orphan sweep asks about. Each change to a row is written with its history
+//! entry in one transaction.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use super::history::{EventKind, Note};
+use super::{RunnerState, Store, StoreError};
+use crate::domain::{InstallationId, JobId, RunId, RunnerId};
+
+/// A runner whose task the store believes live (launched or busy, with a task ARN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveRunner {
+    pub runner_name: String,
+    pub pool: String,
+    pub for_job: JobId,
+    pub runner_id: Option<RunnerId>,
+    pub task_arn: String,
+    /// Where the task runs; `None` on rows from before the column (the pool's cluster).
+    pub cluster: Option<String>,
+    pub state: RunnerState,
+    pub ran_job: Option<JobId>,
+    /// ECS's last status when last described, and when the task started (unix ms).
+    pub task_status: Option<String>,
+    pub task_started_at: Option<i64>,
+    /// When the runner was registered (unix ms): the start of its wait when ECS reports
+    /// neither a creation nor a start time.
+    pub created_at: i64,
+    /// The job's repository and installation, where its registration lives.
+    pub repo: Option<String>,
+    pub installation_id: Option<InstallationId>,
+}
+
+/// How a task ended, as ECS reported it (times in unix ms).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TaskEnd {
+    pub task: String,
+    pub started_at: Option<i64>,
+    pub stopped_at: Option<i64>,
+    /// `None` when ECS no longer knew the task.
+    pub stop_code: Option<String>,
+    pub stopped_reason: Option<String>,
+    pub exit_code: Option<i32>,
+}
+
+/// What a job needs to be launched again: the fields of its `queued` delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    pub job: JobId,
+    pub pool: Option<String>,
+    pub repo: String,
+    pub installation_id: Option<InstallationId>,
+    pub run_id: RunId,
+    pub labels: Vec<String>,
+    /// GitHub's `created_at`, unix ms.
+    pub created_at: i64,
+    /// How often its runner was replaced so far.
+    pub replacements: u32,
+    pub launch: super::LaunchState,
+}
+
+/// What became of a request to replace a job's runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replaced {
+    /// The job is owed a launch again: this is replacement `spec.replacements`.
+    Reopened(JobSpec),
+    /// It had `max_replacements` already: the job failed, for the dead-letter queue.
+    Exhausted(JobSpec),
+    /// It no longer needs a runner (started, finished, or launched anew meanwhile).
+    NotOwed,
+}
+
+/// Where a runner name stands in the store, for the orphan sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// A live runner (registered, launched, busy), or the intent of a launch under way.
+    Live,
+    /// Finished, removed or stopped: nothing should run under this name any more.
+    Done,
+    /// The store has never heard of it (or pruned it).
+    Unknown,
+}
+
+const JOB_SPEC: &str =
+    "job_id, pool, repo, installation_id, run_id, labels, created_at, replacements, launch";
+
+fn job_spec(row: &sqlx::any::AnyRow) -> Result<JobSpec, sqlx::Error> {
+    let labels: String = row.try_get("labels")?;
+    Ok(JobSpec {
+        job: JobId(row.try_get::<i64, _>("job_id")? as u64),
+        pool: row.try_get("pool")?,
+        repo: row.try_get("repo")?,
+        installation_id: row
+            .try_get::<Option<i64>, _>("installation_id")?
+            .map(|i| InstallationId(i as u64)),
+        run_id: RunId(row.try_get::<i64, _>("run_id")? as u64),
+        labels: serde_json::from_str(&labels).unwrap_or_default(),
+        created_at: row.try_get("created_at")?,
+        replacements: row.try_get::<i64, _>("replacements")?.max(0) as u32,
+        launch: super::LaunchState::parse(&row.try_get::<String, _>("launch")?),
+    })
+}
+
+impl Store {
+    /// Runners launched or busy with a task on record, oldest first.
+    pub async fn live_runner_tasks(&self) -> Result<Vec<LiveRunner>, StoreError> {
+        let rows = sqlx::query(self.sql(
+            "SELECT r.runner_name, r.pool, r.for_job_id, r.runner_id, r.task_arn,
+                    COALESCE(r.cluster, j.cluster) AS cluster, r.state, r.ran_job_id,
+                    r.task_status, r.task_started_at, r.created_at, j.repo, j.installation_id
+             FROM runners r LEFT JOIN jobs j ON j.job_id = r.for_job_id
+             WHERE r.state IN ('launched', 'busy') AND r.task_arn IS NOT NULL
+             ORDER BY r.created_at, r.runner_name",
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LiveRunner {
+                    runner_name: r.try_get("runner_name")?,
+                    pool: r.try_get("pool")?,
+                    for_job: JobId(r.try_get::<i64, _>("for_job_id")? as u64),
+                    runner_id: r
+                        .try_get::<Option<i64>, _>("runner_id")?
+                        .map(|id| RunnerId(id as u64)),
+                    task_arn: r.try_get("task_arn")?,
+                    cluster: r.try_get("cluster")?,
+                    state: RunnerState::parse(&r.try_get::<String, _>("state")?),
+                    ran_job: r
+                        .try_get::<Option<i64>, _>("ran_job_id")?
+                        .map(|id| JobId(id as u64)),
+                    task_status: r.try_get("task_status")?,
+                    task_started_at: r.try_get("task_started_at")?,
+                    created_at: r.try_get("created_at")?,
+                    repo: r.try_get("repo")?,
+                    installation_id: r
+                        .try_get::<Option<i64>, _>("installation_id")?
+                        .map(|i| InstallationId(i as u64)),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Records a live task's status as ECS reports it now.
+    pub async fn record_task_status(
+        &self,
+        runner_name: &str,
+        status: &str,
+        started_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let mut w = self.write("task_status").await?;
+        sqlx::query(self.sql(
+            "UPDATE runners SET task_status = $2, task_started_at = COALESCE($3, task_started_at)
+             WHERE runner_name = $1",
+        ))
+        .bind(runner_name.to_string())
+        .bind(status.to_string())
+        .bind(started_at)
+        .execute(&mut *w.conn)
+        .await?;
+        Ok(())
+    }
+
+    /// A runner's task stopped: a runner that had not taken a job is `stopped`, a busy one
+    /// `finished` (its job fails on GitHub). Notes `task_stopped` on the job it was launched
+    /// for, and `runner_lost` on the job it was running. False if another pass recorded it.
+    pub async fn record_task_stopped(
+        &self,
+        runner: &LiveRunner,
+        end: &TaskEnd,
+    ) -> Result<bool, StoreError> {
+        let mut w = self.write("task_stopped").await?;
+        let now = self.now();
+        let mut tx = sqlx::Connection::begin(&mut *w.conn).await?;
+        let busy = runner.state == RunnerState::Busy;
+        let to = if busy {
+            RunnerState::Finished
+        } else {
+            RunnerState::Stopped
+        };
+        let changed = sqlx::query(self.sql(
+            "UPDATE runners SET state = $3, task_status = 'STOPPED',
+                 task_started_at = COALESCE($4, task_started_at), task_stopped_at = $5,
+                 stop_code = $6, stopped_reason = $7, exit_code = $8, updated_at = $9
+             WHERE runner_name = $1 AND state = $2",
+        ))
+        .bind(runner.runner_name.clone())
+        .bind(runner.state.as_str().to_string())
+        .bind(to.as_str().to_string())
+        .bind(end.started_at)
+        .bind(end.stopped_at)
+        .bind(end.stop_code.clone())
+        .bind(end.stopped_reason.clone())
+        .bind(end.exit_code.map(i64::from))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if changed {
+            let mut detail = serde_json::to_value(end).expect("serializes");
+            detail["runner"] = runner.runner_name.clone().into();
+            detail["had_job"] = busy.into();
+            let mut notes = vec![Note::new(
+                runner.for_job,
+                now,
+                EventKind::TaskStopped,
+                detail.clone(),
+            )];
+            if let (true, Some(ran)) = (busy, runner.ran_job) {
+                notes.push(Note::new(ran, now, EventKind::RunnerLost, detail));
+            }
+            self.append_all(&mut tx, notes).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// Gives a job whose runner went away before taking a job a new attempt: `owed` again,
+    /// its runner and task forgotten (the caller removed or gave up the old ones), unless it
+    /// was replaced `max` times already, when it fails. Only a job GitHub has not started,
+    /// launched or adopted, qualifies. `why` is a closed label (`task_stopped`,
+    /// `pending_timeout`, `quiet`), `detail` says more for the history.
+    pub async fn replace_runner(
+        &self,
+        job: JobId,
+        why: &'static str,
+        reason: &str,
+        max: u32,
+        detail: Value,
+    ) -> Result<Replaced, StoreError> {
+        let mut w = self.write("replace_runner").await?;
+        let now = self.now();
+        let mut tx = sqlx::Connection::begin(&mut *w.conn).await?;
+        let reopened = sqlx::query(self.sql_owned(format!(
+            "UPDATE jobs SET launch = 'owed', replacements = replacements + 1,
+                 runner_name = NULL, runner_id = NULL, task_arn = NULL, cluster = NULL,
+                 lease_owner = NULL, lease_expires_at = NULL, verified_at = NULL,
+                 reason = $2, updated_at = $3
+             WHERE job_id = $1 AND launch IN ('launched', 'adopted') AND github = 'queued'
+               AND replacements < $4
+             RETURNING {JOB_SPEC}"
+        )))
+        .bind(job.0 as i64)
+        .bind(reason.to_string())
+        .bind(now)
+        .bind(i64::from(max))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut detail = detail;
+        detail["why"] = why.into();
+        detail["reason"] = reason.into();
+        detail["max"] = max.into();
+        let outcome = if let Some(row) = reopened {
+            let spec = job_spec(&row)?;
+            detail["replacement"] = spec.replacements.into();
+            self.append(&mut tx, Note::new(job, now, EventKind::Replaced, detail))
+                .await?;
+            Replaced::Reopened(spec)
+        } else {
+            let failed = sqlx::query(self.sql_owned(format!(
+                "UPDATE jobs SET launch = 'failed', reason = $2, updated_at = $3,
+                     runner_name = NULL, runner_id = NULL, task_arn = NULL, cluster = NULL
+                 WHERE job_id = $1 AND launch IN ('launched', 'adopted') AND github = 'queued'
+                 RETURNING {JOB_SPEC}"
+            )))
+            .bind(job.0 as i64)
+            .bind(format!("its runner went away {} times: {reason}", max + 1))
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match failed {
+                Some(row) => {
+                    let spec = job_spec(&row)?;
+                    detail["exhausted"] = true.into();
+                    self.append(&mut tx, Note::new(job, now, EventKind::Failed, detail))
+                        .await?;
+                    Replaced::Exhausted(spec)
+                }
+                None => Replaced::NotOwed,
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// A job GitHub still shows queued, launched (or owed with nobody launching) and quiet
+    /// for longer than `quiet_ms`, not asked about within that time either: oldest first.
+    pub async fn quiet_jobs(&self, quiet_ms: i64, limit: u32) -> Result<Vec<JobSpec>, StoreError> {
+        let cutoff = self.now() - quiet_ms;
+        let rows = sqlx::query(self.sql_owned(format!(
+            "SELECT {JOB_SPEC} FROM jobs
+             WHERE github = 'queued' AND launch IN ('owed', 'launched', 'adopted')
+               AND updated_at < $1 AND (verified_at IS NULL OR verified_at < $1)
+             ORDER BY updated_at LIMIT $2"
+        )))
+        .bind(cutoff)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(job_spec)
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Records that GitHub was asked about a quiet job, and what it said.
+    pub async fn record_verified(&self, job: JobId, detail: Value) -> Result<(), StoreError> {
+        let mut w = self.write("verified").await?;
+        let now = self.now();
+        let mut tx = sqlx::Connection::begin(&mut *w.conn).await?;
+        sqlx::query(self.sql("UPDATE jobs SET verified_at = $2 WHERE job_id = $1"))
+            .bind(job.0 as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        self.append(&mut tx, Note::new(job, now, EventKind::Verified, detail))
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Jobs waiting for a runner, by pool: GitHub has not started them and a launch is
+    /// owed, under way or done.
+    pub async fn waiting_jobs(&self) -> Result<HashMap<String, u64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT pool, count(*) AS n FROM jobs
+             WHERE github = 'queued' AND launch IN ('owed', 'launching', 'launched', 'adopted')
+               AND pool IS NOT NULL
+             GROUP BY pool",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("pool")?, r.try_get::<i64, _>("n")? as u64)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// The reconciler removed a runner (its registration, then its task): `removed`, with
+    /// `reaped` in the history of the job it was launched for.
+    pub async fn record_reaped(
+        &self,
+        runner_name: &str,
+        for_job: Option<JobId>,
+        detail: Value,
+    ) -> Result<(), StoreError> {
+        let mut w = self.write("reaped").await?;
+        let now = self.now();
+        let mut tx = sqlx::Connection::begin(&mut *w.conn).await?;
+        self.set_runner_in(&mut tx, runner_name, RunnerState::Removed, None, now)
+            .await?;
+        if let Some(job) = for_job {
+            self.append(&mut tx, Note::new(job, now, EventKind::Reaped, detail))
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Appends one entry to a job's history, with no change to its row.
+    pub async fn note(&self, job: JobId, kind: EventKind, detail: Value) -> Result<(), StoreError> {
+        let mut w = self.write("note").await?;
+        let note = Note::new(job, self.now(), kind, detail);
+        self.append(&mut w.conn, note).await?;
+        Ok(())
+    }
+
+    /// Where a runner name stands, for the orphan sweep; and the job it was for, if known.
+    pub async fn standing(
+        &self,
+        runner_name: &str,
+    ) -> Result<(Standing, Option<JobId>), StoreError> {
+        let row = sqlx::query(self.sql(
+            "SELECT state, for_job_id FROM runners WHERE runner_name = $1
+             UNION ALL
+             SELECT 'intent', job_id FROM jobs
+             WHERE runner_name = $1 AND launch IN ('owed', 'launching')",
+        ))
+        .bind(runner_name.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut standing = (Standing::Unknown, None);
+        for r in &row {
+            let state: String = r.try_get(0)?;
+            let job = JobId(r.try_get::<i64, _>(1)? as u64);
+            let live = state == "intent" || RunnerState::parse(&state).is_live();
+            if live {
+                return Ok((Standing::Live, Some(job)));
+            }
+            standing = (Standing::Done, Some(job));
+        }
+        Ok(standing)
+    }
+
+    /// The repositories and installations of jobs received since `since_ms`, by pool: where
+    /// the orphan sweep lists registrations.
+    pub async fn recent_repos(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<(String, String, InstallationId)>, StoreError> {
+        let rows = sqlx::query(self.sql(
+            "SELECT DISTINCT pool, repo, installation_id FROM jobs
+             WHERE received_at > $1 AND pool IS NOT NULL AND installation_id IS NOT NULL",
+        ))
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("pool")?,
+                    r.try_get("repo")?,
+                    InstallationId(r.try_get::<i64, _>("installation_id")? as u64),
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+}
+
+/// The `task_stopped` detail's fields, for callers building a `replaced` entry.
+pub fn end_detail(runner: &str, end: &TaskEnd) -> Value {
+    json!({
+        "runner": runner,
+        "task": end.task,
+        "stop_code": end.stop_code,
+        "stopped_reason": end.stopped_reason,
+        "exit_code": end.exit_code,
+    })
+}

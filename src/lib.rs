@@ -28,6 +28,7 @@ pub mod domain;
 pub mod pool;
 pub mod queue;
 pub mod worker;
+pub mod lifecycle;
 pub mod store;
 pub mod github;
 pub mod ecs;

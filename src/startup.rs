@@ -42,6 +42,8 @@ pub struct Application {
     queue: Arc<dyn Queue>,
     receive_wait: Duration,
     reloader: Option<(Reloader, Duration)>,
+    /// The lifecycle reconciler, on a worker that launches.
+    reconciler: Option<crate::lifecycle::Reconciler>,
     /// `store.retention` and `store.prune_interval`, for the worker's prune task.
     prune: (Duration, Duration),
 }
@@ -87,12 +89,21 @@ impl Application {
             true => Some(build_worker_with(settings, queue.clone(), pools).await?),
             false => None,
         };
+        let (lifecycle, lifecycle_rx) = tokio::sync::watch::channel(settings.lifecycle.clone());
+        let reconciler = worker.as_ref().and_then(|w| w.reconciler(lifecycle_rx));
         let interval = settings.reload.interval;
         let reloader = reloading
             .filter(|r| !interval.is_zero() && r.source.can_reload())
             .map(|r| {
                 tracing::info!(source = %r.source, interval_s = interval.as_secs(), "reloading the configuration");
-                let reloader = Reloader::new(r.source, roles, r.dry_run, settings.clone(), updater);
+                let reloader = Reloader::new(
+                    r.source,
+                    roles,
+                    r.dry_run,
+                    settings.clone(),
+                    updater,
+                    lifecycle,
+                );
                 (reloader, interval)
             });
         let admin = TcpListener::bind(settings.admin.listen)
@@ -129,6 +140,7 @@ impl Application {
             queue,
             receive_wait: settings.queue.receive_wait(),
             reloader,
+            reconciler,
             prune: (settings.store.retention, settings.store.prune_interval),
         })
     }
@@ -187,11 +199,16 @@ impl Application {
             let gauges = worker.spawn_gauges(shutdown.clone());
             let (retention, every) = self.prune;
             let pruning = worker.spawn_pruning(retention, every, shutdown.clone());
+            let reconciling = self.reconciler.map(|r| r.spawn(shutdown.clone()));
             let result = worker
                 .run_until_stopped(self.receive_wait, shutdown.clone())
                 .await;
             gauges.abort();
             pruning.abort();
+            if let Some(reconciling) = reconciling {
+                // It gives up its lease on shutdown, for another process to lead at once.
+                let _ = tokio::time::timeout(Duration::from_secs(5), reconciling).await;
+            }
             if let Err(err) = &result {
                 tracing::error!(
                     error = format!("{err:#}"),

@@ -114,7 +114,15 @@ fn queued(job: &JobRecord, history: &[HistoryEntry], now: DateTime<Utc>) -> Stri
     let runner = job.runner_name.as_deref().unwrap_or("?");
     match job.launch {
         LaunchState::Owed => {
-            if last(history, EventKind::Deferred).is_some() {
+            if let Some(replaced) = last(history, EventKind::Replaced)
+                .filter(|r| last(history, EventKind::Claimed).is_none_or(|c| c.at <= r.at))
+            {
+                format!(
+                    "owed a replacement runner since {}{}; waiting for a worker to claim it",
+                    at(replaced.at),
+                    replacement(replaced)
+                )
+            } else if last(history, EventKind::Deferred).is_some() {
                 waiting(history, now)
             } else {
                 format!(
@@ -148,6 +156,9 @@ fn queued(job: &JobRecord, history: &[HistoryEntry], now: DateTime<Utc>) -> Stri
                 "launched runner"
             };
             let waited = span(now - when);
+            let replaced = last(history, EventKind::Replaced)
+                .map(replacement)
+                .unwrap_or_default();
             match last(history, EventKind::RunnerTaken) {
                 Some(taken) => format!(
                     "{verb} {runner}{task} at {}; it ran job {} instead, and GitHub has not \
@@ -157,7 +168,8 @@ fn queued(job: &JobRecord, history: &[HistoryEntry], now: DateTime<Utc>) -> Stri
                     job.pool.as_deref().unwrap_or("?")
                 ),
                 None => format!(
-                    "{verb} {runner}{task} at {}; GitHub has not started the job yet ({waited})",
+                    "{verb} {runner}{task} at {}{replaced}; GitHub has not started the job yet \
+                     ({waited})",
                     at(when)
                 ),
             }
@@ -191,6 +203,16 @@ fn queued(job: &JobRecord, history: &[HistoryEntry], now: DateTime<Utc>) -> Stri
             at(job.updated_at)
         ),
     }
+}
+
+/// ` (replacement N of M: <why the runner before went away>)`.
+fn replacement(replaced: &HistoryEntry) -> String {
+    format!(
+        " (replacement {} of {}: {})",
+        replaced.detail.get("replacement").unwrap_or(&Value::Null),
+        replaced.detail.get("max").unwrap_or(&Value::Null),
+        text(replaced, "reason").unwrap_or("its runner went away")
+    )
 }
 
 /// "waiting: <the last deferral's reason> since <the first of its run of the same kind>,

@@ -153,6 +153,60 @@ pub fn describe(entry: &HistoryEntry, job: u64, now: DateTime<Utc>) -> String {
             s("runner"),
             d["ran_job"]
         ),
+        EventKind::TaskStopped => {
+            let how = match (text(entry, "stop_code"), text(entry, "stopped_reason")) {
+                (Some(code), Some(reason)) => format!("{code}: {reason}"),
+                (Some(code), None) => code.to_string(),
+                (None, Some(reason)) => reason.to_string(),
+                (None, None) => "ECS no longer knows it (reason unknown)".to_string(),
+            };
+            let exit = d["exit_code"]
+                .as_i64()
+                .map(|c| format!(", exit code {c}"))
+                .unwrap_or_default();
+            let job = if d["had_job"] == Value::Bool(true) {
+                " while running a job"
+            } else {
+                " before its runner took a job"
+            };
+            format!(
+                "task {} of runner {} stopped{job}: {how}{exit}",
+                short_task(&s("task")),
+                s("runner")
+            )
+        }
+        EventKind::Replaced => format!(
+            "replacement {} of {}: {}",
+            d["replacement"],
+            d["max"],
+            s("reason")
+        ),
+        EventKind::Reaped => format!("runner {} removed: {}", s("runner"), s("why")),
+        EventKind::ReapRefused => format!(
+            "runner {} kept: GitHub says it is running a job",
+            s("runner")
+        ),
+        EventKind::Verified => format!(
+            "GitHub says {}; {}",
+            s("github"),
+            match text(entry, "action") {
+                Some("healed") => "its webhook was lost: the store is put right".to_string(),
+                Some("resent") => "its queued message is sent again".to_string(),
+                Some("replaced") => "no runner of its pool is idle or starting".to_string(),
+                Some("wait") => format!(
+                    "{} runner(s) of its pool idle or starting",
+                    d["spare_runners"]
+                ),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            }
+        ),
+        EventKind::RunnerLost => format!(
+            "its runner {} lost its task while running it: {}",
+            s("runner"),
+            text(entry, "stopped_reason").unwrap_or("reason unknown")
+        ),
+        EventKind::Would => format!("dry run: would {} ({})", s("action"), d),
         EventKind::Unknown => d.to_string(),
     }
 }

@@ -179,6 +179,26 @@ impl Worker {
         &self.0.store
     }
 
+    /// The lifecycle reconciler on this worker's store, queues, launchers and pools, named
+    /// by its lease owner; `None` in dry-run mode, which has no launchers.
+    pub fn reconciler(
+        &self,
+        settings: tokio::sync::watch::Receiver<crate::config::LifecycleSettings>,
+    ) -> Option<crate::lifecycle::Reconciler> {
+        let inner = &self.0;
+        let launchers = inner.launchers.as_ref()?;
+        Some(crate::lifecycle::Reconciler::new(
+            inner.store.clone(),
+            launchers.github.clone(),
+            launchers.ecs.clone(),
+            inner.queue.clone(),
+            inner.dead_letter.clone(),
+            inner.pools.clone(),
+            settings,
+            inner.owner.clone(),
+        ))
+    }
+
     /// What the main queue holds: messages waiting, and messages received or deferred but
     /// not yet settled.
     pub async fn backlog(&self) -> Result<Depth, QueueError> {

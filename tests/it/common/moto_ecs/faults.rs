@@ -63,6 +63,8 @@ struct Faults {
     hold_next_run_task: Option<bool>,
     /// ListTasks answers at most this many ARNs a page (moto answers them all at once).
     list_tasks_page: Option<usize>,
+    /// Task ARN → fields DescribeTasks answers over moto's.
+    task_patches: HashMap<String, serde_json::Value>,
     calls: Vec<Call>,
 }
 
@@ -153,6 +155,19 @@ impl FaultyEcs {
         self.faults.lock().unwrap().list_tasks_page = Some(size);
     }
 
+    /// DescribeTasks answers these fields over moto's for the task `arn`: what moto never
+    /// shows (a PENDING task, `startedAt`, `createdAt`, `stopCode`, an exit code).
+    pub fn patch_task(&self, arn: &str, fields: serde_json::Value) {
+        let mut faults = self.faults.lock().unwrap();
+        let patch = faults
+            .task_patches
+            .entry(arn.to_string())
+            .or_insert_with(|| serde_json::json!({}));
+        for (key, value) in fields.as_object().expect("an object of fields") {
+            patch[key] = value.clone();
+        }
+    }
+
     /// Every RunTask answers 400 ThrottlingException.
     pub fn throttle_run_task(&self) {
         self.faults.lock().unwrap().throttle_run_task = true;
@@ -211,8 +226,9 @@ async fn handle(
     let capacity_provider = request["capacityProviderStrategy"][0]["capacityProvider"]
         .as_str()
         .map(String::from);
-    let (held, injected, page) = {
+    let (held, injected, page, patches) = {
         let mut faults = proxy.faults.lock().unwrap();
+        let patches = (operation == "DescribeTasks").then(|| faults.task_patches.clone());
         let page = faults
             .list_tasks_page
             .filter(|_| operation == "ListTasks")
@@ -240,9 +256,9 @@ async fn handle(
             operation,
             capacity_provider,
             injected: injected.is_some(),
-            request,
+            request: request.clone(),
         });
-        (held, injected, page)
+        (held, injected, page, patches)
     };
     if let Some(forward_first) = held {
         return hold(&proxy, forward_first, method, uri, headers, body).await;
@@ -253,8 +269,55 @@ async fn handle(
             let all = forward(&proxy, method, uri, headers, body).await;
             one_page(all, size, token).await
         }
-        (None, None) => forward(&proxy, method, uri, headers, body).await,
+        (None, None) => {
+            let answer = forward(&proxy, method, uri, headers, body).await;
+            match patches {
+                Some(patches) => described_as_ecs(answer, &request, &patches).await,
+                None => answer,
+            }
+        }
     }
+}
+
+/// moto's DescribeTasks answer made ECS's: the patched fields over each task's, and a
+/// `MISSING` failure for every task asked for that moto did not answer.
+async fn described_as_ecs(
+    answer: Response,
+    request: &serde_json::Value,
+    patches: &HashMap<String, serde_json::Value>,
+) -> Response {
+    let status = answer.status();
+    let body = axum::body::to_bytes(answer.into_body(), usize::MAX)
+        .await
+        .expect("moto's DescribeTasks answer");
+    if !status.is_success() {
+        return (status, [(header::CONTENT_TYPE, JSON_1_1)], body).into_response();
+    }
+    let mut answer: serde_json::Value = serde_json::from_slice(&body).expect("a JSON answer");
+    let mut answered = Vec::new();
+    for task in answer["tasks"].as_array_mut().into_iter().flatten() {
+        let arn = task["taskArn"].as_str().unwrap_or_default().to_string();
+        if let Some(patch) = patches.get(&arn) {
+            for (key, value) in patch.as_object().into_iter().flatten() {
+                task[key] = value.clone();
+            }
+        }
+        answered.push(arn);
+    }
+    let missing: Vec<serde_json::Value> = request["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str())
+        .filter(|t| {
+            !answered
+                .iter()
+                .any(|a| a == t || a.ends_with(&format!("/{t}")))
+        })
+        .map(|t| serde_json::json!({"arn": t, "reason": "MISSING"}))
+        .collect();
+    answer["failures"] = missing.into();
+    ([(header::CONTENT_TYPE, JSON_1_1)], answer.to_string()).into_response()
 }
 
 /// The page of moto's full ListTasks answer that `token` (an offset) points at.

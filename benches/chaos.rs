@@ -1,12 +1,16 @@
 //! The chaos soak (issue 13): dockhand's real binary inside the simulated GitHub and ECS
 //! (the `dockhand-sim` crate), with duplicate and reordered deliveries, cancellations,
-//! strangers' runners, 5% server errors and 1% timeouts on every API, ECS throttling, and
-//! `kill -9` every 10 s. At the end the simulator's books are checked. See
-//! docs/benchmarks.md, "Chaos soak (issue 13)".
+//! strangers' runners, 5% of tasks dying before their runner registers, 5% server errors
+//! and 1% timeouts on every API, ECS throttling, and `kill -9` every 10 s. At the end the
+//! simulator's books are checked, leftovers included: the soak waits for dockhand's
+//! lifecycle reconciler to reap spare runners and fails if tasks or registrations remain
+//! (`--leftovers-allowed` reports them without failing). See docs/benchmarks.md, "Chaos
+//! soak (issue 13)".
 //!
 //! ```sh
 //! cargo bench --bench chaos                       # single node, 10,000 jobs
 //! cargo bench --bench chaos -- --jobs 500 --seed 7
+//! cargo bench --bench chaos -- --task-deaths 0 --leftovers-allowed  # the launch path alone
 //! cargo bench --bench chaos -- --layout scale-out  # ingress + 3 workers, 1,000 jobs
 //! ```
 //!
@@ -26,7 +30,8 @@ use dockhand_sim::soak::{self, ScaleOut, SoakOptions};
 
 const USAGE: &str = "cargo bench --bench chaos -- [--layout single|scale-out] [--jobs N] \
 [--rate JOBS_PER_SEC] [--kill-every SECS (0: never)] [--seed N] [--poison N] [--concurrency N] \
-[--settle SECS] [--dir PATH] [--deaths PERCENT] [--workers N] [--moto URL]";
+[--settle SECS] [--dir PATH] [--task-deaths SHARE (0.05)] [--deaths PERCENT (the same, in %)] \
+[--leftovers-allowed] [--workers N] [--moto URL]";
 
 fn options(args: &[String]) -> anyhow::Result<(SoakOptions, Option<ScaleOut>)> {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
@@ -41,7 +46,7 @@ fn options(args: &[String]) -> anyhow::Result<(SoakOptions, Option<ScaleOut>)> {
         kill_every: Some(Duration::from_secs(10)),
         settle_timeout: Duration::from_secs(180),
         concurrency: 32,
-        leftovers_fail: false,
+        leftovers_fail: true,
         sim: Settings::chaos(1),
     };
     let mut dir = None;
@@ -51,6 +56,10 @@ fn options(args: &[String]) -> anyhow::Result<(SoakOptions, Option<ScaleOut>)> {
     let (mut jobs, mut rate) = (None, None);
     let mut args = args.iter().filter(|a| *a != "--bench");
     while let Some(flag) = args.next() {
+        if flag == "--leftovers-allowed" {
+            o.leftovers_fail = false;
+            continue;
+        }
         let value = args
             .next()
             .with_context(|| format!("{flag} needs a value; {USAGE}"))?;
@@ -82,7 +91,8 @@ fn options(args: &[String]) -> anyhow::Result<(SoakOptions, Option<ScaleOut>)> {
             "--poison" => o.poison = number()? as usize,
             "--concurrency" => o.concurrency = number()? as usize,
             "--settle" => o.settle_timeout = Duration::from_secs_f64(number()?),
-            "--deaths" => o.sim.task_death_rate = number()? / 100.0,
+            "--task-deaths" => o.sim.task_death_rate = share(flag, number()?, 1.0)?,
+            "--deaths" => o.sim.task_death_rate = share(flag, number()?, 100.0)?,
             "--dir" => dir = Some(PathBuf::from(value)),
             _ => anyhow::bail!("unknown option {flag}; {USAGE}"),
         }
@@ -105,6 +115,16 @@ fn options(args: &[String]) -> anyhow::Result<(SoakOptions, Option<ScaleOut>)> {
     };
     std::fs::create_dir_all(&o.dir)?;
     Ok((o, scale_out))
+}
+
+/// A share (0 to 1) from the command line, given as a fraction of `whole` (1, or 100 for
+/// a percentage).
+fn share(flag: &str, value: f64, whole: f64) -> anyhow::Result<f64> {
+    anyhow::ensure!(
+        (0.0..=whole).contains(&value),
+        "{flag}: from 0 to {whole}, not {value}"
+    );
+    Ok(value / whole)
 }
 
 fn main() -> ExitCode {
@@ -130,10 +150,16 @@ fn main() -> ExitCode {
         None => "single node".to_string(),
     };
     eprintln!(
-        "chaos soak: {layout}, {} jobs at {}/s, kill -9 every {:?}, seed {}, in {}",
+        "chaos soak: {layout}, {} jobs at {}/s, kill -9 every {:?}, {}% of tasks dying, leftovers {}, seed {}, in {}",
         options.jobs,
         options.rate,
         options.kill_every,
+        options.sim.task_death_rate * 100.0,
+        if options.leftovers_fail {
+            "fail"
+        } else {
+            "allowed"
+        },
         options.sim.seed,
         options.dir.display()
     );

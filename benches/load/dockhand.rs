@@ -219,6 +219,10 @@ private_key = {{ file = {key} }}
 [worker]
 concurrency = {concurrency}
 
+# The reconciler runs as in production, but often, so its calls show in a short run.
+[lifecycle]
+interval = "1s"
+
 [log]
 level = "warn"
 format = "json"

@@ -1,6 +1,6 @@
 //! A fast fake ECS for load, speaking the JSON 1.1 protocol (`X-Amz-Target:
-//! AmazonEC2ContainerServiceV20141113.RunTask`): RunTask always has capacity, ListTasks and
-//! DescribeTasks find nothing. Every call is counted by operation, and every RunTask by the
+//! AmazonEC2ContainerServiceV20141113.RunTask`): RunTask always has capacity, ListTasks finds
+//! nothing, DescribeTasks answers every task running. Every call is counted by operation, and every RunTask by the
 //! job in its `startedBy` (`dockhand-job-{id}`), with the moment the first one arrived.
 
 use std::collections::{BTreeMap, HashMap};
@@ -119,12 +119,35 @@ async fn handle(
     match operation.as_str() {
         "RunTask" => run_task(&calls, &request, arrived),
         "ListTasks" => answer(StatusCode::OK, json!({"taskArns": []})),
-        "DescribeTasks" => answer(StatusCode::OK, json!({"tasks": [], "failures": []})),
+        "DescribeTasks" => describe_tasks(&request),
         _ => answer(
             StatusCode::BAD_REQUEST,
             json!({"__type": "UnknownOperationException", "message": operation}),
         ),
     }
+}
+
+/// Every task asked for, running since its launch: what the reconciler sees of healthy
+/// runners (nothing to act on, but every DescribeTasks it makes is counted).
+fn describe_tasks(request: &Value) -> Response {
+    let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    let tasks: Vec<Value> = request
+        .get("tasks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|arn| {
+            json!({
+                "taskArn": arn,
+                "lastStatus": "RUNNING",
+                "desiredStatus": "RUNNING",
+                "createdAt": now,
+                "startedAt": now,
+                "containers": [{"name": "runner", "lastStatus": "RUNNING"}],
+            })
+        })
+        .collect();
+    answer(StatusCode::OK, json!({"tasks": tasks, "failures": []}))
 }
 
 fn run_task(calls: &Mutex<EcsCalls>, request: &Value, arrived: Instant) -> Response {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::model::{Conclusion, JobState, Model, Origin, RunnerState, TaskStatus};
+use crate::model::{Conclusion, JobState, Model, Origin, TaskStatus};
 
 /// The `startedBy` dockhand gives a job's task.
 pub fn started_by(job: u64) -> String {
@@ -47,6 +47,11 @@ pub struct Books {
     pub registrations_left: usize,
     pub idle_runners_left: usize,
     pub strangers: u64,
+    /// Simulated seconds dockhand's runners spent online and idle: each from coming online
+    /// until it took its (one, ephemeral) job or went away, or until the books were read.
+    pub idle_runner_secs: f64,
+    /// `idle_runner_secs` per job owed a launch (0 when none was owed).
+    pub idle_secs_per_job: f64,
     /// Queued to started, in simulated seconds, of the jobs that ran: p50, p99, max.
     pub wait_secs: [f64; 3],
 }
@@ -62,31 +67,23 @@ impl Books {
             client_token_replays: model.counters.client_token_replays,
             strangers: model.counters.strangers,
             tasks: model.tasks.len(),
+            idle_runner_secs: model.idle_runner_time().as_secs_f64(),
             ..Self::default()
         };
+        let left = model.leftovers();
+        (
+            books.tasks_left,
+            books.registrations_left,
+            books.idle_runners_left,
+        ) = (left.tasks, left.registrations, left.idle_runners);
         let mut launches: HashMap<&str, usize> = HashMap::new();
         for task in model.tasks.values() {
             if task.stop_code == Some("TaskFailedToStart") {
                 books.tasks_died += 1;
             }
-            if task.status != TaskStatus::Stopped {
-                books.tasks_left += 1;
-            }
             let came_up = task.runner.is_some() || task.status == TaskStatus::Provisioning;
             if came_up && let Some(s) = &task.started_by {
                 *launches.entry(s.as_str()).or_default() += 1;
-            }
-        }
-        for runner in model
-            .runners
-            .values()
-            .filter(|r| r.origin == Origin::Dockhand)
-        {
-            if runner.listed {
-                books.registrations_left += 1;
-                if runner.state == RunnerState::Idle {
-                    books.idle_runners_left += 1;
-                }
             }
         }
         let mut waits: Vec<f64> = model
@@ -149,6 +146,9 @@ impl Books {
                 1 => {}
                 _ => books.launched_twice.push(job.id),
             }
+        }
+        if books.owed > 0 {
+            books.idle_secs_per_job = books.idle_runner_secs / books.owed as f64;
         }
         books
     }

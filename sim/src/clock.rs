@@ -8,12 +8,15 @@ use chrono::{DateTime, SecondsFormat, Utc};
 /// A moment in the simulation: how long after its start, in simulated time.
 pub type SimTime = Duration;
 
-/// The simulation's clock. Copies share the same start.
+/// The simulation's clock. Copies share the same start (and each keeps its own
+/// [`Clock::advance`]s).
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     started: Instant,
     wall_start: DateTime<Utc>,
     scale: f64,
+    /// Simulated time added by `advance`.
+    skipped: Duration,
 }
 
 impl Clock {
@@ -23,11 +26,18 @@ impl Clock {
             started: Instant::now(),
             wall_start: Utc::now(),
             scale: scale.max(1.0),
+            skipped: Duration::ZERO,
         }
     }
 
     pub fn now(&self) -> SimTime {
-        self.started.elapsed().mul_f64(self.scale)
+        self.started.elapsed().mul_f64(self.scale) + self.skipped
+    }
+
+    /// Moves this clock (this copy only) on by `by` of simulated time at once: tests step
+    /// the model's clock rather than wait.
+    pub fn advance(&mut self, by: Duration) {
+        self.skipped += by;
     }
 
     /// How long `sim` takes in real time.

@@ -1,10 +1,11 @@
 //! The simulated ECS API (JSON 1.1, `X-Amz-Target: AmazonEC2ContainerServiceV20141113.*`),
 //! with ECS's rules where dockhand could get them wrong: DescribeTasks takes at most 100
 //! ARNs, ListTasks pages at most 100 and takes `startedBy` only as its sole filter, RunTask
-//! takes a launch type or a capacity provider strategy but not both, and every operation
-//! is throttled beyond its rate.
+//! takes a launch type or a capacity provider strategy but not both, tags follow ECS's
+//! limits and come back only from a DescribeTasks that includes `TAGS`, and every
+//! operation is throttled beyond its rate.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -29,6 +30,8 @@ pub struct EcsApi {
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
     rate: f64,
     pub throttled: Mutex<u64>,
+    /// Calls by operation, throttled and failed ones included.
+    calls: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl EcsApi {
@@ -40,7 +43,14 @@ impl EcsApi {
             buckets: Mutex::default(),
             rate,
             throttled: Mutex::default(),
+            calls: Mutex::default(),
         }
+    }
+
+    /// Calls so far, by operation (`RunTask`, `ListTasks`, ...; `other` for the rest).
+    pub fn calls(&self) -> Vec<(&'static str, u64)> {
+        let calls = self.calls.lock().unwrap();
+        calls.iter().map(|(op, n)| (*op, *n)).collect()
     }
 
     /// A token bucket per operation: `rate` a second, bursts of `rate`.
@@ -128,6 +138,11 @@ pub async fn handle(State(api): State<Arc<EcsApi>>, headers: HeaderMap, body: By
         );
     };
     let request = Value::Object(request);
+    *api.calls
+        .lock()
+        .unwrap()
+        .entry(static_name(&operation))
+        .or_default() += 1;
     if !api.admit(&operation) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -244,6 +259,10 @@ fn run_task(model: &mut Model, request: &Value) -> Response {
             "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
         );
     }
+    let tags = match tags(request) {
+        Ok(tags) => tags,
+        Err(message) => return invalid(&message),
+    };
     let overrides = request.get("overrides").cloned().unwrap_or(Value::Null);
     let jit = overrides
         .get("containerOverrides")
@@ -266,11 +285,48 @@ fn run_task(model: &mut Model, request: &Value) -> Response {
         capacity_provider: capacity_provider.map(str::to_string),
         jit,
         overrides,
+        tags,
+        managed_tags: request.get("enableECSManagedTags") == Some(&Value::Bool(true)),
     });
     answer(
         StatusCode::OK,
-        json!({"tasks": [model.task_json(&arn)], "failures": []}),
+        json!({"tasks": [model.task_json(&arn, false)], "failures": []}),
     )
+}
+
+/// RunTask's `tags`, within ECS's limits: at most 50, keys 1 to 128 characters and unique,
+/// values at most 256, and no `aws:` prefix on either (it is ECS's own).
+fn tags(request: &Value) -> Result<Vec<(String, String)>, String> {
+    let Some(tags) = request.get("tags") else {
+        return Ok(Vec::new());
+    };
+    let tags = tags.as_array().ok_or("tags must be a list")?;
+    if tags.len() > 50 {
+        return Err("Tags cannot be more than 50.".into());
+    }
+    let reserved = |s: &str| s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:"));
+    let mut out: Vec<(String, String)> = Vec::new();
+    for tag in tags {
+        let key = tag.get("key").and_then(Value::as_str).unwrap_or_default();
+        let value = match tag.get("value") {
+            None => "",
+            Some(v) => v.as_str().ok_or("a tag's value must be a string")?,
+        };
+        if key.is_empty() || key.chars().count() > 128 {
+            return Err("Tag keys must be 1 to 128 characters.".into());
+        }
+        if value.chars().count() > 256 {
+            return Err("Tag values must be at most 256 characters.".into());
+        }
+        if reserved(key) || reserved(value) {
+            return Err("Tag keys and values cannot start with aws: (reserved).".into());
+        }
+        if out.iter().any(|(k, _)| k == key) {
+            return Err(format!("Duplicate tag key: {key}"));
+        }
+        out.push((key.to_string(), value.to_string()));
+    }
+    Ok(out)
 }
 
 fn list_tasks(model: &Model, request: &Value) -> Response {
@@ -332,6 +388,20 @@ fn describe_tasks(model: &Model, request: &Value) -> Response {
             "Tasks cannot be longer than 100.".into(),
         ));
     }
+    let include_tags = match request.get("include") {
+        None => false,
+        Some(Value::Array(fields)) => {
+            if let Some(other) = fields.iter().find(|f| f.as_str() != Some("TAGS")) {
+                return client_error(&EcsError::InvalidParameter(format!(
+                    "include: {other} is not a valid value (TAGS)"
+                )));
+            }
+            !fields.is_empty()
+        }
+        Some(_) => {
+            return client_error(&EcsError::InvalidParameter("include must be a list".into()));
+        }
+    };
     let mut tasks = Vec::new();
     let mut failures = Vec::new();
     for arn in arns.iter().filter_map(Value::as_str) {
@@ -344,7 +414,7 @@ fn describe_tasks(model: &Model, request: &Value) -> Response {
             )
         };
         if model.tasks.contains_key(&full) {
-            tasks.push(model.task_json(&full));
+            tasks.push(model.task_json(&full, include_tags));
         } else {
             failures.push(json!({"arn": arn, "reason": "MISSING"}));
         }
@@ -366,7 +436,10 @@ fn stop_task(model: &mut Model, request: &Value) -> Response {
         ));
     }
     match model.stop_task(task, reason) {
-        Ok(()) => answer(StatusCode::OK, json!({"task": model.task_json(task)})),
+        Ok(()) => answer(
+            StatusCode::OK,
+            json!({"task": model.task_json(task, false)}),
+        ),
         Err(e) => client_error(&e),
     }
 }

@@ -102,8 +102,9 @@ impl Default for WebhookSettings {
 impl Settings {
     /// The soak's world: 30% duplicate deliveries, 10% reordered; 20% of jobs cancelled
     /// within 10 s if still queued (most start sooner); a stranger's runner for 5% of jobs;
-    /// 5% server errors and 1% timeouts on GitHub and ECS. Tasks do not die (that needs the
-    /// lifecycle reconciler).
+    /// 5% of tasks stopping (`TaskFailedToStart`) before their runner registers, which
+    /// dockhand's lifecycle reconciler must notice and replace; 5% server errors and 1%
+    /// timeouts on GitHub and ECS.
     pub fn chaos(seed: u64) -> Self {
         let faults = FaultSettings {
             error_rate: 0.05,
@@ -115,6 +116,7 @@ impl Settings {
             cancel_rate: 0.20,
             cancel_after: (Duration::ZERO, Duration::from_secs(10)),
             steal_rate: 0.05,
+            task_death_rate: 0.05,
             webhooks: WebhookSettings {
                 duplicate: 0.30,
                 reorder: 0.10,

@@ -9,7 +9,7 @@ use crate::clock::SimTime;
 const ACCOUNT: &str = "arn:aws:ecs:us-east-1:123456789012";
 
 /// What a RunTask asked for, already checked by the API layer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunTaskRequest {
     pub task_definition: String,
     pub started_by: Option<String>,
@@ -19,6 +19,10 @@ pub struct RunTaskRequest {
     pub jit: Option<String>,
     /// The request's `overrides`, echoed in the task as ECS does.
     pub overrides: Value,
+    /// The request's `tags` (key, value).
+    pub tags: Vec<(String, String)>,
+    /// `enableECSManagedTags`: ECS adds `aws:ecs:clusterName` to the task's tags.
+    pub managed_tags: bool,
 }
 
 /// ECS's client errors (HTTP 400).
@@ -67,6 +71,13 @@ impl Model {
         if let Some(token) = &request.client_token {
             self.client_tokens.insert(token.clone(), arn.clone());
         }
+        let mut tags = request.tags;
+        if request.managed_tags {
+            tags.push((
+                "aws:ecs:clusterName".to_string(),
+                self.settings.cluster.clone(),
+            ));
+        }
         self.tasks.insert(
             arn.clone(),
             Task {
@@ -89,6 +100,7 @@ impl Model {
                 runner: None,
                 client_token: request.client_token,
                 overrides: request.overrides,
+                tags,
             },
         );
         self.task_order.push(arn.clone());
@@ -162,11 +174,10 @@ impl Model {
                 .filter(|r| r.listed && r.state == RunnerState::Registered && r.task.is_none());
             match usable {
                 Some(runner) => {
-                    runner.state = RunnerState::Idle;
                     runner.task = Some(arn.clone());
                     let id = runner.id;
                     self.tasks.get_mut(&arn).expect("task").runner = Some(id);
-                    self.idle.insert((now, id));
+                    self.enter_idle(id, now);
                 }
                 None => {
                     self.counters.jit_refused += 1;
@@ -209,8 +220,10 @@ impl Model {
         }
     }
 
-    /// The task as DescribeTasks and RunTask show it.
-    pub fn task_json(&self, arn: &str) -> Value {
+    /// The task as DescribeTasks, RunTask and StopTask show it: its `tags` only with
+    /// `include_tags` (a DescribeTasks whose `include` holds `TAGS`), as ECS leaves them
+    /// out otherwise.
+    pub fn task_json(&self, arn: &str, include_tags: bool) -> Value {
         let task = &self.tasks[arn];
         let status = match task.status {
             TaskStatus::Provisioning => "PROVISIONING",
@@ -232,8 +245,14 @@ impl Model {
                 "exitCode": task.exit_code,
             }],
             "attachments": [],
-            "tags": [],
         });
+        if include_tags {
+            json["tags"] = task
+                .tags
+                .iter()
+                .map(|(key, value)| json!({"key": key, "value": value}))
+                .collect();
+        }
         let fields = [
             ("startedBy", task.started_by.clone().map(Value::from)),
             ("launchType", task.launch_type.clone().map(Value::from)),

@@ -1,11 +1,11 @@
 //! GitHub's side of the model: installation tokens, runner groups, JIT registrations, the
-//! runner list and deleting runners.
+//! runner list, deleting runners, and workflow jobs as the REST API shows them.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{Model, Origin, Runner, RunnerState};
+use super::{Model, Origin, Runner, RunnerState, payload};
 
 /// How long an installation token lives, as GitHub's do.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
@@ -96,6 +96,7 @@ impl Model {
             labels,
             listed: true,
             task: None,
+            idle_since: None,
         };
         let json = runner_json(&runner);
         self.runners.insert(id, runner);
@@ -124,6 +125,15 @@ impl Model {
             .map(|r| runner_json(r))
             .collect();
         (matching.len(), items)
+    }
+
+    /// A job as `GET /repos/{owner}/{repo}/actions/jobs/{id}` answers it; `None` (a 404)
+    /// for a job that does not exist or is not in `repo` (`owner/name`, any case).
+    pub fn workflow_job(&self, repo: &str, id: u64) -> Option<Value> {
+        self.jobs
+            .get(&id)
+            .filter(|j| j.repo.eq_ignore_ascii_case(repo))
+            .map(|j| payload::job_json(self, j.id))
     }
 
     /// Deletes a registration. A runner process still holding it exits (its task stops).

@@ -7,11 +7,15 @@
 //!   `completed` when it has run. A queued job may be cancelled.
 //! - A task comes up after a delay and its runner comes online with the JIT config from its
 //!   environment, unless the task dies first or the registration is gone. An ephemeral
-//!   runner leaves after one job, and its task exits.
+//!   runner leaves after one job, and its task exits. A registration whose runner never
+//!   came online, or whose task stopped, stays listed (offline) until it is deleted.
+//! - For the books: the time dockhand's runners spend online and idle
+//!   ([`Model::idle_runner_time`]) and what dockhand leaves behind ([`Model::leftovers`]).
 
 mod ecs;
 mod github;
 mod payload;
+mod scheduler;
 #[cfg(test)]
 mod tests;
 
@@ -61,6 +65,8 @@ pub struct Job {
     /// The runner that took it, and who launched that runner.
     pub ran_on: Option<(u64, Origin)>,
     pub started: Option<SimTime>,
+    /// When it was completed (ran, failed or was cancelled).
+    pub completed: Option<SimTime>,
     /// Times GitHub gave it to a runner: never more than one.
     pub assignments: u32,
     /// A job no installation serves: its launch must fail for good (dead-lettered).
@@ -88,6 +94,8 @@ pub struct Runner {
     /// Whether GitHub still lists the registration (until deleted, or it ran its job).
     pub listed: bool,
     pub task: Option<String>,
+    /// Since when it has been online and idle; `None` while it is not.
+    pub idle_since: Option<SimTime>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +129,9 @@ pub struct Task {
     pub client_token: Option<String>,
     /// RunTask's `overrides`, echoed as ECS does (the JIT config included).
     pub overrides: serde_json::Value,
+    /// RunTask's `tags` (key, value), then ECS's managed tags if it asked for them; shown
+    /// only by a DescribeTasks that includes `TAGS`.
+    pub tags: Vec<(String, String)>,
 }
 
 /// A webhook GitHub owes dockhand.
@@ -141,6 +152,25 @@ pub struct Counters {
     /// Tasks that came up with a JIT config whose registration was gone or used.
     pub jit_refused: u64,
     pub client_token_replays: u64,
+    /// Simulated time dockhand's runners spent online and idle, counted when each left the
+    /// idle set (took a job, was deleted, or its task stopped); see
+    /// [`Model::idle_runner_time`] for the total including runners idle now.
+    pub idle_runner_time: Duration,
+}
+
+/// What dockhand left behind: tasks not stopped, and registrations of its runners still
+/// listed (of which `idle_runners` are online and idle).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    pub tasks: usize,
+    pub registrations: usize,
+    pub idle_runners: usize,
+}
+
+impl Leftovers {
+    pub fn none(&self) -> bool {
+        self.tasks == 0 && self.registrations == 0
+    }
 }
 
 pub struct Model {
@@ -236,6 +266,7 @@ impl Model {
             cancel_at,
             ran_on: None,
             started: None,
+            completed: None,
             assignments: 0,
             poison,
         };
@@ -253,6 +284,7 @@ impl Model {
 
     /// A runner dockhand did not launch comes online, idle.
     pub fn add_stranger(&mut self) {
+        let now = self.clock.now();
         let id = self.next_runner;
         self.next_runner += 1;
         self.counters.strangers += 1;
@@ -267,9 +299,10 @@ impl Model {
                 labels: self.settings.labels.clone(),
                 listed: true,
                 task: None,
+                idle_since: None,
             },
         );
-        self.idle.insert((self.clock.now(), id));
+        self.enter_idle(id, now);
     }
 
     /// Moves the world on to now: cancellations, tasks coming up, assignments, jobs
@@ -288,94 +321,27 @@ impl Model {
         self.outbox.push(Webhook { job, action, body });
     }
 
-    fn cancel_due(&mut self, now: SimTime) {
-        let due: Vec<(SimTime, u64)> = self
-            .queued
-            .iter()
-            .filter(|(_, id)| self.jobs[id].cancel_at.is_some_and(|at| at <= now))
-            .copied()
-            .collect();
-        for key in due {
-            self.queued.remove(&key);
-            self.jobs.get_mut(&key.1).expect("queued job").state =
-                JobState::Done(Conclusion::Cancelled);
-            self.emit(key.1, "completed");
-        }
-    }
-
-    /// GitHub's scheduler: the oldest queued job first, to the longest-idle runner whose
-    /// labels cover it.
-    fn assign(&mut self, now: SimTime) {
-        while let Some(&(created, job_id)) = self.queued.iter().next() {
-            let labels = &self.settings.labels;
-            let Some(&(since, runner_id)) = self.idle.iter().find(|(_, r)| {
-                let runner = &self.runners[r];
-                labels.iter().all(|l| runner.labels.contains(l))
-            }) else {
-                return;
-            };
-            self.queued.remove(&(created, job_id));
-            self.idle.remove(&(since, runner_id));
-            let duration = self.between(self.settings.job_duration);
-            let runner = self.runners.get_mut(&runner_id).expect("idle runner");
-            runner.state = RunnerState::Busy(job_id);
-            let origin = runner.origin;
-            let job = self.jobs.get_mut(&job_id).expect("queued job");
-            job.state = JobState::Running {
-                runner: runner_id,
-                until: now + duration,
-            };
-            job.ran_on = Some((runner_id, origin));
-            job.started = Some(now);
-            job.assignments += 1;
-            self.emit(job_id, "in_progress");
-        }
-    }
-
-    fn finish_jobs(&mut self, now: SimTime) {
-        let done: Vec<(u64, u64)> = self
-            .jobs
-            .values()
-            .filter_map(|j| match j.state {
-                JobState::Running { runner, until } if until <= now => Some((j.id, runner)),
-                _ => None,
-            })
-            .collect();
-        for (job_id, runner_id) in done {
-            self.jobs.get_mut(&job_id).expect("running job").state =
-                JobState::Done(Conclusion::Success);
-            self.emit(job_id, "completed");
-            // Ephemeral: the runner leaves GitHub after its one job, and its task exits.
-            let runner = self.runners.get_mut(&runner_id).expect("busy runner");
-            runner.state = RunnerState::Gone;
-            runner.listed = false;
-            if let Some(arn) = runner.task.clone() {
-                self.exited(&arn, now, 0);
-            }
-        }
-    }
-
-    /// The runner's process has gone while it held a job: GitHub fails the job.
-    fn lose_runner(&mut self, runner_id: u64, now: SimTime) {
-        let Some(runner) = self.runners.get_mut(&runner_id) else {
-            return;
+    /// What dockhand has left behind now. Every task is dockhand's (only it calls RunTask).
+    pub fn leftovers(&self) -> Leftovers {
+        let mut left = Leftovers {
+            tasks: self
+                .tasks
+                .values()
+                .filter(|t| t.status != TaskStatus::Stopped)
+                .count(),
+            ..Leftovers::default()
         };
-        let was = runner.state;
-        runner.state = RunnerState::Gone;
-        match was {
-            RunnerState::Idle => {
-                self.idle.retain(|(_, r)| *r != runner_id);
+        for runner in self
+            .runners
+            .values()
+            .filter(|r| r.origin == Origin::Dockhand && r.listed)
+        {
+            left.registrations += 1;
+            if runner.state == RunnerState::Idle {
+                left.idle_runners += 1;
             }
-            RunnerState::Busy(job_id) => {
-                self.counters.busy_runners_killed += 1;
-                if let Some(job) = self.jobs.get_mut(&job_id) {
-                    job.state = JobState::Done(Conclusion::Failure);
-                    job.started.get_or_insert(now);
-                }
-                self.emit(job_id, "completed");
-            }
-            RunnerState::Registered | RunnerState::Gone => {}
         }
+        left
     }
 
     /// Queued jobs, oldest first.

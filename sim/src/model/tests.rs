@@ -27,7 +27,7 @@ fn launch(model: &mut Model, job: u64, token: &str) -> String {
         launch_type: Some("FARGATE".into()),
         capacity_provider: None,
         jit: Some(jit),
-        overrides: serde_json::Value::Null,
+        ..RunTaskRequest::default()
     })
 }
 
@@ -61,7 +61,7 @@ fn a_client_token_seen_before_answers_the_same_task() {
         launch_type: Some("FARGATE".into()),
         capacity_provider: None,
         jit: None,
-        overrides: serde_json::Value::Null,
+        ..RunTaskRequest::default()
     });
     assert_eq!(first, again);
     assert_eq!(m.tasks.len(), 1);
@@ -108,12 +108,8 @@ fn a_task_with_a_deleted_registration_exits_and_its_runner_never_comes_online() 
     m.delete_runner(runner["id"].as_u64().unwrap()).unwrap();
     let arn = m.run_task(RunTaskRequest {
         task_definition: "runner".into(),
-        started_by: None,
-        client_token: None,
-        launch_type: None,
-        capacity_provider: None,
         jit: Some(jit),
-        overrides: serde_json::Value::Null,
+        ..RunTaskRequest::default()
     });
     m.tick();
     assert_eq!(m.tasks[&arn].stop_code, Some("EssentialContainerExited"));
@@ -137,5 +133,105 @@ fn list_tasks_pages_in_creation_order_and_leaves_out_stopped_tasks_by_default() 
     assert_eq!(
         m.list_tasks(Some("dockhand-job-103"), false, 0, 100).0,
         [arns[3].clone()]
+    );
+}
+
+/// Within a second of `secs`: the clock also runs on in real time, slowly (scale 1).
+fn about(time: Duration, secs: u64) -> bool {
+    let secs = Duration::from_secs(secs);
+    time >= secs && time < secs + Duration::from_secs(1)
+}
+
+#[test]
+fn dockhands_runners_idle_time_is_counted_until_they_take_a_job_or_go_away() {
+    let mut m = model();
+    // Comes online with nothing queued, and waits 30 s for a job.
+    launch(&mut m, 1, "t1");
+    m.tick();
+    m.clock.advance(Duration::from_secs(30));
+    let job = m.queue_job(false);
+    m.tick();
+    assert!(matches!(m.jobs[&job].state, JobState::Running { .. }));
+    assert!(about(m.counters.idle_runner_time, 30));
+    // Idle 20 s, then its registration is deleted.
+    launch(&mut m, 2, "t2");
+    m.tick();
+    let deleted = m.runners.values().find(|r| r.name == "dh-2").unwrap().id;
+    m.clock.advance(Duration::from_secs(20));
+    m.delete_runner(deleted).unwrap();
+    // Idle 10 s, then its task is stopped.
+    let stopped = launch(&mut m, 3, "t3");
+    m.tick();
+    m.clock.advance(Duration::from_secs(10));
+    m.stop_task(&stopped, "scale in").unwrap();
+    assert!(about(m.counters.idle_runner_time, 60));
+    // Idle now, for 5 s so far; a stranger's idle time is not dockhand's.
+    launch(&mut m, 4, "t4");
+    m.add_stranger();
+    m.tick();
+    m.clock.advance(Duration::from_secs(5));
+    assert!(
+        about(m.idle_runner_time(), 65),
+        "{:?}",
+        m.idle_runner_time()
+    );
+    assert!(about(m.counters.idle_runner_time, 60));
+
+    let delivered = std::collections::HashSet::from([job]);
+    let books = crate::books::Books::read(&m, &delivered);
+    assert_eq!(books.owed, 1);
+    assert!((65.0..66.0).contains(&books.idle_runner_secs), "{books:?}");
+    assert_eq!(books.idle_secs_per_job, books.idle_runner_secs);
+    // The busy runner's, dh-4's, and dh-3's: GitHub lists a runner whose task stopped
+    // (offline) until someone deletes it.
+    assert_eq!(m.leftovers().registrations, 3);
+    assert_eq!(m.leftovers().idle_runners, 1);
+}
+
+#[test]
+fn the_job_api_follows_a_job_from_queued_to_completed_in_its_own_repository_only() {
+    let mut m = model();
+    let job = m.queue_job(false);
+    let repo = m.jobs[&job].repo.clone();
+    let view = m.workflow_job(&repo, job).unwrap();
+    assert_eq!(
+        (view["status"].as_str(), &view["conclusion"]),
+        (Some("queued"), &serde_json::Value::Null)
+    );
+    assert!(view["runner_name"].is_null() && view["completed_at"].is_null());
+    launch(&mut m, job, "t");
+    m.tick();
+    let view = m.workflow_job(&repo.to_uppercase(), job).unwrap();
+    assert_eq!(view["status"], "in_progress");
+    assert_eq!(view["runner_name"], format!("dh-{job}"));
+    m.clock.advance(Duration::from_secs(3600));
+    m.tick();
+    let view = m.workflow_job(&repo, job).unwrap();
+    assert_eq!(
+        (view["status"].as_str(), view["conclusion"].as_str()),
+        (Some("completed"), Some("success"))
+    );
+    assert!(view["completed_at"].is_string());
+    assert_eq!(view["head_branch"], "main");
+    assert!(m.workflow_job("sim-org/elsewhere", job).is_none());
+    assert!(m.workflow_job(&repo, job + 1).is_none());
+}
+
+#[test]
+fn a_tasks_tags_show_only_when_asked_for_with_ecs_managed_ones_after_the_requests() {
+    let mut m = model();
+    let arn = m.run_task(RunTaskRequest {
+        task_definition: "runner".into(),
+        tags: vec![("dockhand:runner".into(), "dh-1".into())],
+        managed_tags: true,
+        ..RunTaskRequest::default()
+    });
+    assert!(m.task_json(&arn, false).get("tags").is_none());
+    assert_eq!(
+        m.task_json(&arn, true)["tags"],
+        serde_json::json!([
+            {"key": "dockhand:runner", "value": "dh-1"},
+            {"key": "aws:ecs:clusterName", "value": "sim"},
+        ])
     );
 }

@@ -1,5 +1,6 @@
 //! dockhand's configuration for a soak: pointed at the simulator, with short timeouts so
-//! that injected timeouts cost seconds, and logs at debug so the secrets check sees all.
+//! that injected timeouts cost seconds, short lifecycle timings so that leftovers are
+//! reaped within the settle timeout, and logs at debug so the secrets check sees all.
 
 use std::path::Path;
 
@@ -103,6 +104,19 @@ depth_poll_interval = "1s"
 # timeout, and its leases hold their jobs until they expire: both are shorter here than
 # the defaults (60s, 120s) so that a soak with a kill every 10 s is not mostly waiting.
 lease = "20s"
+
+# The lifecycle reconciler, on real-time timers while the world runs 60 times faster: a
+# pass a second, so that a task that died, a spare runner left idle or an orphan is dealt
+# with in seconds of the soak rather than minutes.
+[lifecycle]
+interval = "1s"
+leader_lease = "3s"
+pending_timeout = "60s"
+idle_timeout = "3s"
+verify_after = "20s"
+max_replacements = 3
+orphan_interval = "10s"
+orphan_grace = "10s"
 
 [log]
 level = "dockhand=debug,info"

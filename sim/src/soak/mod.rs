@@ -6,6 +6,9 @@
 //! - [`scale_out`]: the ingress and N workers on SQS (moto, behind a fault proxy) and a
 //!   throwaway Postgres cluster that is restarted mid-run; a random worker is killed and
 //!   restarted every `kill_every`.
+//!
+//! Once every job has arrived, the soak waits (up to `settle_timeout`) for dockhand to
+//! settle (see [`Settling`]) before it reads the books.
 
 mod config;
 mod postgres;
@@ -23,6 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::books::Books;
+use crate::model::{Leftovers, Model};
 use crate::settings::Settings;
 use crate::world::World;
 use config::{Backing, Endpoints};
@@ -52,7 +56,8 @@ pub struct SoakOptions {
     pub settle_timeout: Duration,
     /// Each process's `[worker] concurrency`.
     pub concurrency: usize,
-    /// Leftover tasks and registrations fail the soak (once the reconciler lands).
+    /// Leftover tasks and registrations fail the soak, and settling waits for dockhand's
+    /// lifecycle reconciler to reap them.
     pub leftovers_fail: bool,
     pub sim: Settings,
 }
@@ -112,15 +117,16 @@ pub async fn single_node(options: &SoakOptions) -> anyhow::Result<SoakReport> {
     serve.wait_ready(&http, Duration::from_secs(30)).await?;
     let poison = delivered_poison(&world);
     let deadline = Instant::now() + options.settle_timeout;
-    let mut settled = false;
-    while !settled && Instant::now() < deadline {
+    let mut settling = Settling::Busy;
+    while settling != Settling::Settled && Instant::now() < deadline {
         if let Some(status) = serve.exited() {
             crashes += 1;
             eprintln!("soak: serve exited on its own ({status}); restarting");
             serve.start()?;
             serve.wait_ready(&http, Duration::from_secs(30)).await?;
         }
-        settled = world_quiet(&world).await && drained(&http, &serve.admin_url, poison).await;
+        let now = settle_step(&world, &http, &serve.admin_url, poison, options).await;
+        settling = settling.then(now);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let exit = serve.stop(Duration::from_secs(10)).await?;
@@ -132,7 +138,7 @@ pub async fn single_node(options: &SoakOptions) -> anyhow::Result<SoakReport> {
         &world,
         options,
         started,
-        settled,
+        settling,
         report::Processes {
             kills: serve.kills,
             crashes,
@@ -152,6 +158,72 @@ fn delivered_poison(world: &World) -> usize {
             .filter(|j| j.poison && delivered.contains(&j.id))
             .count()
     })
+}
+
+/// Where settling stands, from busy to settled. The books are read once it is `Settled`,
+/// or at the settle timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settling {
+    /// Jobs queued or running in the world, or deliveries in flight.
+    Busy,
+    /// The world is quiet, but dockhand's queue is not drained (or not every delivered
+    /// poison job has reached its dead-letter queue).
+    Draining,
+    /// Quiet and drained, but dockhand has left tasks not stopped or its runners'
+    /// registrations listed, for its lifecycle reconciler to reap. Waited on only with
+    /// `leftovers_fail`.
+    Leftovers(Leftovers),
+    Settled,
+}
+
+impl Settling {
+    /// Moves on to `now`, saying so when the wait turns to leftovers.
+    fn then(self, now: Self) -> Self {
+        if let Self::Leftovers(left) = now
+            && !matches!(self, Self::Leftovers(_))
+        {
+            eprintln!(
+                "soak: quiet and drained; waiting for {} tasks and {} registrations to be reaped",
+                left.tasks, left.registrations
+            );
+        }
+        now
+    }
+
+    /// What was still pending, for a soak that did not settle.
+    pub fn pending(&self) -> Option<String> {
+        match self {
+            Self::Busy => Some("jobs still queued or running, or deliveries in flight".into()),
+            Self::Draining => Some("dockhand's queue not drained".into()),
+            Self::Leftovers(left) => Some(format!(
+                "{} tasks not stopped and {} registrations listed, not reaped",
+                left.tasks, left.registrations
+            )),
+            Self::Settled => None,
+        }
+    }
+}
+
+/// One look at whether dockhand has settled: the world quiet (2 s), then dockhand's queues
+/// drained, then, with `leftovers_fail`, nothing of dockhand's left in the world.
+async fn settle_step(
+    world: &World,
+    http: &reqwest::Client,
+    admin_url: &str,
+    poison: usize,
+    options: &SoakOptions,
+) -> Settling {
+    if !world_quiet(world).await {
+        return Settling::Busy;
+    }
+    if !drained(http, admin_url, poison).await {
+        return Settling::Draining;
+    }
+    let left = world.with(Model::leftovers);
+    if options.leftovers_fail && !left.none() {
+        return Settling::Leftovers(left);
+    }
+    Settling::Settled
 }
 
 /// Whether dockhand has nothing left to do: its main queue holds no message, waiting, in
@@ -231,7 +303,7 @@ fn finish(
     world: &World,
     options: &SoakOptions,
     started: Instant,
-    settled: bool,
+    settling: Settling,
     processes: report::Processes,
     dead_letters: Vec<Option<u64>>,
 ) -> anyhow::Result<SoakReport> {
@@ -245,7 +317,7 @@ fn finish(
         books,
         options,
         started.elapsed(),
-        settled,
+        settling,
         processes,
         dead_letters,
         poison_jobs,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::SoakOptions;
+use super::{Settling, SoakOptions};
 use crate::books::Books;
 use crate::webhooks::WebhookStats;
 use crate::world::World;
@@ -91,7 +91,10 @@ pub struct SoakReport {
     pub time_scale: f64,
     pub jobs: usize,
     pub elapsed: Duration,
+    /// Whether dockhand settled before the timeout: `settling` is `Settled`.
     pub settled: bool,
+    /// Where settling stood when the books were read.
+    pub settling: Settling,
     pub books: Books,
     pub processes: Processes,
     pub dead_letters: Vec<Option<u64>>,
@@ -103,6 +106,9 @@ pub struct SoakReport {
     pub github_faults: Vec<(String, u64)>,
     pub ecs_faults: Vec<(String, u64)>,
     pub ecs_throttled: u64,
+    /// Calls the simulated APIs answered, by endpoint or operation.
+    pub github_calls: Vec<(&'static str, u64)>,
+    pub ecs_calls: Vec<(&'static str, u64)>,
     pub failures: Vec<String>,
 }
 
@@ -112,7 +118,7 @@ impl SoakReport {
         books: Books,
         options: &SoakOptions,
         elapsed: Duration,
-        settled: bool,
+        settling: Settling,
         processes: Processes,
         dead_letters: Vec<Option<u64>>,
         poison_jobs: Vec<u64>,
@@ -135,7 +141,8 @@ impl SoakReport {
             time_scale: options.sim.time_scale,
             jobs: options.jobs,
             elapsed,
-            settled,
+            settled: settling == Settling::Settled,
+            settling,
             failures: Vec::new(),
             books,
             processes,
@@ -147,6 +154,8 @@ impl SoakReport {
             github_faults: world.github.faults.injected(),
             ecs_faults: world.ecs.faults.injected(),
             ecs_throttled: *world.ecs.throttled.lock().unwrap(),
+            github_calls: world.github.calls(),
+            ecs_calls: world.ecs.calls(),
         };
         report.failures = report.check(
             options.leftovers_fail,
@@ -161,10 +170,8 @@ impl SoakReport {
         delivered: &std::collections::HashSet<u64>,
     ) -> Vec<String> {
         let mut failures = self.books.failures(leftovers_fail);
-        if !self.settled {
-            failures.push(
-                "dockhand did not settle: jobs still queued or running at the timeout".into(),
-            );
+        if let Some(pending) = self.settling.pending() {
+            failures.push(format!("dockhand did not settle by the timeout: {pending}"));
         }
         let dead: BTreeSet<Option<u64>> = self.dead_letters.iter().copied().collect();
         let poison: BTreeSet<Option<u64>> = self
@@ -253,7 +260,12 @@ impl fmt::Display for SoakReport {
         )?;
         writeln!(
             f,
-            "left behind (figures until the reconciler): {} tasks running, {} registrations, {} idle runners; busy runners killed: {}, deletes refused as busy: {}",
+            "idle runners (simulated): {:.0} runner-seconds online and idle, {:.1} per owed job",
+            b.idle_runner_secs, b.idle_secs_per_job
+        )?;
+        writeln!(
+            f,
+            "left behind: {} tasks not stopped, {} registrations, {} idle runners; busy runners killed: {}, deletes refused as busy: {}",
             b.tasks_left,
             b.registrations_left,
             b.idle_runners_left,
@@ -279,6 +291,11 @@ impl fmt::Display for SoakReport {
             f,
             "faults: GitHub {:?}; ECS {:?}, {} throttled",
             self.github_faults, self.ecs_faults, self.ecs_throttled
+        )?;
+        writeln!(
+            f,
+            "calls: GitHub {:?}; ECS {:?}",
+            self.github_calls, self.ecs_calls
         )?;
         if self.failures.is_empty() {
             writeln!(f, "PASSED")

@@ -14,7 +14,7 @@ use super::process::{Process, free_port};
 use super::proxy::AwsProxy;
 use super::report::{Processes, SoakReport, dead_letter_jobs};
 use super::{
-    SoakOptions, delivered_poison, drained, endpoints, feed, finish, start_world, world_quiet,
+    Settling, SoakOptions, delivered_poison, endpoints, feed, finish, settle_step, start_world,
 };
 
 /// Where the scale-out layout's queue lives, and how it fails.
@@ -115,8 +115,8 @@ pub async fn run(options: &SoakOptions, layout: &ScaleOut) -> anyhow::Result<Soa
     let mut crashes = 0;
     let poison = delivered_poison(&world);
     let deadline = Instant::now() + options.settle_timeout;
-    let mut settled = false;
-    while !settled && Instant::now() < deadline {
+    let mut settling = Settling::Busy;
+    while settling != Settling::Settled && Instant::now() < deadline {
         for p in std::iter::once(&mut ingress).chain(workers.iter_mut()) {
             if let Some(status) = p.exited() {
                 crashes += 1;
@@ -124,7 +124,8 @@ pub async fn run(options: &SoakOptions, layout: &ScaleOut) -> anyhow::Result<Soa
                 p.start()?;
             }
         }
-        settled = world_quiet(&world).await && drained(&http, &workers[0].admin_url, poison).await;
+        let now = settle_step(&world, &http, &workers[0].admin_url, poison, options).await;
+        settling = settling.then(now);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let mut clean_exit = true;
@@ -147,7 +148,7 @@ pub async fn run(options: &SoakOptions, layout: &ScaleOut) -> anyhow::Result<Soa
         &world,
         options,
         started,
-        settled,
+        settling,
         Processes {
             kills,
             crashes,

@@ -1,8 +1,13 @@
 //! The simulated GitHub REST API, as strict as the tests' fake GitHub: a `User-Agent`, the
 //! GitHub JSON media type, an App JWT signed with the App's key (RS256, at most 10
 //! minutes) or an unexpired installation token for that account, and bodies with only
-//! the keys GitHub permits.
+//! the keys GitHub permits. Lists are paged as GitHub pages them (`per_page`, `page`, a
+//! `Link` header), and a workflow job is readable by the installation on its repository.
 
+mod auth;
+mod paging;
+
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -10,20 +15,21 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{SecondsFormat, Utc};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::DecodingKey;
 use serde_json::{Value, json};
 
 use crate::faults::{Fault, Faults};
 use crate::model::{DeleteError, JitError, Model};
-
-/// An App JWT may live at most this long.
-const MAX_JWT_LIFETIME: u64 = 600;
+use auth::{Auth, accepts_github_json, authenticate};
+use paging::{pagination, query_pairs};
 
 pub struct GitHubApi {
     pub model: Arc<Mutex<Model>>,
     pub faults: Faults,
     key: DecodingKey,
     app_id: u64,
+    /// Calls by endpoint, failed ones included (unknown paths are not counted).
+    calls: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl GitHubApi {
@@ -41,15 +47,16 @@ impl GitHubApi {
             faults,
             key,
             app_id,
+            calls: Mutex::default(),
         })
     }
-}
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Auth {
-    None,
-    App,
-    Installation(u64),
+    /// Calls so far, by endpoint: `mint`, `installation`, `runner_groups`, `jitconfig`,
+    /// `list_runners`, `delete_runner`, `workflow_job`.
+    pub fn calls(&self) -> Vec<(&'static str, u64)> {
+        let calls = self.calls.lock().unwrap();
+        calls.iter().map(|(e, n)| (*e, *n)).collect()
+    }
 }
 
 type Answer = (StatusCode, Value);
@@ -69,7 +76,32 @@ pub async fn handle(
     if fault == Fault::Timeout {
         tokio::time::sleep(api.faults.hold()).await;
     }
-    respond(answer)
+    let link = (answer.0 == StatusCode::OK)
+        .then(|| page_link(&uri, &headers, &answer.1))
+        .flatten();
+    let mut response = respond(answer);
+    if let Some(link) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::LINK, link);
+    }
+    response
+}
+
+/// The `Link` header for an answer that is a page of a list (it has a `total_count`).
+fn page_link(uri: &Uri, headers: &HeaderMap, body: &Value) -> Option<String> {
+    let total = body.get("total_count")?.as_u64()?;
+    let query = uri.query().unwrap_or_default();
+    let pages = pagination(
+        query,
+        &["per_page", "page", "name", "visible_to_repository"],
+    )
+    .ok()?;
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("api.github.com");
+    paging::link(host, uri.path(), query, total as usize, pages)
 }
 
 fn respond((status, body): Answer) -> Response {
@@ -148,8 +180,10 @@ fn answer(
         (&Method::DELETE, ["orgs", _, "actions", "runners", id]) => {
             ("delete_runner", id.to_string())
         }
+        (&Method::GET, ["repos", _, _, "actions", "jobs", id]) => ("workflow_job", id.to_string()),
         _ => return (message(StatusCode::NOT_FOUND, "Not Found"), Fault::None),
     };
+    *api.calls.lock().unwrap().entry(endpoint).or_default() += 1;
     let fault = api.faults.decide(endpoint, &key);
     if fault == Fault::Error {
         return (message(StatusCode::BAD_GATEWAY, "Server Error"), fault);
@@ -177,6 +211,9 @@ fn answer(
                 }
             }
         }
+        ("workflow_job", ["repos", owner, repo, _, _, id]) => {
+            workflow_job(&model, &auth, owner, repo, id)
+        }
         (_, ["orgs", org, ..]) => {
             let installation = model.installation_of(org);
             match auth {
@@ -193,6 +230,23 @@ fn answer(
         _ => message(StatusCode::NOT_FOUND, "Not Found"),
     };
     (answer, fault)
+}
+
+/// A job, for the installation on its repository's owner; 404 for a job not in that
+/// repository, and for another installation's token (GitHub hides what a token cannot
+/// see).
+fn workflow_job(model: &Model, auth: &Auth, owner: &str, repo: &str, id: &str) -> Answer {
+    let Auth::Installation(installation) = *auth else {
+        return unauthorized();
+    };
+    let not_found = || message(StatusCode::NOT_FOUND, "Not Found");
+    if model.installation_of(owner) != Some(installation) {
+        return not_found();
+    }
+    id.parse()
+        .ok()
+        .and_then(|id| model.workflow_job(&format!("{owner}/{repo}"), id))
+        .map_or_else(not_found, |job| (StatusCode::OK, job))
 }
 
 fn unauthorized() -> Answer {
@@ -327,90 +381,4 @@ fn jit(model: &mut Model, body: Option<&Value>) -> Answer {
         ),
         Err(JitError::NoGroup) => message(StatusCode::NOT_FOUND, "Not Found"),
     }
-}
-
-fn authenticate(api: &GitHubApi, headers: &HeaderMap) -> Auth {
-    let Some(bearer) = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("token "))
-        })
-    else {
-        return Auth::None;
-    };
-    if bearer.starts_with("ghs_") {
-        return api
-            .model
-            .lock()
-            .unwrap()
-            .token_installation(bearer)
-            .map_or(Auth::None, Auth::Installation);
-    }
-    if verify_jwt(api, bearer) {
-        Auth::App
-    } else {
-        Auth::None
-    }
-}
-
-/// Signed with the App's key (RS256), issued by the App, unexpired, living ≤ 10 minutes.
-fn verify_jwt(api: &GitHubApi, token: &str) -> bool {
-    let mut validation = Validation::new(Algorithm::RS256);
-    validation.leeway = 0;
-    validation.set_required_spec_claims(&["exp"]);
-    let Ok(data) = jsonwebtoken::decode::<Value>(token, &api.key, &validation) else {
-        return false;
-    };
-    let claims = data.claims;
-    let (Some(iat), Some(exp)) = (
-        claims.get("iat").and_then(Value::as_u64),
-        claims.get("exp").and_then(Value::as_u64),
-    ) else {
-        return false;
-    };
-    let now = Utc::now().timestamp() as u64;
-    let iss = match claims.get("iss") {
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => s.parse().ok(),
-        _ => None,
-    };
-    exp > iat && exp - iat <= MAX_JWT_LIFETIME && iat <= now + 60 && iss == Some(api.app_id)
-}
-
-fn accepts_github_json(headers: &HeaderMap) -> bool {
-    headers
-        .get_all("accept")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.split(';').next().unwrap_or_default().trim() == "application/vnd.github+json")
-}
-
-fn query_pairs(query: &str) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
-/// `per_page` (1..=100, default 30) and `page` (from 1); 422 for other keys.
-fn pagination(query: &str, allowed: &[&str]) -> Result<(usize, usize), Answer> {
-    let (mut per_page, mut page) = (30, 1);
-    for (key, value) in query_pairs(query) {
-        if !allowed.contains(&key.as_str()) {
-            return Err(invalid(&format!(
-                "Invalid request: unknown parameter {key}"
-            )));
-        }
-        match (key.as_str(), value.parse::<usize>()) {
-            ("per_page", Ok(n @ 1..=100)) => per_page = n,
-            ("page", Ok(n @ 1..)) => page = n,
-            ("per_page" | "page", _) => {
-                return Err(invalid(&format!("Invalid request: bad {key}")));
-            }
-            _ => {}
-        }
-    }
-    Ok((per_page, page))
 }

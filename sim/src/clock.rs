@@ -51,8 +51,11 @@ impl Clock {
         at.to_rfc3339_opts(SecondsFormat::Secs, true)
     }
 
-    /// Simulated time as ECS's timestamps show it (epoch seconds, fractional).
+    /// Simulated time as ECS's timestamps show it (epoch seconds, fractional), on the wall
+    /// clock: dockhand runs in real time and judges tasks' ages (idle, pending, running) by
+    /// its own clock, so the moment a task started must be the real moment it was
+    /// simulated.
     pub fn epoch_secs(&self, at: SimTime) -> f64 {
-        self.wall_start.timestamp_millis() as f64 / 1000.0 + at.as_secs_f64()
+        self.wall_start.timestamp_millis() as f64 / 1000.0 + self.real(at).as_secs_f64()
     }
 }

@@ -21,6 +21,7 @@
 mod orphans;
 mod quiet;
 mod replace;
+mod stops;
 mod surplus;
 mod tasks;
 
@@ -253,14 +254,12 @@ impl Reconciler {
             last.is_none_or(|at| at.elapsed() >= settings.orphan_interval)
         };
         if due {
-            match self.sweep_orphans(&settings, &pools, &mut pass).await {
-                Ok(()) => {
-                    *self.0.last_sweep.lock().expect("sweep lock") = Some(Instant::now());
-                    pass.swept = true;
-                }
-                Err(err) => {
-                    first_error.get_or_insert(err);
-                }
+            // A sweep that failed part-way waits for the next interval too: it pages through
+            // everything, and is not worth repeating every pass while GitHub or ECS falter.
+            *self.0.last_sweep.lock().expect("sweep lock") = Some(Instant::now());
+            pass.swept = true;
+            if let Err(err) = self.sweep_orphans(&settings, &pools, &mut pass).await {
+                first_error.get_or_insert(err);
             }
         }
         match first_error {

@@ -23,6 +23,14 @@ use crate::metrics as m;
 use crate::pool::Pools;
 use crate::store::{EventKind, Standing};
 
+/// Whether the error is GitHub's 404: the installation or target is gone.
+fn is_not_found(err: &anyhow::Error) -> bool {
+    matches!(
+        err.downcast_ref::<crate::github::GitHubError>(),
+        Some(crate::github::GitHubError::NotFound)
+    )
+}
+
 /// The prefix of every runner name dockhand registers (see the worker's `runner_name`).
 const NAME_PREFIX: &str = "dh-";
 /// How far back the jobs whose targets are swept go.
@@ -60,11 +68,24 @@ impl Reconciler {
                 targets.push((installation, target, pool_name));
             }
         }
+        // One target's failure (an installation gone: 404) does not stop the others.
+        let mut failed = None;
         for (installation, target, pool_name) in &targets {
-            self.sweep_target(settings, pools, *installation, target, pool_name, pass)
-                .await?;
+            match self
+                .sweep_target(settings, pools, *installation, target, pool_name, pass)
+                .await
+            {
+                Ok(()) => {}
+                Err(err) if is_not_found(&err) => {
+                    tracing::debug!(%target, "no runners to sweep: the App cannot see this target");
+                }
+                Err(err) => {
+                    tracing::warn!(%target, error = format!("{err:#}"), "could not sweep a target's registrations");
+                    failed.get_or_insert(err);
+                }
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     async fn sweep_target(

@@ -1,21 +1,19 @@
-//! Steps 1, 3, 4 and 8 of a pass: every task the store believes live is described (100 a
-//! call, per cluster) and what ECS says is recorded. A stopped task ends its runner; a task
-//! stuck starting past `pending_timeout`, or running past its pool's `max_runtime`, is
-//! stopped.
+//! Steps 1, 2 and 8 of a pass: every task the store believes live is described (100 a
+//! call, per cluster) and what ECS says is recorded. A stopped task ends its runner: a busy
+//! one is finished (its job fails on GitHub), one that took no job has its job replaced. A
+//! task stuck starting, or over its max runtime, is stopped (`stops`).
 
 use std::collections::{BTreeMap, HashMap};
 
-use anyhow::Context;
-use chrono::Utc;
-use serde_json::json;
-
-use super::{Pass, Reconciler, Seen, pool, pool_label, reap_detail};
+use super::{Pass, Reconciler, Seen, pool, pool_label};
 use crate::config::{LifecycleSettings, RunnerScopeKind};
-use crate::ecs::{TaskArn, TaskState};
+use crate::ecs::TaskState;
 use crate::github::{GitHubError, RunnerTarget};
 use crate::metrics as m;
 use crate::pool::Pools;
-use crate::store::{EventKind, LiveRunner, RunnerState, TaskEnd, end_detail};
+use crate::store::{LiveRunner, RunnerState, TaskEnd, end_detail};
+use anyhow::Context;
+use chrono::Utc;
 
 /// An idle runner: its task runs, and it has taken no job.
 #[derive(Debug, Clone)]
@@ -332,110 +330,6 @@ impl Reconciler {
         };
         self.replace(settings, pools, runner.for_job, why, &reason, detail, pass)
             .await
-    }
-
-    /// Step 3: a task still starting after `pending_timeout` is stopped, then handled as
-    /// stopped.
-    async fn stop_stuck(
-        &self,
-        settings: &LifecycleSettings,
-        pools: &Pools,
-        cluster: &str,
-        runner: &LiveRunner,
-        task: &TaskState,
-        pass: &mut Pass,
-    ) -> anyhow::Result<()> {
-        let words = format!(
-            "dockhand: still {} after lifecycle.pending_timeout ({})",
-            task.last_status,
-            humantime::format_duration(settings.pending_timeout)
-        );
-        let detail = reap_detail(
-            "pending_timeout",
-            &runner.runner_name,
-            Some(&task.arn),
-            &words,
-        );
-        if self
-            .would(
-                settings.dry_run,
-                Some(runner.for_job),
-                "stop_task",
-                detail.clone(),
-            )
-            .await
-        {
-            pass.would += 1;
-            return Ok(());
-        }
-        self.0
-            .ecs
-            .stop_task(cluster, &TaskArn(task.arn.clone()), &words)
-            .await
-            .context("stopping a task stuck starting")?;
-        pass.reaped += 1;
-        let label = pool_label(pools, Some(&runner.pool));
-        metrics::counter!(m::RUNNERS_REAPED_TOTAL, "pool" => label, "reason" => "pending_timeout")
-            .increment(1);
-        self.0
-            .store
-            .note(runner.for_job, EventKind::Reaped, detail)
-            .await?;
-        let end = TaskEnd {
-            task: task.arn.clone(),
-            started_at: None,
-            stopped_at: Some(Utc::now().timestamp_millis()),
-            stop_code: Some("UserInitiated".to_string()),
-            stopped_reason: Some(words),
-            exit_code: None,
-        };
-        self.stopped(settings, pools, runner, end, "pending_timeout", pass)
-            .await
-    }
-
-    /// Step 4: a task running past its pool's `max_runtime` is stopped. Its job, if it had
-    /// one, fails on GitHub; the next pass records the task stopped.
-    async fn stop_overtime(
-        &self,
-        settings: &LifecycleSettings,
-        pools: &Pools,
-        cluster: &str,
-        runner: &LiveRunner,
-        max: std::time::Duration,
-        pass: &mut Pass,
-    ) -> anyhow::Result<()> {
-        let words = format!(
-            "dockhand: ran longer than pool {}'s max_runtime ({})",
-            runner.pool,
-            humantime::format_duration(max)
-        );
-        let job = runner.ran_job.unwrap_or(runner.for_job);
-        let mut detail = reap_detail(
-            "max_runtime",
-            &runner.runner_name,
-            Some(&runner.task_arn),
-            &words,
-        );
-        detail["job"] = json!(job.0);
-        if self
-            .would(settings.dry_run, Some(job), "stop_task", detail.clone())
-            .await
-        {
-            pass.would += 1;
-            return Ok(());
-        }
-        self.0
-            .ecs
-            .stop_task(cluster, &TaskArn(runner.task_arn.clone()), &words)
-            .await
-            .context("stopping a task over its max runtime")?;
-        pass.reaped += 1;
-        let label = pool_label(pools, Some(&runner.pool));
-        metrics::counter!(m::RUNNERS_REAPED_TOTAL, "pool" => label, "reason" => "max_runtime")
-            .increment(1);
-        tracing::warn!(runner = runner.runner_name, job.id = %job, "stopped a runner task over its pool's max_runtime");
-        self.0.store.note(job, EventKind::Reaped, detail).await?;
-        Ok(())
     }
 }
 

@@ -291,7 +291,12 @@ impl Store {
             "INSERT INTO runners (runner_name, pool, for_job_id, runner_id, state, created_at, updated_at)
              VALUES ($1, $2, $3, $4, 'registered', $5, $5)
              ON CONFLICT (runner_name) DO UPDATE SET
-                 runner_id = excluded.runner_id, state = 'registered', updated_at = excluded.updated_at",
+                 runner_id = excluded.runner_id,
+                 -- A runner seen running a job (a take-over adopting it) stays as seen: it
+                 -- must not count as live again.
+                 state = CASE WHEN runners.state IN ('busy', 'finished', 'removed', 'stopped')
+                              THEN runners.state ELSE 'registered' END,
+                 updated_at = excluded.updated_at",
         );
         sqlx::query(sql)
             .bind(runner_name.to_string())

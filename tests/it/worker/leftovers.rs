@@ -173,6 +173,14 @@ async fn a_launch_whose_runner_already_ran_a_job_is_not_launched_again(#[case] b
     let job = worker.store().job(JobId(1406)).await.unwrap().unwrap();
     assert_eq!(job.launch, LaunchState::Adopted);
     assert_eq!(job.runner_name.as_deref(), Some(runner.name.as_str()));
+    // The runner ran its job and left: it holds none of the pool's `max_runners` slots.
+    let store = worker.store();
+    assert_eq!(store.live_runners("linux-x64").await.unwrap(), 0);
+    let record = store.runners().await.unwrap().remove(0);
+    assert_eq!(
+        (record.state, record.ran_job_id),
+        (dockhand::store::RunnerState::Finished, Some(JobId(1407)))
+    );
     env.proxy.release_run_task();
 }
 

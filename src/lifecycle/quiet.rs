@@ -14,7 +14,7 @@ use crate::domain::{Conclusion, JobAction, JobStatus, RunnerAssignment};
 use crate::github::{GitHubError, WorkflowJobView};
 use crate::metrics as m;
 use crate::pool::Pools;
-use crate::store::{JobSpec, LaunchState};
+use crate::store::{Debt, JobSpec, LaunchState};
 
 /// Quiet jobs asked about in one pass, at most: one GitHub call each.
 const VERIFY_PER_PASS: u32 = 50;
@@ -124,8 +124,17 @@ impl Reconciler {
                     "GitHub still shows the job queued after lifecycle.verify_after ({}) and pool {pool_name} has no idle or starting runner",
                     humantime::format_duration(settings.verify_after)
                 );
-                self.replace(settings, pools, spec.job, "quiet", &reason, detail, pass)
-                    .await
+                self.replace(
+                    settings,
+                    pools,
+                    spec.job,
+                    Debt::Queued,
+                    "quiet",
+                    &reason,
+                    detail,
+                    pass,
+                )
+                .await
             }
             _ => Ok(()),
         }

@@ -19,7 +19,7 @@ use crate::metrics as m;
 use crate::pool::Pools;
 use crate::queue::envelope::Envelope;
 use crate::queue::{ATTR_DEAD_LETTER_REASON, dead_letter_reason};
-use crate::store::{JobSpec, REDELIVERY_PREFIX, Replaced};
+use crate::store::{Debt, JobSpec, REDELIVERY_PREFIX, Replaced};
 
 /// The job as a delivery of `action`, rebuilt from its row: what a worker needs.
 pub(super) fn event_of(spec: &JobSpec, action: JobAction, delivery: String) -> JobEvent {
@@ -61,6 +61,7 @@ impl Reconciler {
         settings: &LifecycleSettings,
         pools: &Pools,
         job: JobId,
+        debt: Debt,
         why: &'static str,
         reason: &str,
         detail: Value,
@@ -69,7 +70,7 @@ impl Reconciler {
         let outcome = self
             .0
             .store
-            .replace_runner(job, why, reason, settings.max_replacements, detail)
+            .replace_runner(job, debt, why, reason, settings.max_replacements, detail)
             .await?;
         match outcome {
             Replaced::Reopened(spec) => {

@@ -11,7 +11,7 @@ use crate::ecs::TaskState;
 use crate::github::{GitHubError, RunnerTarget};
 use crate::metrics as m;
 use crate::pool::Pools;
-use crate::store::{LiveRunner, RunnerState, TaskEnd, end_detail};
+use crate::store::{Debt, LiveRunner, RunnerState, TaskEnd, end_detail};
 use anyhow::Context;
 use chrono::Utc;
 
@@ -328,8 +328,17 @@ impl Reconciler {
             (Some(code), None) => code.clone(),
             (None, None) => "ECS no longer knows the task (reason unknown)".to_string(),
         };
-        self.replace(settings, pools, runner.for_job, why, &reason, detail, pass)
-            .await
+        self.replace(
+            settings,
+            pools,
+            runner.for_job,
+            Debt::Owed,
+            why,
+            &reason,
+            detail,
+            pass,
+        )
+        .await
     }
 }
 

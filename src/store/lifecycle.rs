@@ -74,6 +74,27 @@ pub enum Replaced {
     NotOwed,
 }
 
+/// When a job whose runner went away is owed another ([`Store::replace_runner`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Debt {
+    /// While it owes a launch: not cancelled before any runner took it, not run by a
+    /// runner dockhand did not launch.
+    Owed,
+    /// Only while GitHub has it queued.
+    Queued,
+}
+
+impl Debt {
+    fn condition(self) -> &'static str {
+        match self {
+            Self::Owed => {
+                "NOT ((github = 'completed' AND ran_on IS NULL) OR COALESCE(ran_on_dockhand, 1) = 0)"
+            }
+            Self::Queued => "github = 'queued'",
+        }
+    }
+}
+
 /// Where a runner name stands in the store, for the orphan sweep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Standing {
@@ -212,7 +233,11 @@ impl Store {
                 EventKind::TaskStopped,
                 detail.clone(),
             )];
-            if let (true, Some(ran)) = (busy, runner.ran_job) {
+            // An ephemeral runner's container exits 0 after its job: only another end lost
+            // the job it was running.
+            let clean = end.stop_code.as_deref() == Some("EssentialContainerExited")
+                && end.exit_code == Some(0);
+            if let (true, false, Some(ran)) = (busy, clean, runner.ran_job) {
                 notes.push(Note::new(ran, now, EventKind::RunnerLost, detail));
             }
             self.append_all(&mut tx, notes).await?;
@@ -223,17 +248,22 @@ impl Store {
 
     /// Gives a job whose runner went away before taking a job a new attempt: `owed` again,
     /// its runner and task forgotten (the caller removed or gave up the old ones), unless it
-    /// was replaced `max` times already, when it fails. Only a job GitHub has not started,
-    /// launched or adopted, qualifies. `why` is a closed label (`task_stopped`,
+    /// was replaced `max` times already, when it fails. A launched (or adopted) job
+    /// qualifies while it still owes a launch ([`Debt::Owed`]: it was neither cancelled
+    /// before any runner took it nor run by a runner dockhand did not launch; a job another
+    /// of dockhand's runners took still owes the pool the runner that died), or only while
+    /// GitHub has it queued ([`Debt::Queued`]). `why` is a closed label (`task_stopped`,
     /// `pending_timeout`, `quiet`), `detail` says more for the history.
     pub async fn replace_runner(
         &self,
         job: JobId,
+        debt: Debt,
         why: &'static str,
         reason: &str,
         max: u32,
         detail: Value,
     ) -> Result<Replaced, StoreError> {
+        let owed = debt.condition();
         let mut w = self.write("replace_runner").await?;
         let now = self.now();
         let mut tx = sqlx::Connection::begin(&mut *w.conn).await?;
@@ -242,7 +272,7 @@ impl Store {
                  runner_name = NULL, runner_id = NULL, task_arn = NULL, cluster = NULL,
                  lease_owner = NULL, lease_expires_at = NULL, verified_at = NULL,
                  reason = $2, updated_at = $3
-             WHERE job_id = $1 AND launch IN ('launched', 'adopted') AND github = 'queued'
+             WHERE job_id = $1 AND launch IN ('launched', 'adopted') AND {owed}
                AND replacements < $4
              RETURNING {JOB_SPEC}"
         )))
@@ -266,7 +296,7 @@ impl Store {
             let failed = sqlx::query(self.sql_owned(format!(
                 "UPDATE jobs SET launch = 'failed', reason = $2, updated_at = $3,
                      runner_name = NULL, runner_id = NULL, task_arn = NULL, cluster = NULL
-                 WHERE job_id = $1 AND launch IN ('launched', 'adopted') AND github = 'queued'
+                 WHERE job_id = $1 AND launch IN ('launched', 'adopted') AND {owed}
                  RETURNING {JOB_SPEC}"
             )))
             .bind(job.0 as i64)

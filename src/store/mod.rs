@@ -38,7 +38,7 @@ use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr, SqlStr};
 pub use claims::{Claim, Leftovers, Owed, PriorAttempt};
 pub use history::{Deferred, Delivered, EventKind, HistoryEntry, REDELIVERY_PREFIX};
 pub use jobs::{JobFilter, JobRecord};
-pub use lifecycle::{JobSpec, LiveRunner, Replaced, Standing, TaskEnd, end_detail};
+pub use lifecycle::{Debt, JobSpec, LiveRunner, Replaced, Standing, TaskEnd, end_detail};
 pub use prune::{PRUNE_BATCH, Pruned};
 pub use runners::RunnerRecord;
 pub use state::{GitHubState, LaunchState, RunnerState};

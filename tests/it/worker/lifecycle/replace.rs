@@ -324,3 +324,45 @@ async fn max_runners_frees_its_slots_when_ghosts_are_found(#[case] backend: Back
     assert_eq!(next(&worker).await, Settled::Done(Outcome::Launched));
     assert_eq!(runner_of(store, 2402).await.state, RunnerState::Launched);
 }
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_dying_after_its_job_ran_elsewhere_is_still_replaced(#[case] backend: Backend) {
+    let env = Env::with(QueueChoice::Embedded, backend, with_lifecycle).await;
+    let worker = env.worker().await;
+    let reconciler = reconciler(&worker, lifecycle());
+    let store = worker.store();
+    let a = launched(&env, &worker, 2501).await;
+    let b = launched(&env, &worker, 2502).await;
+    // GitHub gives job 2501 to 2502's runner; then 2501's own runner dies unused. Job 2502
+    // now waits for a runner: the pool is one short, and 2501 still owes it one.
+    env.app
+        .deliver(Delivery::signed(event_on(
+            "in_progress",
+            2501,
+            Some(&b.runner_name),
+        )))
+        .await;
+    assert_eq!(next(&worker).await, Settled::Done(Outcome::Tracked));
+    dies_before_registering(&env, a.task_arn.as_ref().unwrap()).await;
+    let p = pass(&reconciler).await;
+    assert_eq!((p.stopped, p.replaced), (1, 1), "{p:?}");
+    assert_eq!(next(&worker).await, Settled::Done(Outcome::Launched));
+    assert_eq!(
+        runner_of(store, 2501).await.runner_name,
+        "dh-linux-x64-2501-2"
+    );
+    // A job cancelled before any runner took it owes nothing: its dead runner is not
+    // replaced.
+    let c = launched(&env, &worker, 2503).await;
+    env.app
+        .deliver(Delivery::signed(event_on("completed", 2503, None)))
+        .await;
+    assert_eq!(next(&worker).await, Settled::Done(Outcome::Tracked));
+    dies_before_registering(&env, c.task_arn.as_ref().unwrap()).await;
+    let p = pass(&reconciler).await;
+    assert_eq!((p.stopped, p.replaced), (1, 0), "{p:?}");
+    assert_eq!(env.proxy.run_task_calls().len(), 4);
+}

@@ -203,6 +203,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn lifecycle_changes_apply_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dockhand.toml");
+        std::fs::write(&file, config("s")).unwrap();
+        let source = ConfigSource::File(file.clone());
+        let running = source.load().await.unwrap();
+        let (updater, _pools) = LivePools::new(Pools::from_settings(&running.pools));
+        let (lifecycle, seen) = tokio::sync::watch::channel(running.lifecycle.clone());
+        let mut reloader =
+            Reloader::new(source, Roles::INGRESS, false, running, updater, lifecycle);
+        let changed = format!(
+            "{}\n[lifecycle]\nidle_timeout = \"2m\"\nmax_replacements = 5\n",
+            config("s")
+        );
+        std::fs::write(&file, changed).unwrap();
+        assert_eq!(reloader.reload_once().await, Reloaded::Applied);
+        let now = seen.borrow().clone();
+        assert_eq!(
+            (now.idle_timeout, now.max_replacements),
+            (std::time::Duration::from_secs(120), 5)
+        );
+        assert!(reloader.reported.is_empty(), "{:?}", reloader.reported);
+        // An invalid value is refused; the running one stays.
+        let invalid = format!("{}\n[lifecycle]\nmax_replacements = 99\n", config("s"));
+        std::fs::write(&file, invalid).unwrap();
+        assert_eq!(reloader.reload_once().await, Reloaded::Invalid);
+        assert_eq!(seen.borrow().max_replacements, 5);
+    }
+
+    #[tokio::test]
     async fn a_changed_inline_secret_is_seen_as_a_change() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("dockhand.toml");

@@ -249,3 +249,67 @@ async fn a_dry_run_pass_changes_nothing(#[case] backend: Backend) {
     let would = &entries(store, 3502, EventKind::Would).await[0];
     assert_eq!(would["action"], "replace");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_runner_whose_task_exits_cleanly_finished_its_job_and_lost_nothing() {
+    let env = Env::with(QueueChoice::Embedded, Backend::Sqlite, with_lifecycle).await;
+    let worker = env.worker().await;
+    let reconciler = reconciler(&worker, lifecycle());
+    let runner = launched(&env, &worker, 3601).await;
+    let task = runner.task_arn.clone().unwrap();
+    env.app
+        .deliver(Delivery::signed(event_on(
+            "in_progress",
+            3601,
+            Some(&runner.runner_name),
+        )))
+        .await;
+    assert_eq!(next(&worker).await, Settled::Done(Outcome::Tracked));
+    // The job is done and the ephemeral runner's container exits 0, before the `completed`
+    // webhook is processed.
+    stop_in_ecs(&env, &task, "Essential container in task exited").await;
+    env.proxy.patch_task(
+        &task,
+        json!({
+            "stopCode": "EssentialContainerExited",
+            "containers": [{"name": "runner", "lastStatus": "STOPPED", "exitCode": 0}],
+        }),
+    );
+    let p = pass(&reconciler).await;
+    assert_eq!((p.stopped, p.replaced), (1, 0), "{p:?}");
+    let store = worker.store();
+    assert_eq!(runner_of(store, 3601).await.state, RunnerState::Finished);
+    assert!(entries(store, 3601, EventKind::RunnerLost).await.is_empty());
+    assert_eq!(
+        entries(store, 3601, EventKind::TaskStopped).await[0]["exit_code"],
+        0
+    );
+    // Killed under its job (an out-of-memory exit), it did lose the job.
+    let other = launched(&env, &worker, 3602).await;
+    let task = other.task_arn.clone().unwrap();
+    env.app
+        .deliver(Delivery::signed(event_on(
+            "in_progress",
+            3602,
+            Some(&other.runner_name),
+        )))
+        .await;
+    assert_eq!(next(&worker).await, Settled::Done(Outcome::Tracked));
+    stop_in_ecs(
+        &env,
+        &task,
+        "OutOfMemoryError: Container killed due to memory usage",
+    )
+    .await;
+    env.proxy.patch_task(
+        &task,
+        json!({
+            "stopCode": "EssentialContainerExited",
+            "containers": [{"name": "runner", "lastStatus": "STOPPED", "exitCode": 137}],
+        }),
+    );
+    let p = pass(&reconciler).await;
+    assert_eq!(p.stopped, 1, "{p:?}");
+    let lost = &entries(store, 3602, EventKind::RunnerLost).await[0];
+    assert_eq!(lost["exit_code"], 137);
+}

@@ -56,11 +56,28 @@ impl Reconciler {
     ) -> anyhow::Result<()> {
         let since = Utc::now().timestamp_millis() - TARGETS_SINCE_MS;
         let mut targets: Vec<(InstallationId, RunnerTarget, String)> = Vec::new();
+        let mut failed = None;
         for (pool_name, repo, installation) in self.0.store.recent_repos(since).await? {
             let Some(pool) = pool(pools, &pool_name) else {
                 continue;
             };
             let target = RunnerTarget::for_repo(pool.settings.scope, &repo);
+            // A job from an org or repo webhook named no installation: the App's on the
+            // target's account acts, as it did for the launch (looked up once, cached).
+            let installation = match installation {
+                Some(installation) => installation,
+                None => match self.0.github.installation_for(&target).await {
+                    Ok(installation) => installation,
+                    Err(crate::github::GitHubError::NotFound) => continue,
+                    Err(err) => {
+                        failed.get_or_insert(
+                            anyhow::Error::new(err)
+                                .context(format!("looking up the App's installation on {target}")),
+                        );
+                        continue;
+                    }
+                },
+            };
             if !targets
                 .iter()
                 .any(|(i, t, _)| *i == installation && *t == target)
@@ -69,7 +86,6 @@ impl Reconciler {
             }
         }
         // One target's failure (an installation gone: 404) does not stop the others.
-        let mut failed = None;
         for (installation, target, pool_name) in &targets {
             match self
                 .sweep_target(settings, pools, *installation, target, pool_name, pass)

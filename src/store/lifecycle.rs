@@ -429,14 +429,15 @@ impl Store {
     }
 
     /// The repositories and installations of jobs received since `since_ms`, by pool: where
-    /// the orphan sweep lists registrations.
+    /// the orphan sweep lists registrations. `None`: the job's webhook named no
+    /// installation (an org or repo hook), and the App's installation on its account acts.
     pub async fn recent_repos(
         &self,
         since_ms: i64,
-    ) -> Result<Vec<(String, String, InstallationId)>, StoreError> {
+    ) -> Result<Vec<(String, String, Option<InstallationId>)>, StoreError> {
         let rows = sqlx::query(self.sql(
             "SELECT DISTINCT pool, repo, installation_id FROM jobs
-             WHERE received_at > $1 AND pool IS NOT NULL AND installation_id IS NOT NULL",
+             WHERE received_at > $1 AND pool IS NOT NULL",
         ))
         .bind(since_ms)
         .fetch_all(&self.pool)
@@ -446,7 +447,8 @@ impl Store {
                 Ok((
                     r.try_get("pool")?,
                     r.try_get("repo")?,
-                    InstallationId(r.try_get::<i64, _>("installation_id")? as u64),
+                    r.try_get::<Option<i64>, _>("installation_id")?
+                        .map(|i| InstallationId(i as u64)),
                 ))
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -176,3 +176,39 @@ async fn orphaned_registrations_and_tasks_are_cleaned_up_across_pages(#[case] ba
     let p = pass(&reconciler).await;
     assert!(!p.swept);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_goes_on_past_an_organisation_the_app_was_removed_from() {
+    let env = Env::with(QueueChoice::Embedded, Backend::Sqlite, with_lifecycle).await;
+    let worker = env.worker().await;
+    let reconciler = reconciler(&worker, lifecycle());
+    // Recent jobs in two organisations; then the App is uninstalled from the first.
+    launched(&env, &worker, 5201).await;
+    let elsewhere = dockhand::synthetic::workflow_job_payload(&dockhand::synthetic::SyntheticJob {
+        job_id: 5202,
+        labels: vec!["self-hosted".into(), "linux".into()],
+        repo: "acme/app".into(),
+        installation_id: None,
+        ..Default::default()
+    });
+    env.app
+        .deliver(Delivery::signed(elsewhere.to_string().into_bytes()))
+        .await;
+    assert_eq!(next(&worker).await, Settled::Done(Outcome::Launched));
+    env.github.uninstall("octo-org");
+    let stale = env.github.register_runner(
+        &RunnerTarget::Org("acme".into()),
+        "dh-linux-x64-77001-1",
+        false,
+    );
+
+    let p = reconciler
+        .pass()
+        .await
+        .expect("a target GitHub no longer shows fails nothing");
+    assert!(p.swept, "{p:?}");
+    assert!(
+        env.github.runners().iter().all(|r| r.id != stale),
+        "acme's stale registration is deleted"
+    );
+}

@@ -38,6 +38,7 @@ pub const JOBS_HEALED_TOTAL: &str = "dockhand_jobs_healed_total";
 pub const ORPHANS_FOUND_TOTAL: &str = "dockhand_orphans_found_total";
 pub const RECONCILE_SECONDS: &str = "dockhand_reconcile_seconds";
 pub const RECONCILE_LEADER: &str = "dockhand_reconcile_leader";
+pub const RECONCILE_ENABLED: &str = "dockhand_reconcile_enabled";
 pub const RECONCILE_LAST_PASS: &str = "dockhand_reconcile_last_pass_timestamp_seconds";
 
 pub const GITHUB_REQUESTS_TOTAL: &str = "dockhand_github_requests_total";
@@ -296,6 +297,10 @@ fn describe() {
     metrics::describe_gauge!(
         RECONCILE_LEADER,
         "1 on the process that leads the reconciler, 0 on the others."
+    );
+    metrics::describe_gauge!(
+        RECONCILE_ENABLED,
+        "1 where the reconciler runs (lifecycle.enabled), 0 where it was turned off."
     );
     metrics::describe_gauge!(
         RECONCILE_LAST_PASS,

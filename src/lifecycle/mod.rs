@@ -161,6 +161,7 @@ impl Reconciler {
         let inner = &self.0;
         loop {
             let settings = inner.settings.borrow().clone();
+            metrics::gauge!(m::RECONCILE_ENABLED).set(if settings.enabled { 1.0 } else { 0.0 });
             let leads = settings.enabled
                 && match inner
                     .store

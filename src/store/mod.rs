@@ -25,6 +25,7 @@ mod lifecycle;
 mod prune;
 mod runners;
 mod state;
+mod sweep;
 mod tracking;
 
 use std::sync::Arc;
@@ -38,10 +39,11 @@ use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr, SqlStr};
 pub use claims::{Claim, Leftovers, Owed, PriorAttempt};
 pub use history::{Deferred, Delivered, EventKind, HistoryEntry, REDELIVERY_PREFIX};
 pub use jobs::{JobFilter, JobRecord};
-pub use lifecycle::{Debt, JobSpec, LiveRunner, Replaced, Standing, TaskEnd, end_detail};
+pub use lifecycle::{Debt, JobSpec, LiveRunner, Replaced, TaskEnd, end_detail};
 pub use prune::{PRUNE_BATCH, Pruned};
 pub use runners::RunnerRecord;
 pub use state::{GitHubState, LaunchState, RunnerState};
+pub use sweep::Standing;
 
 use crate::config::StoreSettings;
 use crate::domain::{JobEvent, JobId};

@@ -105,46 +105,24 @@ impl Launcher {
         cluster: &str,
         started_by: &str,
     ) -> Result<Option<TaskArn>, LaunchError> {
-        let mut arns = Vec::new();
-        let mut pages = self
-            .client
-            .list_tasks()
-            .cluster(cluster)
-            .started_by(started_by)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| failed(Operation::ListTasks, e))?;
-            record(Operation::ListTasks, Outcome::Ok);
-            arns.extend(page.task_arns.unwrap_or_default());
-        }
+        let arns = self
+            .list_arns(
+                self.client
+                    .list_tasks()
+                    .cluster(cluster)
+                    .started_by(started_by),
+            )
+            .await?;
         // ListTasks lists recently stopped tasks too, and is eventually consistent, so
         // DescribeTasks has the last word.
-        let mut live = Vec::new();
-        for batch in arns.chunks(DESCRIBE_BATCH) {
-            let out = self
-                .client
-                .describe_tasks()
-                .cluster(cluster)
-                .set_tasks(Some(batch.to_vec()))
-                .send()
-                .await
-                .map_err(|e| failed(Operation::DescribeTasks, e))?;
-            record(Operation::DescribeTasks, Outcome::Ok);
-            live.extend(
-                out.tasks
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|task| {
-                        let stopped = task.last_status() == Some("STOPPED")
-                            || task.desired_status() == Some("STOPPED");
-                        let arn = task.task_arn?.to_string();
-                        (!stopped).then_some((task.created_at, arn))
-                    }),
-            );
-        }
-        live.sort();
-        Ok(live.into_iter().next().map(|(_, arn)| TaskArn(arn)))
+        let described = self.describe_tasks(cluster, &arns, "", false).await?;
+        Ok(described
+            .tasks
+            .into_iter()
+            .filter(|t| !t.is_stopped())
+            .map(|t| (t.created_at, t.arn))
+            .min()
+            .map(|(_, arn)| TaskArn(arn)))
     }
 
     /// A task as ECS describes it now, for `dockhand jobs show --live`; `None` when ECS

@@ -133,6 +133,21 @@ impl Launcher {
         Ok(described)
     }
 
+    /// Every ARN a ListTasks request lists, page by page to the last.
+    pub(super) async fn list_arns(
+        &self,
+        request: aws_sdk_ecs::operation::list_tasks::builders::ListTasksFluentBuilder,
+    ) -> Result<Vec<String>, LaunchError> {
+        let mut arns = Vec::new();
+        let mut pages = request.into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| failed(Operation::ListTasks, e))?;
+            record(Operation::ListTasks, Outcome::Ok);
+            arns.extend(page.task_arns.unwrap_or_default());
+        }
+        Ok(arns)
+    }
+
     /// Every task in the cluster that is meant to run (desired status RUNNING), with its
     /// tags: ListTasks to its last page, then DescribeTasks 100 at a time.
     pub async fn running_tasks(
@@ -140,20 +155,13 @@ impl Launcher {
         cluster: &str,
         container: &str,
     ) -> Result<Vec<TaskState>, LaunchError> {
-        let mut arns = Vec::new();
-        let mut pages = self
+        let request = self
             .client
             .list_tasks()
             .cluster(cluster)
             .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
-            .max_results(100)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| failed(Operation::ListTasks, e))?;
-            record(Operation::ListTasks, Outcome::Ok);
-            arns.extend(page.task_arns.unwrap_or_default());
-        }
+            .max_results(100);
+        let arns = self.list_arns(request).await?;
         if arns.is_empty() {
             return Ok(Vec::new());
         }

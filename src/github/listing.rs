@@ -5,7 +5,7 @@ use super::request::{Endpoint, Method};
 use super::{
     GitHubApp, GitHubError, MAX_PAGES, PER_PAGE, RegisteredRunner, RunnerPage, RunnerTarget,
 };
-use crate::domain::{InstallationId, RunnerId};
+use crate::domain::InstallationId;
 
 impl GitHubApp {
     /// Every runner registered on `target`, 100 a page. Stops at `MAX_PAGES` pages (10,000
@@ -33,12 +33,7 @@ impl GitHubApp {
                 .await?
                 .json()?;
             let last = answer.runners.len() < PER_PAGE;
-            runners.extend(answer.runners.into_iter().map(|r| RegisteredRunner {
-                id: RunnerId(r.id),
-                name: r.name,
-                busy: r.busy,
-                status: r.status,
-            }));
+            runners.extend(answer.runners.into_iter().map(RegisteredRunner::from));
             if last || runners.len() >= answer.total_count {
                 return Ok(runners);
             }

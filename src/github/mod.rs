@@ -177,6 +177,17 @@ struct RunnerEntry {
     status: String,
 }
 
+impl From<RunnerEntry> for RegisteredRunner {
+    fn from(runner: RunnerEntry) -> Self {
+        Self {
+            id: RunnerId(runner.id),
+            name: runner.name,
+            busy: runner.busy,
+            status: runner.status,
+        }
+    }
+}
+
 impl GitHubApp {
     /// Builds the App client from `[github]`: reads the private key (from wherever its
     /// source says), proves it can sign a JWT, and points octocrab at `api_url` with
@@ -320,12 +331,7 @@ impl GitHubApp {
             seen += answer.runners.len();
             let last = filtered || answer.runners.len() < PER_PAGE || seen >= answer.total_count;
             if let Some(runner) = answer.runners.into_iter().find(|r| r.name == name) {
-                return Ok(Some(RegisteredRunner {
-                    id: RunnerId(runner.id),
-                    name: runner.name,
-                    busy: runner.busy,
-                    status: runner.status,
-                }));
+                return Ok(Some(runner.into()));
             }
             if last {
                 return Ok(None);

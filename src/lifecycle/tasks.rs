@@ -295,6 +295,14 @@ impl Reconciler {
             pass.would += 1;
             return Ok(());
         }
+        if !self.0.store.record_task_stopped(runner, &end).await? {
+            return Ok(());
+        }
+        pass.stopped += 1;
+        metrics::counter!(m::RUNNER_STOPS_TOTAL, "pool" => label, "stop_code" => stop_code_label(end.stop_code.as_deref())).increment(1);
+        // Recorded before the registration is deleted: a delete that fails leaves a
+        // registration of a runner the store shows done, which the orphan sweep removes,
+        // and the replacement does not wait for it.
         if let (Some(found), Some((installation, target))) = (&listed, &registration)
             && !found.busy
         {
@@ -307,14 +315,13 @@ impl Reconciler {
                 Ok(()) => {}
                 // It took a job after all, and GitHub says so: not a runner to replace.
                 Err(GitHubError::Validation { .. }) => return Ok(()),
-                Err(err) => return Err(err).context("removing the stopped runner's registration"),
+                Err(err) => tracing::warn!(
+                    runner = runner.runner_name,
+                    error = %crate::telemetry::chain(&err),
+                    "could not remove a stopped runner's registration; the orphan sweep will"
+                ),
             }
         }
-        if !self.0.store.record_task_stopped(runner, &end).await? {
-            return Ok(());
-        }
-        pass.stopped += 1;
-        metrics::counter!(m::RUNNER_STOPS_TOTAL, "pool" => label, "stop_code" => stop_code_label(end.stop_code.as_deref())).increment(1);
         if !replace {
             tracing::info!(
                 runner = runner.runner_name,

@@ -366,3 +366,37 @@ async fn a_runner_dying_after_its_job_ran_elsewhere_is_still_replaced(#[case] ba
     assert_eq!((p.stopped, p.replaced), (1, 0), "{p:?}");
     assert_eq!(env.proxy.run_task_calls().len(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_registration_delete_neither_delays_the_replacement_nor_leaks_it() {
+    let env = Env::with(QueueChoice::Embedded, Backend::Sqlite, with_lifecycle).await;
+    let worker = env.worker().await;
+    let reconciler = reconciler(&worker, lifecycle());
+    let dead = launched(&env, &worker, 2601).await;
+    // The first sweep (nothing to find) is out of the way.
+    assert!(pass(&reconciler).await.swept);
+    dies_before_registering(&env, dead.task_arn.as_ref().unwrap()).await;
+    env.github.fail_next(
+        Endpoint::DeleteRunner,
+        crate::common::fake_github::Failure::Status(502),
+    );
+    let p = pass(&reconciler).await;
+    assert_eq!((p.stopped, p.replaced), (1, 1), "{p:?}");
+    assert!(
+        env.github
+            .runners()
+            .iter()
+            .any(|r| r.name == dead.runner_name)
+    );
+    assert_eq!(next(&worker).await, Settled::Done(Outcome::Launched));
+    // The next sweep (a new reconciler sweeps on its first pass) removes the registration
+    // the store shows done.
+    let p = pass(&super::reconciler(&worker, lifecycle())).await;
+    assert!(p.swept);
+    assert!(
+        env.github
+            .runners()
+            .iter()
+            .all(|r| r.name != dead.runner_name)
+    );
+}

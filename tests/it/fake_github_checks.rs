@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::common::fake_github::{Auth, Endpoint, FakeGitHub};
+use crate::common::fake_github::{Auth, Endpoint, Failure, FakeGitHub};
 use crate::github::APP_ID;
 
 /// The media type GitHub's docs ask every REST call to accept.
@@ -268,4 +268,157 @@ async fn the_fake_refuses_requests_that_do_not_accept_githubs_json() {
         200,
         "one of several"
     );
+}
+
+#[tokio::test]
+async fn the_fake_serves_workflow_runs_of_their_own_repository() {
+    let fake = FakeGitHub::start(APP_ID).await;
+    let token = mint(&fake, 5).await;
+    fake.set_run("Octo-Org/Hello", 70, "completed", Some("failure"), 1);
+    fake.set_run("octo-org/other", 80, "completed", Some("failure"), 1);
+    let get = reqwest::Method::GET;
+
+    let (status, body) = raw(
+        &fake,
+        get.clone(),
+        "/repos/octo-org/hello/actions/runs/70",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({
+            "id": 70, "status": "completed", "conclusion": "failure", "run_attempt": 1,
+            "repository": {"full_name": "Octo-Org/Hello"},
+        })
+    );
+    for (why, path) in [
+        ("an unknown run", "/repos/octo-org/hello/actions/runs/71"),
+        (
+            "another repo's run",
+            "/repos/octo-org/hello/actions/runs/80",
+        ),
+        ("not a run id", "/repos/octo-org/hello/actions/runs/seventy"),
+    ] {
+        let (status, body) = raw(&fake, get.clone(), path, Some(&token), None).await;
+        assert_eq!(
+            (status, body),
+            (404, json!({"message": "Not Found"})),
+            "{why}"
+        );
+    }
+    let (status, _) = raw(
+        &fake,
+        get.clone(),
+        "/repos/octo-org/hello/actions/runs/70",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "no credentials");
+    let app_jwt = jwt(TEST_KEY, APP_ID, -60, 540);
+    let (status, _) = raw(
+        &fake,
+        get.clone(),
+        "/repos/octo-org/hello/actions/runs/70",
+        Some(&app_jwt),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "runs need an installation token");
+    assert_eq!(fake.count(Endpoint::WorkflowRun), 6);
+
+    fake.fail_next(Endpoint::WorkflowRun, Failure::Status(502));
+    let (status, _) = raw(
+        &fake,
+        get.clone(),
+        "/repos/octo-org/hello/actions/runs/70",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 502);
+
+    // A job of a re-run carries its run and attempt.
+    fake.set_job_in_run("octo-org/hello", 701, 70, 2, "queued", None, None);
+    let (status, job) = raw(
+        &fake,
+        get,
+        "/repos/octo-org/hello/actions/jobs/701",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(
+        (job["run_id"].clone(), job["run_attempt"].clone()),
+        (json!(70), json!(2))
+    );
+}
+
+#[tokio::test]
+async fn the_fake_reruns_failed_jobs_only_of_completed_runs_that_failed() {
+    let fake = FakeGitHub::start(APP_ID).await;
+    let token = mint(&fake, 5).await;
+    let path = "/repos/octo-org/hello/actions/runs/70/rerun-failed-jobs";
+    let post = reqwest::Method::POST;
+    let fake = &fake;
+    let rerun = move |bearer: Option<String>, body: Option<serde_json::Value>| {
+        let post = post.clone();
+        async move { raw(fake, post, path, bearer.as_deref(), body).await }
+    };
+
+    let (status, _) = rerun(Some(token.clone()), None).await;
+    assert_eq!(status, 404, "an unknown run");
+
+    fake.set_run("octo-org/hello", 70, "in_progress", None, 1);
+    let (status, body) = rerun(Some(token.clone()), None).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        body["message"],
+        "Cannot re-run a workflow run that is not completed"
+    );
+    assert_eq!(fake.run(70), Some(("in_progress".to_string(), None, 1)));
+
+    fake.set_run("octo-org/hello", 70, "completed", Some("success"), 1);
+    let (status, _) = rerun(Some(token.clone()), None).await;
+    assert_eq!(status, 403, "nothing failed");
+
+    fake.set_run("octo-org/hello", 70, "completed", Some("failure"), 1);
+    let (status, _) = rerun(None, None).await;
+    assert_eq!(status, 401, "no credentials");
+    let (status, _) = rerun(Some(jwt(TEST_KEY, APP_ID, -60, 540)), None).await;
+    assert_eq!(status, 401, "an App JWT");
+    for (why, body) in [
+        ("not an object", json!(["enable_debug_logging"])),
+        ("an unknown key", json!({"jobs": [1]})),
+        (
+            "debug logging as a string",
+            json!({"enable_debug_logging": "yes"}),
+        ),
+    ] {
+        let (status, _) = rerun(Some(token.clone()), Some(body)).await;
+        assert_eq!(status, 422, "{why}");
+    }
+    fake.fail_next(Endpoint::RerunFailedJobs, Failure::Status(500));
+    let (status, _) = rerun(Some(token.clone()), None).await;
+    assert_eq!(status, 500);
+    assert_eq!(
+        fake.run(70),
+        Some(("completed".to_string(), Some("failure".to_string()), 1)),
+        "nothing refused re-ran the run"
+    );
+
+    let (status, body) = rerun(
+        Some(token.clone()),
+        Some(json!({"enable_debug_logging": false})),
+    )
+    .await;
+    assert_eq!((status, body), (201, json!({})));
+    assert_eq!(fake.run(70), Some(("queued".to_string(), None, 2)));
+    let (status, _) = rerun(Some(token), None).await;
+    assert_eq!(status, 403, "the new attempt has not completed");
+    assert_eq!(fake.count(Endpoint::RerunFailedJobs), 11);
 }

@@ -4,7 +4,10 @@
 //! installation to the first account it is used on), and JIT bodies are validated. Every
 //! request is recorded, failures can be queued and answers delayed per endpoint, the runner
 //! list can ignore `?name=` like older GitHub Enterprise Server, and the App can be
-//! uninstalled from an account or reinstalled on it.
+//! uninstalled from an account or reinstalled on it. Workflow runs can be read and their
+//! failed jobs re-run (`fake_github/runs.rs`).
+
+mod runs;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -45,6 +48,10 @@ pub enum Endpoint {
     Installation,
     /// `GET /repos/{owner}/{repo}/actions/jobs/{job_id}`
     WorkflowJob,
+    /// `GET /repos/{owner}/{repo}/actions/runs/{run_id}`
+    WorkflowRun,
+    /// `POST /repos/{owner}/{repo}/actions/runs/{run_id}/rerun-failed-jobs`
+    RerunFailedJobs,
 }
 
 /// An answer to give the next request to an endpoint instead of the real one.
@@ -132,6 +139,8 @@ struct FakeState {
     /// Workflow jobs by id: their repository (`owner/name`, lower-cased) and the job as
     /// `GET .../actions/jobs/{id}` answers it.
     jobs: HashMap<u64, (String, Value)>,
+    /// Workflow runs by id, with their repository (`owner/name`, lower-cased).
+    runs: HashMap<u64, (String, runs::Run)>,
 }
 
 fn fixture(name: &str) -> std::path::PathBuf {
@@ -168,6 +177,7 @@ impl FakeGitHub {
             rate: HashMap::new(),
             rate_reset: epoch_secs(SystemTime::now()) + 3600,
             jobs: HashMap::new(),
+            runs: HashMap::new(),
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -317,7 +327,7 @@ impl FakeGitHub {
     }
 
     /// Sets a workflow job as GitHub would answer it: its `status` (`queued`, `in_progress`,
-    /// `completed`), `conclusion` and runner.
+    /// `completed`), `conclusion` and runner, in run `job_id * 10`, attempt 1.
     pub fn set_job(
         &self,
         repo: &str,
@@ -326,15 +336,15 @@ impl FakeGitHub {
         conclusion: Option<&str>,
         runner_name: Option<&str>,
     ) {
-        let job = json!({
-            "id": job_id,
-            "run_id": job_id * 10,
-            "status": status,
-            "conclusion": conclusion,
-            "runner_name": runner_name,
-            "labels": ["self-hosted", "linux"],
-        });
-        self.lock().jobs.insert(job_id, (repo.to_lowercase(), job));
+        self.set_job_in_run(
+            repo,
+            job_id,
+            job_id * 10,
+            1,
+            status,
+            conclusion,
+            runner_name,
+        );
     }
 
     /// How long the installation tokens minted from now on live (an hour by default).
@@ -362,6 +372,8 @@ enum Route {
     ListRunners { target: RunnerTarget },
     DeleteRunner { target: RunnerTarget, id: String },
     WorkflowJob { target: RunnerTarget, id: String },
+    WorkflowRun { target: RunnerTarget, id: String },
+    RerunFailedJobs { target: RunnerTarget, id: String },
 }
 
 impl Route {
@@ -417,7 +429,7 @@ impl Route {
                     id: id.to_string(),
                 },
             ),
-            _ => return None,
+            _ => return runs::route(method, target, rest),
         };
         Some(route)
     }
@@ -633,7 +645,9 @@ impl FakeState {
                     Route::Jit { target }
                     | Route::ListRunners { target }
                     | Route::DeleteRunner { target, .. }
-                    | Route::WorkflowJob { target, .. } => target.clone(),
+                    | Route::WorkflowJob { target, .. }
+                    | Route::WorkflowRun { target, .. }
+                    | Route::RerunFailedJobs { target, .. } => target.clone(),
                     Route::Mint { .. } | Route::Installation { .. } => unreachable!(),
                 };
                 // An installation reaches only its own account.
@@ -646,6 +660,10 @@ impl FakeState {
                     Route::ListRunners { target } => self.list_runners(&target, query),
                     Route::DeleteRunner { target, id } => self.delete_runner(&target, &id),
                     Route::WorkflowJob { target, id } => self.workflow_job(&target, &id),
+                    Route::WorkflowRun { target, id } => self.workflow_run(&target, &id),
+                    Route::RerunFailedJobs { target, id } => {
+                        self.rerun_failed_jobs(&target, &id, body)
+                    }
                     Route::Mint { .. } | Route::Installation { .. } => unreachable!(),
                 }
             }

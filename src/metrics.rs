@@ -40,6 +40,9 @@ pub const RECONCILE_SECONDS: &str = "dockhand_reconcile_seconds";
 pub const RECONCILE_LEADER: &str = "dockhand_reconcile_leader";
 pub const RECONCILE_ENABLED: &str = "dockhand_reconcile_enabled";
 pub const RECONCILE_LAST_PASS: &str = "dockhand_reconcile_last_pass_timestamp_seconds";
+pub const TASK_EVENTS_TOTAL: &str = "dockhand_task_events_total";
+pub const SPOT_INTERRUPTIONS_TOTAL: &str = "dockhand_spot_interruptions_total";
+pub const RERUNS_TOTAL: &str = "dockhand_reruns_total";
 
 pub const GITHUB_REQUESTS_TOTAL: &str = "dockhand_github_requests_total";
 pub const GITHUB_RATE_LIMIT_REMAINING: &str = "dockhand_github_rate_limit_remaining";
@@ -231,7 +234,7 @@ fn describe() {
         STORE_PRUNED_TOTAL,
         Unit::Count,
         "Finished rows workers deleted from the store after store.retention, by table (jobs, \
-         runners)."
+         runners, job_history, reruns)."
     );
     metrics::describe_histogram!(
         STORE_WRITE_SECONDS,
@@ -305,5 +308,24 @@ fn describe() {
     metrics::describe_gauge!(
         RECONCILE_LAST_PASS,
         "Unix time of the last reconcile pass that completed, on the leader."
+    );
+    metrics::describe_counter!(
+        TASK_EVENTS_TOTAL,
+        Unit::Count,
+        "ECS task state change events workers read from the queue, by outcome (stopped, \
+         running, unchanged: nothing new; unknown: not a live runner of dockhand's, or seen \
+         already; ignored: the lifecycle is off; error: tried again later)."
+    );
+    metrics::describe_counter!(
+        SPOT_INTERRUPTIONS_TOTAL,
+        Unit::Count,
+        "Runner tasks Spot interrupted, by pool and when (before_job: replaced on the next \
+         capacity provider; during_job: the job failed on GitHub)."
+    );
+    metrics::describe_counter!(
+        RERUNS_TOTAL,
+        Unit::Count,
+        "Re-runs of interrupted jobs' workflow runs, by pool and outcome (requested, covered: re-run \
+         already; not_needed: the job succeeded; refused: GitHub said no; expired)."
     );
 }

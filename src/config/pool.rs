@@ -36,6 +36,12 @@ pub struct PoolSettings {
     /// default job timeout is 6 h).
     #[serde(default = "default_max_runtime", with = "humantime_serde")]
     pub max_runtime: std::time::Duration,
+    /// When a Spot interruption kills a runner in the middle of a job: once GitHub reports
+    /// the job and its run completed, ask GitHub (once) to re-run the run's failed jobs;
+    /// the re-run's jobs launch on the pool's on-demand capacity providers only. Needs the
+    /// App's repository permission "Actions: read & write".
+    #[serde(default)]
+    pub rerun_interrupted: bool,
     /// How runners are launched. Required by workers (not by the ingress).
     #[serde(default)]
     pub ecs: Option<EcsLaunchSettings>,
@@ -52,6 +58,7 @@ impl PoolSettings {
             work_folder: default_work_folder(),
             max_runners: default_max_runners(),
             max_runtime: default_max_runtime(),
+            rerun_interrupted: false,
             ecs: None,
         }
     }
@@ -103,6 +110,11 @@ pub struct EcsLaunchSettings {
     /// `["FARGATE_SPOT", "FARGATE"]`. Exclusive with `launch_type`.
     #[serde(default)]
     pub capacity_providers: Vec<String>,
+    /// Which of `capacity_providers` are Spot capacity: a task they run may be
+    /// interrupted. `FARGATE_SPOT` by default; name EC2 capacity providers backed by Spot
+    /// instances here too.
+    #[serde(default = "default_spot_providers")]
+    pub spot_capacity_providers: Vec<String>,
     /// awsvpc networking (required for Fargate).
     #[serde(default)]
     pub subnets: Vec<String>,
@@ -120,8 +132,24 @@ pub struct EcsLaunchSettings {
     pub tags: BTreeMap<String, String>,
 }
 
+fn default_spot_providers() -> Vec<String> {
+    vec!["FARGATE_SPOT".to_string()]
+}
+
 fn default_container() -> String {
     "runner".to_string()
+}
+
+impl EcsLaunchSettings {
+    /// Whether tasks on this capacity provider may be interrupted by Spot.
+    pub fn is_spot(&self, provider: &str) -> bool {
+        self.spot_capacity_providers.iter().any(|p| p == provider)
+    }
+
+    /// Whether any of the pool's capacity providers is Spot capacity.
+    pub fn uses_spot(&self) -> bool {
+        self.capacity_providers.iter().any(|p| self.is_spot(p))
+    }
 }
 
 /// RunTask's `launchType`: where a task runs when no capacity provider is named.

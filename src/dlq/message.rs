@@ -16,6 +16,14 @@ use crate::queue::{
 pub const REDRIVE_REASON: &str =
     "none recorded: moved by the queue's redrive policy after maxReceiveCount receives";
 
+/// The message attributes EventBridge puts on an event it could not deliver to its target
+/// and sent to the rule's dead-letter queue instead.
+const EVENTBRIDGE_ERROR_CODE: &str = "ERROR_CODE";
+const EVENTBRIDGE_ERROR_MESSAGE: &str = "ERROR_MESSAGE";
+
+/// The `action` shown for an ECS task state change event.
+pub const TASK_EVENT_ACTION: &str = "ecs_task_event";
+
 /// One dead-lettered message, as `dlq list` shows it.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
@@ -52,6 +60,11 @@ impl DeadLetter {
                 .map(|e| e.event.repository.full_name.clone()),
             action: match &envelope {
                 Some(e) => Some(e.event.action.as_str().to_string()),
+                None if crate::lifecycle::TaskEvent::recognise(&message.body)
+                    .is_some_and(|e| e.is_ok()) =>
+                {
+                    Some(TASK_EVENT_ACTION.to_string())
+                }
                 None => attr(ATTR_ACTION).cloned(),
             },
             pool: envelope.as_ref().and_then(|e| e.pool.clone()),
@@ -63,6 +76,13 @@ impl DeadLetter {
             since: envelope.as_ref().map(|e| e.received_at).or(message.sent_at),
             reason: attr(ATTR_DEAD_LETTER_REASON)
                 .cloned()
+                .or_else(|| {
+                    let code = attr(EVENTBRIDGE_ERROR_CODE)?;
+                    let words = attr(EVENTBRIDGE_ERROR_MESSAGE).map_or("", String::as_str);
+                    Some(format!(
+                        "EventBridge could not deliver it to the queue: {code}: {words}"
+                    ))
+                })
                 .unwrap_or_else(|| REDRIVE_REASON.to_string()),
             message,
         }
@@ -138,6 +158,35 @@ pub(super) mod tests {
         assert_eq!(entry.receives, 3);
         let age = entry.age(Utc::now()).unwrap();
         assert!((299..=301).contains(&age.as_secs()), "{age:?}");
+    }
+
+    #[test]
+    fn an_event_eventbridge_could_not_deliver_says_so() {
+        let body = serde_json::json!({
+            "source": "aws.ecs",
+            "detail-type": "ECS Task State Change",
+            "id": "e-1",
+            "detail": {"taskArn": "arn:aws:ecs:us-east-1:1:task/c/t", "lastStatus": "STOPPED"}
+        })
+        .to_string();
+        let entry = dead(
+            &[
+                (
+                    "RULE_ARN",
+                    "arn:aws:events:us-east-1:1:rule/dockhand-runner-tasks",
+                ),
+                ("ERROR_CODE", "SDK_CLIENT_ERROR"),
+                ("ERROR_MESSAGE", "Unable to invoke Client"),
+            ],
+            &body,
+            5,
+        );
+        assert_eq!(entry.action.as_deref(), Some(TASK_EVENT_ACTION));
+        assert_eq!(entry.job_id, None);
+        assert_eq!(
+            entry.reason,
+            "EventBridge could not deliver it to the queue: SDK_CLIENT_ERROR: Unable to invoke Client"
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::error::{FailureVerdict, judge_failures};
 use super::{
-    LaunchError, LaunchSpec, LaunchedTask, Operation, Outcome, TAG_JOB_ID, TAG_POOL, TAG_RUNNER,
-    TaskArn, failed, record,
+    LaunchError, LaunchSpec, LaunchedTask, Operation, Outcome, Placement, TAG_JOB_ID, TAG_POOL,
+    TAG_RUNNER, TaskArn, failed, record,
 };
 use crate::config::pool::JIT_CONFIG_ENV;
 use crate::config::{EcsLaunchSettings, LaunchType};
@@ -39,11 +39,28 @@ impl LaunchOption<'_> {
     }
 }
 
-fn launch_options(ecs: &EcsLaunchSettings) -> Vec<LaunchOption<'_>> {
+fn launch_options<'a>(ecs: &'a EcsLaunchSettings, placement: &Placement) -> Vec<LaunchOption<'a>> {
     if !ecs.capacity_providers.is_empty() {
-        ecs.capacity_providers
-            .iter()
-            .map(|p| LaunchOption::CapacityProvider(p))
+        let mut providers: Vec<&str> = ecs.capacity_providers.iter().map(String::as_str).collect();
+        if let Some(after) = &placement.after
+            && let Some(at) = providers.iter().position(|p| p == after)
+            && at + 1 < providers.len()
+        {
+            providers.drain(..=at);
+        }
+        if placement.on_demand {
+            let on_demand: Vec<&str> = providers
+                .iter()
+                .copied()
+                .filter(|p| !ecs.is_spot(p))
+                .collect();
+            if !on_demand.is_empty() {
+                providers = on_demand;
+            }
+        }
+        providers
+            .into_iter()
+            .map(LaunchOption::CapacityProvider)
             .collect()
     } else if let Some(launch_type) = ecs.launch_type {
         vec![LaunchOption::LaunchType(launch_type)]
@@ -72,7 +89,7 @@ pub(super) async fn run_task(
     let tags = tags(spec);
     let network = network_configuration(ecs);
     let mut tried = Vec::new();
-    for (index, option) in launch_options(ecs).iter().enumerate() {
+    for (index, option) in launch_options(ecs, spec.placement).iter().enumerate() {
         let mut request = client
             .run_task()
             .cluster(&ecs.cluster)
@@ -231,7 +248,7 @@ mod tests {
             capacity_providers = ["FARGATE_SPOT", "FARGATE"]
             "#,
         );
-        let options = launch_options(&ecs);
+        let options = launch_options(&ecs, &Placement::default());
         let names: Vec<&str> = options.iter().map(|o| o.name()).collect();
         assert_eq!(names, ["FARGATE_SPOT", "FARGATE"]);
         let ecs = settings(
@@ -241,9 +258,64 @@ mod tests {
             launch_type = "EC2"
             "#,
         );
-        let options = launch_options(&ecs);
+        let options = launch_options(&ecs, &Placement::default());
         let names: Vec<&str> = options.iter().map(|o| o.name()).collect();
         assert_eq!(names, ["EC2"]);
+    }
+
+    #[test]
+    fn an_interruption_moves_the_launch_past_its_provider_and_a_rerun_to_on_demand() {
+        let ecs = settings(
+            r#"
+            cluster = "c"
+            task_definition = "t"
+            capacity_providers = ["FARGATE_SPOT", "ec2-spot", "FARGATE"]
+            spot_capacity_providers = ["FARGATE_SPOT", "ec2-spot"]
+            "#,
+        );
+        let names = |placement: Placement| -> Vec<String> {
+            launch_options(&ecs, &placement)
+                .iter()
+                .map(|o| o.name().to_string())
+                .collect()
+        };
+        let after = |p: &str| Placement {
+            after: Some(p.into()),
+            on_demand: false,
+        };
+        assert_eq!(names(after("FARGATE_SPOT")), ["ec2-spot", "FARGATE"]);
+        assert_eq!(names(after("ec2-spot")), ["FARGATE"]);
+        // The last one (or one the pool no longer has): every provider, in order.
+        assert_eq!(
+            names(after("FARGATE")),
+            ["FARGATE_SPOT", "ec2-spot", "FARGATE"]
+        );
+        assert_eq!(
+            names(after("gone")),
+            ["FARGATE_SPOT", "ec2-spot", "FARGATE"]
+        );
+        let on_demand = Placement {
+            after: None,
+            on_demand: true,
+        };
+        assert_eq!(names(on_demand), ["FARGATE"]);
+        // A pool of Spot capacity only launches there all the same.
+        let spot_only = settings(
+            r#"
+            cluster = "c"
+            task_definition = "t"
+            capacity_providers = ["FARGATE_SPOT"]
+            "#,
+        );
+        let options = launch_options(
+            &spot_only,
+            &Placement {
+                after: Some("FARGATE_SPOT".into()),
+                on_demand: true,
+            },
+        );
+        assert_eq!(options.len(), 1);
+        assert_eq!(options[0].name(), "FARGATE_SPOT");
     }
 
     #[test]

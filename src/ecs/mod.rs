@@ -55,6 +55,25 @@ pub struct LaunchSpec<'a> {
     /// ECS `startedBy` (≤ 128 chars), marks the job: `dockhand-job-<id>` (the worker's
     /// `started_by`), which is how a take-over finds a task already started.
     pub started_by: &'a str,
+    /// Which of the pool's capacity providers this launch may use.
+    pub placement: &'a Placement,
+}
+
+/// Which of a pool's capacity providers a launch may use, beyond their order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Placement {
+    /// The job's last runner was interrupted on this provider before it took the job:
+    /// try the providers after it (all of them, if it was the last).
+    pub after: Option<String>,
+    /// A job of a run re-run because of a Spot interruption: only providers that are not
+    /// Spot capacity (all of them, if the pool has none).
+    pub on_demand: bool,
+}
+
+impl Placement {
+    pub fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// A task RunTask created.
@@ -268,6 +287,7 @@ mod tests {
             jit_config: &jit,
             client_token: "dockhand-7",
             started_by: "dockhand-job-7",
+            placement: &Placement::default(),
         };
         let printed = format!("{spec:?}");
         assert!(printed.contains("dockhand-linux-7"), "{printed}");

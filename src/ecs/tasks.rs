@@ -28,6 +28,8 @@ pub struct TaskState {
     pub exit_code: Option<i32>,
     /// The `dockhand:runner` tag, when tags were asked for.
     pub runner_tag: Option<String>,
+    /// The capacity provider the task runs on (`None` for a launch type).
+    pub capacity_provider: Option<String>,
 }
 
 impl TaskState {
@@ -71,6 +73,7 @@ impl TaskState {
             stopped_reason: task.stopped_reason().map(str::to_string),
             exit_code,
             runner_tag,
+            capacity_provider: task.capacity_provider_name().map(str::to_string),
             arn: task.task_arn?,
         })
     }

@@ -10,6 +10,7 @@ mod installations;
 mod listing;
 mod request;
 mod runner_groups;
+mod runs;
 mod tokens;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use serde::Deserialize;
 pub use self::error::GitHubError;
 use self::installations::CallError;
 use self::request::{Endpoint, Method, segment};
+pub use self::runs::WorkflowRunView;
 use self::tokens::Tokens;
 use crate::config::{GitHubSettings, SecretResolver};
 use crate::domain::{InstallationId, JobId, RunnerId};
@@ -120,6 +122,9 @@ pub struct WorkflowJobView {
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
     #[serde(default)]
     pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The run attempt the job belongs to (a re-run's jobs are new jobs of a new attempt).
+    #[serde(default)]
+    pub run_attempt: Option<u64>,
 }
 
 /// dockhand's GitHub App: cheap to clone, all clones sharing one set of caches (tokens

@@ -28,6 +28,8 @@ pub(super) enum Endpoint {
     DeleteRunner,
     Installation,
     WorkflowJob,
+    WorkflowRun,
+    RerunFailedJobs,
 }
 
 impl Endpoint {
@@ -40,6 +42,8 @@ impl Endpoint {
             Self::DeleteRunner => "delete_runner",
             Self::Installation => "installation",
             Self::WorkflowJob => "workflow_job",
+            Self::WorkflowRun => "workflow_run",
+            Self::RerunFailedJobs => "rerun_failed_jobs",
         }
     }
 }
@@ -250,6 +254,8 @@ mod tests {
             Endpoint::DeleteRunner,
             Endpoint::Installation,
             Endpoint::WorkflowJob,
+            Endpoint::WorkflowRun,
+            Endpoint::RerunFailedJobs,
         ];
         let labels: Vec<_> = all.iter().map(|e| e.as_str()).collect();
         assert_eq!(
@@ -261,7 +267,9 @@ mod tests {
                 "list_runners",
                 "delete_runner",
                 "installation",
-                "workflow_job"
+                "workflow_job",
+                "workflow_run",
+                "rerun_failed_jobs"
             ]
         );
     }

@@ -207,6 +207,43 @@ pub fn describe(entry: &HistoryEntry, job: u64, now: DateTime<Utc>) -> String {
             text(entry, "stopped_reason").unwrap_or("reason unknown")
         ),
         EventKind::Would => format!("dry run: would {} ({})", s("action"), d),
+        EventKind::Interrupted => {
+            let then = if d["had_job"] == Value::Bool(true) {
+                match d["rerun"].as_bool() {
+                    Some(true) => {
+                        "while running a job: it fails on GitHub, and its run's failed jobs are re-run once the run completes"
+                    }
+                    _ => {
+                        "while running a job: it fails on GitHub (the pool does not re-run interrupted jobs)"
+                    }
+                }
+            } else {
+                "before its runner took a job: replaced on the pool's next capacity provider"
+            };
+            format!(
+                "Spot reclaimed task {} of runner {} on {} {then}",
+                short_task(&s("task")),
+                s("runner"),
+                text(entry, "capacity_provider").unwrap_or("Spot capacity"),
+            )
+        }
+        EventKind::Rerun => match text(entry, "outcome") {
+            Some("requested") => format!(
+                "GitHub re-runs the failed jobs of run {} as attempt {}: they launch on on-demand capacity",
+                d["run_id"], d["attempt"]
+            ),
+            Some("covered") => format!(
+                "run {} was re-run already (attempt {}): not asked again",
+                d["run_id"], d["attempt"]
+            ),
+            Some("not_needed") => format!(
+                "the job ended {} after all: run {} is not re-run",
+                s("conclusion"),
+                d["run_id"]
+            ),
+            Some(other) => format!("run {} not re-run ({other}): {}", d["run_id"], s("reason")),
+            None => d.to_string(),
+        },
         EventKind::Unknown => d.to_string(),
     }
 }

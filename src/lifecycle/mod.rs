@@ -13,14 +13,21 @@
 //!    says, or replaces the runner (`quiet`);
 //! 7. every `orphan_interval`, removes registrations and tasks nobody accounts for
 //!    (`orphans`);
-//! 8. records a busy runner whose task died as finished, so it stops counting as live.
+//! 8. records a busy runner whose task died as finished, so it stops counting as live;
+//! 9. asks GitHub to re-run the workflow runs of jobs Spot interrupted, once they complete
+//!    (`reruns`).
+//!
+//! ECS task events (`events`) are the fast path: a worker that receives one from the queue
+//! acts on its task at once, as step 1 would.
 //!
 //! Every action is written to the job's history and counted in a metric. With
 //! `lifecycle.dry_run` a pass only logs and records what it would do.
 
+mod events;
 mod orphans;
 mod quiet;
 mod replace;
+mod reruns;
 mod stops;
 mod surplus;
 mod tasks;
@@ -42,6 +49,7 @@ use crate::pool::{LivePools, Pool, Pools};
 use crate::queue::Queue;
 use crate::store::{EventKind, Store};
 use crate::telemetry::chain;
+pub use events::{TaskEvent, TaskEventError, TaskEventOutcome};
 
 /// The role name of the reconciler's lease in the store.
 pub const ROLE: &str = "reconciler";
@@ -64,6 +72,8 @@ pub struct Pass {
     pub would: usize,
     /// Whether the orphan sweep ran.
     pub swept: bool,
+    /// Workflow runs GitHub was asked to re-run (jobs Spot interrupted).
+    pub reruns: usize,
 }
 
 /// The reconciler. Cheap to clone.
@@ -144,11 +154,22 @@ impl Reconciler {
             }
             metrics::counter!(m::REPLACEMENTS_EXHAUSTED_TOTAL, "pool" => name.clone()).increment(0);
             metrics::counter!(m::REAP_REFUSED_TOTAL, "pool" => name.clone()).increment(0);
+            for outcome in reruns::OUTCOMES {
+                metrics::counter!(m::RERUNS_TOTAL, "outcome" => outcome, "pool" => name.clone())
+                    .increment(0);
+            }
+            for when in ["before_job", "during_job"] {
+                metrics::counter!(m::SPOT_INTERRUPTIONS_TOTAL, "pool" => name.clone(), "when" => when).increment(0);
+            }
             metrics::counter!(m::JOBS_HEALED_TOTAL, "pool" => name).increment(0);
         }
         for kind in ["task", "registration"] {
             metrics::counter!(m::ORPHANS_FOUND_TOTAL, "kind" => kind).increment(0);
         }
+        for outcome in TaskEventOutcome::ALL {
+            metrics::counter!(m::TASK_EVENTS_TOTAL, "outcome" => outcome.as_str()).increment(0);
+        }
+        metrics::counter!(m::TASK_EVENTS_TOTAL, "outcome" => "error").increment(0);
     }
 
     /// The name this process leads under.
@@ -248,6 +269,9 @@ impl Reconciler {
             first_error.get_or_insert(err);
         }
         if let Err(err) = self.verify_quiet(&settings, &pools, &seen, &mut pass).await {
+            first_error.get_or_insert(err);
+        }
+        if let Err(err) = self.follow_reruns(&settings, &pools, &mut pass).await {
             first_error.get_or_insert(err);
         }
         let due = {

@@ -131,6 +131,7 @@ impl Reconciler {
                     Debt::Queued,
                     "quiet",
                     &reason,
+                    None,
                     detail,
                     pass,
                 )

@@ -54,7 +54,9 @@ pub(super) fn event_of(spec: &JobSpec, action: JobAction, delivery: String) -> J
 
 impl Reconciler {
     /// Replaces the runner of `job` (or dead-letters the job once it had
-    /// `max_replacements`), if it is still owed one. `why` is the metric's reason label.
+    /// `max_replacements`), if it is still owed one. `why` is the metric's reason label;
+    /// `interrupted_on`, the Spot capacity provider that reclaimed the runner, which the
+    /// replacement launches past.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn replace(
         &self,
@@ -64,13 +66,22 @@ impl Reconciler {
         debt: Debt,
         why: &'static str,
         reason: &str,
+        interrupted_on: Option<&str>,
         detail: Value,
         pass: &mut Pass,
     ) -> anyhow::Result<()> {
         let outcome = self
             .0
             .store
-            .replace_runner(job, debt, why, reason, settings.max_replacements, detail)
+            .replace_runner(
+                job,
+                debt,
+                why,
+                reason,
+                settings.max_replacements,
+                interrupted_on,
+                detail,
+            )
             .await?;
         match outcome {
             Replaced::Reopened(spec) => {

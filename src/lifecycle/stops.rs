@@ -56,6 +56,7 @@ impl Reconciler {
             stop_code: Some("UserInitiated".to_string()),
             stopped_reason: Some(words),
             exit_code: None,
+            capacity_provider: task.capacity_provider.clone(),
         };
         self.stopped(settings, pools, runner, end, "pending_timeout", pass)
             .await

@@ -11,7 +11,7 @@ use crate::ecs::TaskState;
 use crate::github::{GitHubError, RunnerTarget};
 use crate::metrics as m;
 use crate::pool::Pools;
-use crate::store::{Debt, LiveRunner, RunnerState, TaskEnd, end_detail};
+use crate::store::{Debt, Interruption, LiveRunner, RunnerState, TaskEnd, end_detail};
 use anyhow::Context;
 use chrono::Utc;
 
@@ -49,7 +49,7 @@ fn stop_code_label(code: Option<&str>) -> &'static str {
     }
 }
 
-fn end_of(task: &TaskState) -> TaskEnd {
+pub(super) fn end_of(task: &TaskState) -> TaskEnd {
     TaskEnd {
         task: task.arn.clone(),
         started_at: task.started_at.map(|t| t.timestamp_millis()),
@@ -57,6 +57,7 @@ fn end_of(task: &TaskState) -> TaskEnd {
         stop_code: task.stop_code.clone(),
         stopped_reason: task.stopped_reason.clone(),
         exit_code: task.exit_code,
+        capacity_provider: task.capacity_provider.clone(),
     }
 }
 
@@ -186,16 +187,7 @@ impl Reconciler {
                 .stopped(settings, pools, runner, end_of(task), "task_stopped", pass)
                 .await;
         }
-        if runner.task_status.as_deref() != Some(task.last_status.as_str()) {
-            self.0
-                .store
-                .record_task_status(
-                    &runner.runner_name,
-                    &task.last_status,
-                    task.started_at.map(|t| t.timestamp_millis()),
-                )
-                .await?;
-        }
+        self.record_status(runner, task).await?;
         if task.is_starting() {
             let created = task
                 .created_at
@@ -234,6 +226,26 @@ impl Reconciler {
         Ok(())
     }
 
+    /// Records the task's status if it changed; answers whether it did.
+    pub(super) async fn record_status(
+        &self,
+        runner: &LiveRunner,
+        task: &TaskState,
+    ) -> anyhow::Result<bool> {
+        if runner.task_status.as_deref() == Some(task.last_status.as_str()) {
+            return Ok(false);
+        }
+        self.0
+            .store
+            .record_task_status(
+                &runner.runner_name,
+                &task.last_status,
+                task.started_at.map(|t| t.timestamp_millis()),
+            )
+            .await?;
+        Ok(true)
+    }
+
     /// A runner's task has stopped (or ECS no longer knows it). A busy runner is finished:
     /// its job fails on GitHub. One that took no job has its registration removed if GitHub
     /// still lists it, and its job, if still owed a runner, is replaced. One whose task came
@@ -250,7 +262,9 @@ impl Reconciler {
     ) -> anyhow::Result<()> {
         let label = pool_label(pools, Some(&runner.pool));
         let detail = end_detail(&runner.runner_name, &end);
-        if runner.state == RunnerState::Busy || runner.ran_job.is_some() {
+        let busy = runner.state == RunnerState::Busy || runner.ran_job.is_some();
+        let interruption = interruption(pools, runner, &end, busy);
+        if busy {
             if self
                 .would(
                     settings.dry_run,
@@ -263,8 +277,16 @@ impl Reconciler {
                 pass.would += 1;
                 return Ok(());
             }
-            if self.0.store.record_task_stopped(runner, &end).await? {
+            if self
+                .0
+                .store
+                .record_task_stopped(runner, &end, interruption.as_ref())
+                .await?
+            {
                 pass.stopped += 1;
+                if interruption.is_some() {
+                    metrics::counter!(m::SPOT_INTERRUPTIONS_TOTAL, "pool" => label.clone(), "when" => "during_job").increment(1);
+                }
                 metrics::counter!(m::RUNNER_STOPS_TOTAL, "pool" => label, "stop_code" => stop_code_label(end.stop_code.as_deref())).increment(1);
             }
             return Ok(());
@@ -295,10 +317,18 @@ impl Reconciler {
             pass.would += 1;
             return Ok(());
         }
-        if !self.0.store.record_task_stopped(runner, &end).await? {
+        if !self
+            .0
+            .store
+            .record_task_stopped(runner, &end, interruption.as_ref())
+            .await?
+        {
             return Ok(());
         }
         pass.stopped += 1;
+        if interruption.is_some() {
+            metrics::counter!(m::SPOT_INTERRUPTIONS_TOTAL, "pool" => label.clone(), "when" => "before_job").increment(1);
+        }
         metrics::counter!(m::RUNNER_STOPS_TOTAL, "pool" => label, "stop_code" => stop_code_label(end.stop_code.as_deref())).increment(1);
         // Recorded before the registration is deleted: a delete that fails leaves a
         // registration of a runner the store shows done, which the orphan sweep removes,
@@ -342,11 +372,34 @@ impl Reconciler {
             Debt::Owed,
             why,
             &reason,
+            interruption.as_ref().map(|i| i.capacity_provider.as_str()),
             detail,
             pass,
         )
         .await
     }
+}
+
+/// Whether Spot reclaimed the task: ECS's `SpotInterruption`, or a `TerminationNotice` on
+/// a capacity provider the pool names as Spot. A busy runner's interruption asks for its
+/// run's re-run where the pool says so.
+fn interruption(
+    pools: &Pools,
+    runner: &LiveRunner,
+    end: &TaskEnd,
+    busy: bool,
+) -> Option<Interruption> {
+    let ecs = pool(pools, &runner.pool).and_then(|p| p.settings.ecs.as_ref());
+    let provider = end.capacity_provider.as_deref();
+    let spot = match end.stop_code.as_deref() {
+        Some("SpotInterruption") => true,
+        Some("TerminationNotice") => provider.zip(ecs).is_some_and(|(p, e)| e.is_spot(p)),
+        _ => false,
+    };
+    spot.then(|| Interruption {
+        capacity_provider: provider.unwrap_or("FARGATE_SPOT").to_string(),
+        rerun: busy && pool(pools, &runner.pool).is_some_and(|p| p.settings.rerun_interrupted),
+    })
 }
 
 /// Idle runners by pool, oldest first.

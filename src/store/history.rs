@@ -73,12 +73,18 @@ pub enum EventKind {
     RunnerLost,
     /// Dry run: what the reconciler would have done.
     Would,
+    /// Spot reclaimed the task of a runner for this job (or of the runner running it):
+    /// before the runner took a job, or during one.
+    Interrupted,
+    /// What became of the re-run of an interrupted job's workflow run: requested (and the
+    /// new run attempt), covered (re-run already), not needed, refused, expired.
+    Rerun,
     /// A name this build does not know (written by a newer one).
     Unknown,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 26] = [
+    pub const ALL: [EventKind; 28] = [
         Self::Received,
         Self::Duplicate,
         Self::Matched,
@@ -105,6 +111,8 @@ impl EventKind {
         Self::Verified,
         Self::RunnerLost,
         Self::Would,
+        Self::Interrupted,
+        Self::Rerun,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -135,6 +143,8 @@ impl EventKind {
             Self::Verified => "verified",
             Self::RunnerLost => "runner_lost",
             Self::Would => "would",
+            Self::Interrupted => "interrupted",
+            Self::Rerun => "rerun",
             Self::Unknown => "unknown",
         }
     }

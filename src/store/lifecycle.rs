@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use sqlx::Row;
 
 use super::history::{EventKind, Note};
+use super::spot::Interruption;
 use super::{RunnerState, Store, StoreError};
 use crate::domain::{InstallationId, JobId, RunId, RunnerId};
 
@@ -45,6 +46,9 @@ pub struct TaskEnd {
     pub stop_code: Option<String>,
     pub stopped_reason: Option<String>,
     pub exit_code: Option<i32>,
+    /// The capacity provider the task ran on, when ECS said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_provider: Option<String>,
 }
 
 /// What a job needs to be launched again: the fields of its `queued` delivery.
@@ -95,6 +99,38 @@ impl Debt {
     }
 }
 
+/// Selects [`LiveRunner`]s: a `WHERE` clause may follow (`AND ...`).
+pub(super) const LIVE_RUNNERS: &str =
+    "SELECT r.runner_name, r.pool, r.for_job_id, r.runner_id, r.task_arn,
+            COALESCE(r.cluster, j.cluster) AS cluster, r.state, r.ran_job_id,
+            r.task_status, r.task_started_at, r.created_at, j.repo, j.installation_id
+     FROM runners r LEFT JOIN jobs j ON j.job_id = r.for_job_id
+     WHERE r.state IN ('launched', 'busy') AND r.task_arn IS NOT NULL";
+
+pub(super) fn live_runner(r: &sqlx::any::AnyRow) -> Result<LiveRunner, sqlx::Error> {
+    Ok(LiveRunner {
+        runner_name: r.try_get("runner_name")?,
+        pool: r.try_get("pool")?,
+        for_job: JobId(r.try_get::<i64, _>("for_job_id")? as u64),
+        runner_id: r
+            .try_get::<Option<i64>, _>("runner_id")?
+            .map(|id| RunnerId(id as u64)),
+        task_arn: r.try_get("task_arn")?,
+        cluster: r.try_get("cluster")?,
+        state: RunnerState::parse(&r.try_get::<String, _>("state")?),
+        ran_job: r
+            .try_get::<Option<i64>, _>("ran_job_id")?
+            .map(|id| JobId(id as u64)),
+        task_status: r.try_get("task_status")?,
+        task_started_at: r.try_get("task_started_at")?,
+        created_at: r.try_get("created_at")?,
+        repo: r.try_get("repo")?,
+        installation_id: r
+            .try_get::<Option<i64>, _>("installation_id")?
+            .map(|i| InstallationId(i as u64)),
+    })
+}
+
 const JOB_SPEC: &str =
     "job_id, pool, repo, installation_id, run_id, labels, created_at, replacements, launch";
 
@@ -118,40 +154,13 @@ fn job_spec(row: &sqlx::any::AnyRow) -> Result<JobSpec, sqlx::Error> {
 impl Store {
     /// Runners launched or busy with a task on record, oldest first.
     pub async fn live_runner_tasks(&self) -> Result<Vec<LiveRunner>, StoreError> {
-        let rows = sqlx::query(self.sql(
-            "SELECT r.runner_name, r.pool, r.for_job_id, r.runner_id, r.task_arn,
-                    COALESCE(r.cluster, j.cluster) AS cluster, r.state, r.ran_job_id,
-                    r.task_status, r.task_started_at, r.created_at, j.repo, j.installation_id
-             FROM runners r LEFT JOIN jobs j ON j.job_id = r.for_job_id
-             WHERE r.state IN ('launched', 'busy') AND r.task_arn IS NOT NULL
-             ORDER BY r.created_at, r.runner_name",
-        ))
+        let rows = sqlx::query(self.sql_owned(format!(
+            "{LIVE_RUNNERS} ORDER BY r.created_at, r.runner_name"
+        )))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| {
-                Ok(LiveRunner {
-                    runner_name: r.try_get("runner_name")?,
-                    pool: r.try_get("pool")?,
-                    for_job: JobId(r.try_get::<i64, _>("for_job_id")? as u64),
-                    runner_id: r
-                        .try_get::<Option<i64>, _>("runner_id")?
-                        .map(|id| RunnerId(id as u64)),
-                    task_arn: r.try_get("task_arn")?,
-                    cluster: r.try_get("cluster")?,
-                    state: RunnerState::parse(&r.try_get::<String, _>("state")?),
-                    ran_job: r
-                        .try_get::<Option<i64>, _>("ran_job_id")?
-                        .map(|id| JobId(id as u64)),
-                    task_status: r.try_get("task_status")?,
-                    task_started_at: r.try_get("task_started_at")?,
-                    created_at: r.try_get("created_at")?,
-                    repo: r.try_get("repo")?,
-                    installation_id: r
-                        .try_get::<Option<i64>, _>("installation_id")?
-                        .map(|i| InstallationId(i as u64)),
-                })
-            })
+            .map(live_runner)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
     }
@@ -179,10 +188,15 @@ impl Store {
     /// A runner's task stopped: a runner that had not taken a job is `stopped`, a busy one
     /// `finished` (its job fails on GitHub). Notes `task_stopped` on the job it was launched
     /// for, and `runner_lost` on the job it was running. False if another pass recorded it.
+    ///
+    /// A Spot `interruption` is noted too (`interrupted`), on both jobs, and, for a busy
+    /// runner in a pool that re-runs interrupted jobs, the job it was running is put down
+    /// for a re-run of its workflow run ([`Store::pending_reruns`]).
     pub async fn record_task_stopped(
         &self,
         runner: &LiveRunner,
         end: &TaskEnd,
+        interruption: Option<&Interruption>,
     ) -> Result<bool, StoreError> {
         let mut w = self.write("task_stopped").await?;
         let now = self.now();
@@ -227,7 +241,23 @@ impl Store {
             let clean = end.stop_code.as_deref() == Some("EssentialContainerExited")
                 && end.exit_code == Some(0);
             if let (true, false, Some(ran)) = (busy, clean, runner.ran_job) {
-                notes.push(Note::new(ran, now, EventKind::RunnerLost, detail));
+                notes.push(Note::new(ran, now, EventKind::RunnerLost, detail.clone()));
+            }
+            if let Some(interruption) = interruption {
+                detail["rerun"] = interruption.rerun.into();
+                detail["capacity_provider"] = interruption.capacity_provider.clone().into();
+                notes.push(Note::new(
+                    runner.for_job,
+                    now,
+                    EventKind::Interrupted,
+                    detail.clone(),
+                ));
+                if let Some(ran) = runner.ran_job.filter(|ran| busy && *ran != runner.for_job) {
+                    notes.push(Note::new(ran, now, EventKind::Interrupted, detail));
+                }
+                if let (true, true, Some(ran)) = (busy, interruption.rerun, runner.ran_job) {
+                    self.want_rerun(&mut tx, ran, now).await?;
+                }
             }
             self.append_all(&mut tx, notes).await?;
         }
@@ -242,7 +272,10 @@ impl Store {
     /// before any runner took it nor run by a runner dockhand did not launch; a job another
     /// of dockhand's runners took still owes the pool the runner that died), or only while
     /// GitHub has it queued ([`Debt::Queued`]). `why` is a closed label (`task_stopped`,
-    /// `pending_timeout`, `quiet`), `detail` says more for the history.
+    /// `pending_timeout`, `quiet`), `detail` says more for the history. A runner Spot
+    /// interrupted names its capacity provider (`interrupted_on`): the replacement
+    /// launches on the providers after it.
+    #[allow(clippy::too_many_arguments)]
     pub async fn replace_runner(
         &self,
         job: JobId,
@@ -250,6 +283,7 @@ impl Store {
         why: &'static str,
         reason: &str,
         max: u32,
+        interrupted_on: Option<&str>,
         detail: Value,
     ) -> Result<Replaced, StoreError> {
         let owed = debt.condition();
@@ -260,7 +294,7 @@ impl Store {
             "UPDATE jobs SET launch = 'owed', replacements = replacements + 1,
                  runner_name = NULL, runner_id = NULL, task_arn = NULL, cluster = NULL,
                  lease_owner = NULL, lease_expires_at = NULL, verified_at = NULL,
-                 reason = $2, updated_at = $3
+                 reason = $2, updated_at = $3, interrupted_on = $5
              WHERE job_id = $1 AND launch IN ('launched', 'adopted') AND {owed}
                AND replacements < $4
              RETURNING {JOB_SPEC}"
@@ -269,6 +303,7 @@ impl Store {
         .bind(reason.to_string())
         .bind(now)
         .bind(i64::from(max))
+        .bind(interrupted_on.map(str::to_string))
         .fetch_optional(&mut *tx)
         .await?;
         let mut detail = detail;

@@ -24,6 +24,7 @@ mod leader;
 mod lifecycle;
 mod prune;
 mod runners;
+mod spot;
 mod state;
 mod sweep;
 mod tracking;
@@ -42,6 +43,7 @@ pub use jobs::{JobFilter, JobRecord};
 pub use lifecycle::{Debt, JobSpec, LiveRunner, Replaced, TaskEnd, end_detail};
 pub use prune::{PRUNE_BATCH, Pruned};
 pub use runners::RunnerRecord;
+pub use spot::{Interruption, PendingRerun, RerunState};
 pub use state::{GitHubState, LaunchState, RunnerState};
 pub use sweep::Standing;
 

@@ -18,6 +18,8 @@ pub struct Pruned {
     /// History entries: a pruned job's, and those of jobs never stored (no pool served
     /// them) once older than the retention.
     pub history: u64,
+    /// Re-runs of interrupted jobs' runs that were settled (requested, refused, ...).
+    pub reruns: u64,
 }
 
 impl Store {
@@ -36,7 +38,7 @@ impl Store {
     /// on GitHub, or one owed no launch and not running (and no live runner was launched
     /// for it); a runner
     /// finished or removed. A job still owed a launch, and a state this build does not
-    /// know, are kept.
+    /// know, are kept. Re-runs still waiting for their run, or being asked for, are kept.
     pub async fn prune_before(
         &self,
         cutoff: DateTime<Utc>,
@@ -64,10 +66,21 @@ impl Store {
                 batch,
             )
             .await?;
+        let reruns = self
+            .delete_in_batches(
+                "DELETE FROM reruns WHERE job_id IN (
+                     SELECT job_id FROM reruns
+                     WHERE state NOT IN ('waiting', 'requesting') AND updated_at < $1
+                     LIMIT $2)",
+                cutoff,
+                batch,
+            )
+            .await?;
         Ok(Pruned {
             jobs,
             runners,
             history,
+            reruns,
         })
     }
 

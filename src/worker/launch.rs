@@ -18,7 +18,7 @@ use super::outcome::{Deferral, JobError, Outcome};
 use super::settle::{Handling, attribute_ms};
 use super::{Heartbeat, Launchers, Worker};
 use crate::domain::{JobEvent, JobId};
-use crate::ecs::{LaunchError, LaunchSpec};
+use crate::ecs::{LaunchError, LaunchSpec, Placement};
 use crate::github::{GitHubError, JitRequest, RunnerTarget};
 use crate::metrics as m;
 use crate::pool::Pool;
@@ -346,6 +346,18 @@ impl Worker {
             return Ok(Outcome::Waived);
         }
         attempt.check_lease()?;
+        let placement = if ecs.uses_spot() {
+            inner.store.placement(job, event.job.run_id).await?
+        } else {
+            Placement::default()
+        };
+        if !placement.is_default() {
+            tracing::info!(
+                after = placement.after,
+                on_demand = placement.on_demand,
+                "launching past Spot capacity"
+            );
+        }
         let spec = LaunchSpec {
             pool: &pool.name,
             ecs,
@@ -354,6 +366,7 @@ impl Worker {
             jit_config: &jit.encoded,
             client_token: &format!("dockhand-{job}-{}", attempt.number),
             started_by: &started_by(job),
+            placement: &placement,
         };
         match launchers.ecs.run_task(&spec).await {
             Ok(task) => {

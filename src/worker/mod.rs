@@ -6,6 +6,7 @@
 //! message's visibility out with backoff; a permanent failure sends it to the dead-letter
 //! queue with a reason at once.
 
+mod events;
 mod heartbeat;
 mod launch;
 pub mod outcome;
@@ -64,6 +65,8 @@ struct Inner {
     /// How long a job whose pool the ingress matched may wait for this worker's config to
     /// know that pool, before it is dead-lettered.
     unknown_pool_grace: Duration,
+    /// The reconciler ECS task events are handed to, once [`Worker::reconciler`] made it.
+    events: std::sync::OnceLock<crate::lifecycle::Reconciler>,
 }
 
 /// What one [`Worker::process_next`] did.
@@ -107,6 +110,7 @@ impl Worker {
             visibility,
             owner,
             unknown_pool_grace,
+            events: std::sync::OnceLock::new(),
         })))
     }
 
@@ -180,14 +184,15 @@ impl Worker {
     }
 
     /// The lifecycle reconciler on this worker's store, queues, launchers and pools, named
-    /// by its lease owner; `None` in dry-run mode, which has no launchers.
+    /// by its lease owner; `None` in dry-run mode, which has no launchers. The ECS task
+    /// events this worker receives go to the first one made.
     pub fn reconciler(
         &self,
         settings: tokio::sync::watch::Receiver<crate::config::LifecycleSettings>,
     ) -> Option<crate::lifecycle::Reconciler> {
         let inner = &self.0;
         let launchers = inner.launchers.as_ref()?;
-        Some(crate::lifecycle::Reconciler::new(
+        let reconciler = crate::lifecycle::Reconciler::new(
             inner.store.clone(),
             launchers.github.clone(),
             launchers.ecs.clone(),
@@ -196,7 +201,9 @@ impl Worker {
             inner.pools.clone(),
             settings,
             inner.owner.clone(),
-        ))
+        );
+        let _ = inner.events.set(reconciler.clone());
+        Some(reconciler)
     }
 
     /// What the main queue holds: messages waiting, and messages received or deferred but
@@ -285,9 +292,12 @@ impl Worker {
             let envelope = match Envelope::decode(&message.body) {
                 Ok(envelope) => envelope,
                 Err(err) => {
+                    if let Some(event) = crate::lifecycle::TaskEvent::recognise(&message.body) {
+                        return self.task_event(&handling, event).await;
+                    }
                     let failure = Err(JobError::Permanent(err.to_string()));
                     return self
-                        .settle(&handling, None, "none".to_string(), failure)
+                        .settle(&handling, None, Some("none".to_string()), failure)
                         .await;
                 }
             };
@@ -302,7 +312,9 @@ impl Worker {
                 let wait = Err(JobError::Deferred(Deferral::NotYet(Duration::from_millis(
                     left,
                 ))));
-                return self.settle(&handling, job, "none".to_string(), wait).await;
+                return self
+                    .settle(&handling, job, Some("none".to_string()), wait)
+                    .await;
             }
             let heartbeat = Heartbeat::start(self, &message);
             let result = match envelope.event.action {
@@ -316,7 +328,7 @@ impl Worker {
             heartbeat.stop().await;
             let result = self.bound_unknown_pool(&message, result);
             let pool = self.pool_label(&envelope);
-            self.settle(&handling, job, pool, result).await
+            self.settle(&handling, job, Some(pool), result).await
         }
         .instrument(span)
         .await

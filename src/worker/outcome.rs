@@ -21,6 +21,8 @@ pub enum Outcome {
     DryRun,
     /// An `in_progress`, `completed` or `waiting` event, recorded.
     Tracked,
+    /// An ECS task state change event, handed to the lifecycle.
+    TaskEvent,
 }
 
 impl Outcome {
@@ -33,6 +35,7 @@ impl Outcome {
             Self::Unmatched => "unmatched",
             Self::DryRun => "dry_run",
             Self::Tracked => "tracked",
+            Self::TaskEvent => "task_event",
         }
     }
 }

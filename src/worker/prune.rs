@@ -39,6 +39,7 @@ async fn prune_once(store: &Store, retention: Duration) {
                 .increment(pruned.runners);
             metrics::counter!(m::STORE_PRUNED_TOTAL, "table" => "job_history")
                 .increment(pruned.history);
+            metrics::counter!(m::STORE_PRUNED_TOTAL, "table" => "reruns").increment(pruned.reruns);
             if pruned.jobs > 0 || pruned.runners > 0 {
                 tracing::info!(
                     jobs = pruned.jobs,

@@ -45,18 +45,22 @@ impl Worker {
     }
 
     /// Acts on the result: delete, defer or dead-letter. The store already holds whatever
-    /// the result depends on, so deleting now cannot lose a job.
+    /// the result depends on, so deleting now cannot lose a job. `pool` labels the jobs
+    /// metric; a message that is not a job (an ECS task event) has none and is counted in
+    /// its own.
     pub(super) async fn settle(
         &self,
         handling: &Handling<'_>,
         job: Option<JobId>,
-        pool: String,
+        pool: Option<String>,
         result: Result<Outcome, JobError>,
     ) -> Settled {
         let message = handling.message;
         let settled = Settled::from(result);
         let label = settled.as_str();
-        metrics::counter!(m::JOBS_TOTAL, "pool" => pool, "outcome" => label).increment(1);
+        if let Some(pool) = pool {
+            metrics::counter!(m::JOBS_TOTAL, "pool" => pool, "outcome" => label).increment(1);
+        }
         match &settled {
             Settled::Done(_) => {
                 tracing::info!(outcome = label, "done");

@@ -15,6 +15,13 @@ use common::{moto_aws, sample};
 use dockhand::config::pool::JIT_CONFIG_ENV;
 use dockhand::config::{EcsLaunchSettings, LaunchType};
 use dockhand::domain::JobId;
+use dockhand::ecs::Placement;
+
+/// Launches in these tests use the pool's capacity providers as configured.
+static NO_PLACEMENT: Placement = Placement {
+    after: None,
+    on_demand: false,
+};
 use dockhand::ecs::{LaunchError, LaunchSpec, Launcher, TAG_JOB_ID, TAG_POOL, TAG_RUNNER};
 use secrecy::SecretString;
 
@@ -52,6 +59,7 @@ impl Job {
             jit_config: &self.jit,
             client_token: &self.token,
             started_by: &self.started_by,
+            placement: &NO_PLACEMENT,
         }
     }
 

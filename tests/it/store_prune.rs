@@ -140,6 +140,7 @@ async fn old_finished_jobs_and_runners_are_pruned_in_batches_and_live_ones_are_k
             jobs: 9,
             runners: 1,
             history: old_history,
+            reruns: 0,
         }
     );
     for job in (1..=9).chain([40]) {

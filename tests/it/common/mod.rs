@@ -116,6 +116,7 @@ pub fn dry_run_launch_settings() -> EcsLaunchSettings {
         container: "runner".into(),
         launch_type: Some(LaunchType::Fargate),
         capacity_providers: vec![],
+        spot_capacity_providers: vec!["FARGATE_SPOT".into()],
         subnets: vec!["subnet-1".into()],
         security_groups: vec!["sg-1".into()],
         assign_public_ip: false,

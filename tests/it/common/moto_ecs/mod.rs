@@ -99,6 +99,7 @@ pub fn launch_settings(
         container: RUNNER_CONTAINER.to_string(),
         launch_type: Some(LaunchType::Fargate),
         capacity_providers: Vec::new(),
+        spot_capacity_providers: vec!["FARGATE_SPOT".into()],
         subnets: vec![network.subnet.clone()],
         security_groups: vec![network.security_group.clone()],
         assign_public_ip: false,

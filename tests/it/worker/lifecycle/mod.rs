@@ -4,11 +4,14 @@
 //! passes by hand (`Reconciler::pass`) and checks tasks in ECS, registrations on GitHub,
 //! rows and history in the store, messages on the queues, and metrics.
 
+mod events;
 mod leader;
 mod orphans;
 mod quiet;
 mod reap;
 mod replace;
+mod reruns;
+mod spot;
 
 use chrono::Utc;
 use tokio::sync::watch;

@@ -11,6 +11,7 @@
 //! cargo bench --bench chaos                       # single node, 10,000 jobs
 //! cargo bench --bench chaos -- --jobs 500 --seed 7
 //! cargo bench --bench chaos -- --task-deaths 0 --leftovers-allowed  # the launch path alone
+//! cargo bench --bench chaos -- --spot-interruptions 0.1  # Spot first, 10% interrupted
 //! cargo bench --bench chaos -- --layout scale-out  # ingress + 3 workers, 1,000 jobs
 //! ```
 //!
@@ -31,6 +32,7 @@ use dockhand_sim::soak::{self, ScaleOut, SoakOptions};
 const USAGE: &str = "cargo bench --bench chaos -- [--layout single|scale-out] [--jobs N] \
 [--rate JOBS_PER_SEC] [--kill-every SECS (0: never)] [--seed N] [--poison N] [--concurrency N] \
 [--settle SECS] [--dir PATH] [--task-deaths SHARE (0.05)] [--deaths PERCENT (the same, in %)] \
+[--spot-interruptions SHARE (0: the pool runs on launch type FARGATE)] \
 [--leftovers-allowed] [--workers N] [--moto URL]";
 
 fn options(args: &[String]) -> anyhow::Result<(SoakOptions, Option<ScaleOut>)> {
@@ -93,6 +95,7 @@ fn options(args: &[String]) -> anyhow::Result<(SoakOptions, Option<ScaleOut>)> {
             "--settle" => o.settle_timeout = Duration::from_secs_f64(number()?),
             "--task-deaths" => o.sim.task_death_rate = share(flag, number()?, 1.0)?,
             "--deaths" => o.sim.task_death_rate = share(flag, number()?, 100.0)?,
+            "--spot-interruptions" => o.sim.spot_interruption_rate = share(flag, number()?, 1.0)?,
             "--dir" => dir = Some(PathBuf::from(value)),
             _ => anyhow::bail!("unknown option {flag}; {USAGE}"),
         }
@@ -150,11 +153,19 @@ fn main() -> ExitCode {
         None => "single node".to_string(),
     };
     eprintln!(
-        "chaos soak: {layout}, {} jobs at {}/s, kill -9 every {:?}, {}% of tasks dying, leftovers {}, seed {}, in {}",
+        "chaos soak: {layout}, {} jobs at {}/s, kill -9 every {:?}, {}% of tasks dying{}, leftovers {}, seed {}, in {}",
         options.jobs,
         options.rate,
         options.kill_every,
         options.sim.task_death_rate * 100.0,
+        if options.sim.spot_interruption_rate > 0.0 {
+            format!(
+                ", FARGATE_SPOT first with {}% of its tasks interrupted",
+                options.sim.spot_interruption_rate * 100.0
+            )
+        } else {
+            String::new()
+        },
         if options.leftovers_fail {
             "fail"
         } else {

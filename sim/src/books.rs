@@ -1,9 +1,12 @@
 //! The simulator's own books, read at the end of a soak: did every job run exactly once,
 //! did dockhand launch exactly the runners it owed, and what was left behind.
 
+mod spot;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::model::{Conclusion, JobState, Model, Origin, TaskStatus};
+use crate::model::{Conclusion, Interruption, JobState, Model, Origin, TaskStatus};
+pub use spot::SpotBooks;
 
 /// The `startedBy` dockhand gives a job's task.
 pub fn started_by(job: u64) -> String {
@@ -22,7 +25,9 @@ pub struct Books {
     /// Jobs owed a launch: not poison, not cancelled while queued, not run by a stranger,
     /// and delivered.
     pub owed: usize,
-    /// Runners launched: tasks whose runner came online, or that are still coming up.
+    /// Runners launched: tasks whose runner came online, or that are still coming up, but
+    /// for those Spot interrupted before their runner took a job (replaced, as a task that
+    /// died is).
     pub launched: usize,
     /// Launches for jobs not owed one (cancelled, or taken by a stranger, first): spares.
     pub spare_launches: usize,
@@ -31,9 +36,11 @@ pub struct Books {
     pub served_by_surplus: usize,
     /// Jobs with more than one runner launched: a failure.
     pub launched_twice: Vec<u64>,
-    /// Jobs not cancelled that did not run to success (still queued, running, or failed).
+    /// Jobs not cancelled that did not run to success (still queued, running, or failed),
+    /// but for those failed by a Spot interruption during their run (`spot.failed_jobs`).
     pub unfinished: Vec<u64>,
     pub assigned_twice: Vec<u64>,
+    /// Busy runners whose task was stopped or that were deleted (not by Spot).
     pub busy_runners_killed: u64,
     pub delete_busy_refused: u64,
     pub tasks: usize,
@@ -54,6 +61,8 @@ pub struct Books {
     pub idle_secs_per_job: f64,
     /// Queued to started, in simulated seconds, of the jobs that ran: p50, p99, max.
     pub wait_secs: [f64; 3],
+    /// Spot interruptions, and tasks by capacity provider.
+    pub spot: SpotBooks,
 }
 
 impl Books {
@@ -68,6 +77,7 @@ impl Books {
             strangers: model.counters.strangers,
             tasks: model.tasks.len(),
             idle_runner_secs: model.idle_runner_time().as_secs_f64(),
+            spot: SpotBooks::read(model),
             ..Self::default()
         };
         let left = model.leftovers();
@@ -81,7 +91,8 @@ impl Books {
             if task.stop_code == Some("TaskFailedToStart") {
                 books.tasks_died += 1;
             }
-            let came_up = task.runner.is_some() || task.status == TaskStatus::Provisioning;
+            let came_up = (task.runner.is_some() || task.status == TaskStatus::Provisioning)
+                && task.interrupted != Some(Interruption::BeforeJob);
             if came_up && let Some(s) = &task.started_by {
                 *launches.entry(s.as_str()).or_default() += 1;
             }
@@ -126,7 +137,9 @@ impl Books {
             }
             if cancelled {
                 books.cancelled_while_queued += 1;
-            } else if job.state != JobState::Done(Conclusion::Success) {
+            } else if job.state != JobState::Done(Conclusion::Success)
+                && !books.spot.failed_jobs.contains(&job.id)
+            {
                 books.unfinished.push(job.id);
             }
             let was_delivered = delivered.contains(&job.id);

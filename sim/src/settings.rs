@@ -34,6 +34,11 @@ pub struct Settings {
     pub steal_rate: f64,
     /// Share of tasks that stop before their runner registers.
     pub task_death_rate: f64,
+    /// Share of tasks launched on capacity provider `FARGATE_SPOT` that Spot interrupts,
+    /// at a time chosen at RunTask uniformly from `task_start`'s lower bound to
+    /// `task_start`'s upper bound plus `job_duration`'s: some before their runner takes a
+    /// job, some during one. The task stops with stopCode `SpotInterruption`.
+    pub spot_interruption_rate: f64,
     pub webhooks: WebhookSettings,
     pub github_faults: FaultSettings,
     pub ecs_faults: FaultSettings,
@@ -78,6 +83,7 @@ impl Default for Settings {
             cancel_after: (Duration::from_secs(5), Duration::from_secs(60)),
             steal_rate: 0.0,
             task_death_rate: 0.0,
+            spot_interruption_rate: 0.0,
             webhooks: WebhookSettings::default(),
             github_faults: FaultSettings::default(),
             ecs_faults: FaultSettings::default(),

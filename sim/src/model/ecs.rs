@@ -3,10 +3,15 @@
 
 use serde_json::{Value, json};
 
-use super::{Model, RunnerState, Task, TaskStatus};
+use super::{Interruption, Model, RunnerState, Task, TaskStatus};
 use crate::clock::SimTime;
 
 const ACCOUNT: &str = "arn:aws:ecs:us-east-1:123456789012";
+
+/// The capacity provider whose tasks Spot may interrupt.
+pub const SPOT_PROVIDER: &str = "FARGATE_SPOT";
+/// The stopCode of a task Spot interrupted.
+pub const SPOT_INTERRUPTION: &str = "SpotInterruption";
 
 /// What a RunTask asked for, already checked by the API layer.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +73,7 @@ impl Model {
         );
         let up_at = now + self.between(self.settings.task_start);
         let dies = self.chance(self.settings.task_death_rate);
+        let interrupt_at = self.spot_interruption(now, request.capacity_provider.as_deref());
         if let Some(token) = &request.client_token {
             self.client_tokens.insert(token.clone(), arn.clone());
         }
@@ -97,6 +103,8 @@ impl Model {
                 started: None,
                 stopped: None,
                 dies,
+                interrupt_at,
+                interrupted: None,
                 runner: None,
                 client_token: request.client_token,
                 overrides: request.overrides,
@@ -105,7 +113,21 @@ impl Model {
         );
         self.task_order.push(arn.clone());
         self.pending.insert((up_at, arn.clone()));
+        if let Some(at) = interrupt_at {
+            self.pending.insert((at, arn.clone()));
+        }
         arn
+    }
+
+    /// When Spot will interrupt a task started now on `provider`, if it will: only tasks on
+    /// `FARGATE_SPOT`, a `spot_interruption_rate` share of them, at a time from
+    /// `task_start`'s lower bound to `task_start`'s upper bound plus `job_duration`'s.
+    fn spot_interruption(&mut self, now: SimTime, provider: Option<&str>) -> Option<SimTime> {
+        if provider != Some(SPOT_PROVIDER) || !self.chance(self.settings.spot_interruption_rate) {
+            return None;
+        }
+        let (start, job) = (self.settings.task_start, self.settings.job_duration);
+        Some(now + self.between((start.0, start.1 + job.1)))
     }
 
     /// ListTasks: tasks whose desired status is `desired_stopped`'s, optionally with this
@@ -145,7 +167,8 @@ impl Model {
     }
 
     /// Tasks whose start time has come: each dies, or its runner comes online with the JIT
-    /// config, or it exits because that registration is gone or used.
+    /// config, or it exits because that registration is gone or used. And tasks whose Spot
+    /// interruption has come, unless they have stopped.
     pub(super) fn start_tasks(&mut self, now: SimTime) {
         while let Some((up_at, arn)) = self.pending.first().cloned() {
             if up_at > now {
@@ -153,6 +176,10 @@ impl Model {
             }
             self.pending.remove(&(up_at, arn.clone()));
             let task = self.tasks.get_mut(&arn).expect("pending task");
+            if task.interrupt_at == Some(up_at) {
+                self.interrupt(&arn, up_at, now);
+                continue;
+            }
             if task.status != TaskStatus::Provisioning {
                 continue;
             }
@@ -187,6 +214,35 @@ impl Model {
         }
     }
 
+    /// Spot reclaims the task's capacity at `at` (seen at `now`): it stops with
+    /// `SpotInterruption`, its runner container (if it was running) exiting on SIGTERM, and
+    /// its runner goes offline as any stopped task's does: GitHub fails a job it was
+    /// running. A job that ended before `at` succeeded first.
+    fn interrupt(&mut self, arn: &str, at: SimTime, now: SimTime) {
+        let busy = |model: &Self| {
+            let runner = model.tasks[arn].runner?;
+            match model.runners.get(&runner)?.state {
+                RunnerState::Busy(job) => Some(job),
+                _ => None,
+            }
+        };
+        if busy(self).is_some() {
+            self.finish_jobs(at);
+        }
+        let job = busy(self);
+        let task = self.tasks.get_mut(arn).expect("the task");
+        if task.status == TaskStatus::Stopped {
+            return;
+        }
+        let running = task.status == TaskStatus::Running;
+        task.interrupted = Some(match job {
+            Some(job) => Interruption::DuringJob(job),
+            None => Interruption::BeforeJob,
+        });
+        let reason = "Your Spot Task was interrupted.";
+        self.stop(arn, now, SPOT_INTERRUPTION, reason, running.then_some(143));
+    }
+
     /// The runner container exited with `code`: its job done (0), or its registration
     /// gone (1).
     pub(super) fn exited(&mut self, arn: &str, now: SimTime, code: i32) {
@@ -216,7 +272,7 @@ impl Model {
         task.exit_code = exit_code;
         task.stopped = Some(now);
         if let Some(runner) = task.runner {
-            self.lose_runner(runner, now);
+            self.lose_runner(runner, now, code == SPOT_INTERRUPTION);
         }
     }
 

@@ -150,7 +150,7 @@ impl Model {
         runner.listed = false;
         let task = runner.task.clone();
         let now = self.clock.now();
-        self.lose_runner(id, now);
+        self.lose_runner(id, now, false);
         if let Some(arn) = task {
             self.exited(&arn, now, 1);
         }

@@ -17,6 +17,8 @@ mod github;
 mod payload;
 mod scheduler;
 #[cfg(test)]
+mod spot_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeSet, HashMap};
@@ -25,7 +27,7 @@ use std::time::Duration;
 use crate::clock::{Clock, SimTime};
 use crate::settings::Settings;
 
-pub use ecs::{EcsError, RunTaskRequest};
+pub use ecs::{EcsError, RunTaskRequest, SPOT_INTERRUPTION, SPOT_PROVIDER};
 pub use github::{DeleteError, JitError, RunnerGroup};
 
 /// Who started a runner.
@@ -125,6 +127,10 @@ pub struct Task {
     pub stopped: Option<SimTime>,
     /// Stops before its runner registers.
     pub dies: bool,
+    /// When Spot will interrupt it (a task on `FARGATE_SPOT` only), unless it has stopped.
+    pub interrupt_at: Option<SimTime>,
+    /// How Spot interrupted it, once it has.
+    pub interrupted: Option<Interruption>,
     pub runner: Option<u64>,
     pub client_token: Option<String>,
     /// RunTask's `overrides`, echoed as ECS does (the JIT config included).
@@ -132,6 +138,16 @@ pub struct Task {
     /// RunTask's `tags` (key, value), then ECS's managed tags if it asked for them; shown
     /// only by a DescribeTasks that includes `TAGS`.
     pub tags: Vec<(String, String)>,
+}
+
+/// How Spot interrupted a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interruption {
+    /// Before its runner took a job (provisioning, or online and idle): the job it was
+    /// launched for is still queued, for a replacement to serve.
+    BeforeJob,
+    /// While its runner ran this job: GitHub failed the job.
+    DuringJob(u64),
 }
 
 /// A webhook GitHub owes dockhand.
@@ -146,7 +162,8 @@ pub struct Webhook {
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
     pub strangers: u64,
-    /// Busy runners whose task was stopped, or that were deleted: a job lost.
+    /// Busy runners whose task was stopped (not by a Spot interruption: see
+    /// [`Interruption::DuringJob`]), or that were deleted: a job lost.
     pub busy_runners_killed: u64,
     pub delete_busy_refused: u64,
     /// Tasks that came up with a JIT config whose registration was gone or used.
@@ -186,7 +203,8 @@ pub struct Model {
     pub tasks: HashMap<String, Task>,
     /// Task ARNs in creation order, for ListTasks' pages.
     task_order: Vec<String>,
-    /// Provisioning tasks by the time they come up.
+    /// Provisioning tasks by the time they come up, and Spot tasks by the time Spot
+    /// interrupts them.
     pending: BTreeSet<(SimTime, String)>,
     client_tokens: HashMap<String, String>,
     /// Encoded JIT config → runner id.

@@ -77,8 +77,9 @@ impl Model {
         }
     }
 
-    /// The runner's process has gone while it held a job: GitHub fails the job.
-    pub(super) fn lose_runner(&mut self, runner_id: u64, now: SimTime) {
+    /// The runner's process has gone while it held a job: GitHub fails the job. A runner
+    /// whose task Spot `interrupted` is not counted as killed (the books count those).
+    pub(super) fn lose_runner(&mut self, runner_id: u64, now: SimTime, interrupted: bool) {
         let Some(runner) = self.runners.get(&runner_id) else {
             return;
         };
@@ -86,7 +87,9 @@ impl Model {
         match was {
             RunnerState::Idle => self.leave_idle(runner_id, now),
             RunnerState::Busy(job_id) => {
-                self.counters.busy_runners_killed += 1;
+                if !interrupted {
+                    self.counters.busy_runners_killed += 1;
+                }
                 if let Some(job) = self.jobs.get_mut(&job_id) {
                     job.state = JobState::Done(Conclusion::Failure);
                     job.started.get_or_insert(now);

@@ -7,7 +7,7 @@ use crate::clock::Clock;
 use crate::settings::Settings;
 
 /// A model whose tasks come up at once and whose jobs run for a simulated hour.
-fn model() -> Model {
+pub(super) fn model() -> Model {
     let settings = Settings {
         task_start: (Duration::ZERO, Duration::ZERO),
         job_duration: (Duration::from_secs(3600), Duration::from_secs(3600)),
@@ -16,7 +16,7 @@ fn model() -> Model {
     Model::new(settings, Clock::start(1.0))
 }
 
-fn launch(model: &mut Model, job: u64, token: &str) -> String {
+pub(super) fn launch(model: &mut Model, job: u64, token: &str) -> String {
     let (_, jit) = model
         .register_jit(&format!("dh-{job}"), model.settings.labels.clone(), 1)
         .unwrap();
@@ -31,7 +31,7 @@ fn launch(model: &mut Model, job: u64, token: &str) -> String {
     })
 }
 
-fn actions(hooks: &[Webhook]) -> Vec<(u64, &'static str)> {
+pub(super) fn actions(hooks: &[Webhook]) -> Vec<(u64, &'static str)> {
     hooks.iter().map(|h| (h.job, h.action)).collect()
 }
 

@@ -28,6 +28,9 @@ pub struct Endpoints<'a> {
     pub webhook_secret: &'a str,
     pub labels: &'a [String],
     pub cluster: &'a str,
+    /// The pool runs on capacity providers `["FARGATE_SPOT", "FARGATE"]` (Spot first)
+    /// rather than launch type `FARGATE`: for a soak with Spot interruptions.
+    pub spot: bool,
 }
 
 /// The TOML for one process.
@@ -130,7 +133,7 @@ max_runners = 100000
 [pool.ecs]
 cluster = {cluster}
 task_definition = "runner"
-launch_type = "FARGATE"
+{launch}
 subnets = ["subnet-0sim"]
 security_groups = ["sg-0sim"]
 "#,
@@ -140,5 +143,10 @@ security_groups = ["sg-0sim"]
         key = quoted(&endpoints.private_key.to_string_lossy()),
         labels = serde_json::to_string(endpoints.labels).expect("labels serialize"),
         cluster = quoted(endpoints.cluster),
+        launch = if endpoints.spot {
+            r#"capacity_providers = ["FARGATE_SPOT", "FARGATE"]"#
+        } else {
+            r#"launch_type = "FARGATE""#
+        },
     )
 }

@@ -271,6 +271,7 @@ fn endpoints<'a>(options: &'a SoakOptions, world: &'a World) -> Endpoints<'a> {
         webhook_secret: &options.sim.webhook_secret,
         labels: &options.sim.labels,
         cluster: &options.sim.cluster,
+        spot: options.sim.spot_interruption_rate > 0.0,
     }
 }
 

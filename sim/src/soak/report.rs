@@ -258,6 +258,24 @@ impl fmt::Display for SoakReport {
             "tasks: {} started, {} died before registering, {} came up to a deleted registration, {} RunTask replays by client token",
             b.tasks, b.tasks_died, b.tasks_refused, b.client_token_replays
         )?;
+        if b.spot.in_play() {
+            let list = |counts: &std::collections::BTreeMap<String, usize>| {
+                let counts: Vec<String> = counts.iter().map(|(p, n)| format!("{n} {p}")).collect();
+                if counts.is_empty() {
+                    "none".to_string()
+                } else {
+                    counts.join(", ")
+                }
+            };
+            writeln!(
+                f,
+                "spot: {} tasks interrupted before their runner took a job (replacements started on: {}), {} during a job (failed by Spot, not lost by dockhand); tasks started by capacity provider: {}",
+                b.spot.before_job,
+                list(&b.spot.replacements),
+                b.spot.during_job,
+                list(&b.spot.launches)
+            )?;
+        }
         writeln!(
             f,
             "idle runners (simulated): {:.0} runner-seconds online and idle, {:.1} per owed job",

@@ -215,6 +215,7 @@ impl Reconciler {
             return Ok(TaskEventOutcome::Stopped);
         }
         if task.last_status == "RUNNING"
+            && runner.state != crate::store::RunnerState::Finished
             && !settings.dry_run
             && self.record_status(&runner, &task).await?
         {

@@ -187,6 +187,10 @@ impl Reconciler {
                 .stopped(settings, pools, runner, end_of(task), "task_stopped", pass)
                 .await;
         }
+        // A finished runner's task is followed only to its stop (SIGTERM to exit).
+        if runner.state == RunnerState::Finished {
+            return Ok(());
+        }
         self.record_status(runner, task).await?;
         if task.is_starting() {
             let created = task
@@ -264,6 +268,10 @@ impl Reconciler {
         let detail = end_detail(&runner.runner_name, &end);
         let busy = runner.state == RunnerState::Busy || runner.ran_job.is_some();
         let interruption = interruption(pools, runner, &end, busy);
+        if settings.dry_run && runner.state == RunnerState::Finished && interruption.is_none() {
+            // Only its task's end is new: nothing a dry run would do.
+            return Ok(());
+        }
         if busy {
             if self
                 .would(

@@ -99,13 +99,24 @@ impl Debt {
     }
 }
 
-/// Selects [`LiveRunner`]s: a `WHERE` clause may follow (`AND ...`).
+/// Selects [`LiveRunner`]s: runners launched or busy with a task on record, and runners
+/// that finished (GitHub reported their job completed) within the last hour whose task's
+/// stop is not recorded yet: on a Spot interruption the runner reports its job failed
+/// before ECS stops the task, and the stop says the job was interrupted. `$1` is that
+/// hour's start (unix ms); a `WHERE` clause may follow (`AND ...`).
 pub(super) const LIVE_RUNNERS: &str =
     "SELECT r.runner_name, r.pool, r.for_job_id, r.runner_id, r.task_arn,
             COALESCE(r.cluster, j.cluster) AS cluster, r.state, r.ran_job_id,
             r.task_status, r.task_started_at, r.created_at, j.repo, j.installation_id
      FROM runners r LEFT JOIN jobs j ON j.job_id = r.for_job_id
-     WHERE r.state IN ('launched', 'busy') AND r.task_arn IS NOT NULL";
+     WHERE r.task_arn IS NOT NULL
+       AND (r.state IN ('launched', 'busy')
+            OR (r.state = 'finished' AND COALESCE(r.task_status, '') <> 'STOPPED'
+                AND r.updated_at > $1))";
+
+/// How long after its runner finished a task's stop is still looked for: ECS forgets a
+/// stopped task after about an hour.
+pub(super) const FINISHED_FOLLOWED_MS: i64 = 3_600_000;
 
 pub(super) fn live_runner(r: &sqlx::any::AnyRow) -> Result<LiveRunner, sqlx::Error> {
     Ok(LiveRunner {
@@ -152,11 +163,12 @@ fn job_spec(row: &sqlx::any::AnyRow) -> Result<JobSpec, sqlx::Error> {
 }
 
 impl Store {
-    /// Runners launched or busy with a task on record, oldest first.
+    /// Runners whose task the reconciler follows ([`LIVE_RUNNERS`]), oldest first.
     pub async fn live_runner_tasks(&self) -> Result<Vec<LiveRunner>, StoreError> {
         let rows = sqlx::query(self.sql_owned(format!(
             "{LIVE_RUNNERS} ORDER BY r.created_at, r.runner_name"
         )))
+        .bind(self.now() - FINISHED_FOLLOWED_MS)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -186,7 +198,8 @@ impl Store {
     }
 
     /// A runner's task stopped: a runner that had not taken a job is `stopped`, a busy one
-    /// `finished` (its job fails on GitHub). Notes `task_stopped` on the job it was launched
+    /// `finished` (its job fails on GitHub), a finished one stays so with its task's end
+    /// recorded (and noted unless it was a clean exit). Notes `task_stopped` on the job it was launched
     /// for, and `runner_lost` on the job it was running. False if another pass recorded it.
     ///
     /// A Spot `interruption` is noted too (`interrupted`), on both jobs, and, for a busy
@@ -201,7 +214,10 @@ impl Store {
         let mut w = self.write("task_stopped").await?;
         let now = self.now();
         let mut tx = sqlx::Connection::begin(&mut *w.conn).await?;
-        let busy = runner.state == RunnerState::Busy;
+        // A finished runner ran its job to the end GitHub reported; only its task's stop is
+        // new.
+        let finished = runner.state == RunnerState::Finished;
+        let busy = runner.state == RunnerState::Busy || finished;
         let to = if busy {
             RunnerState::Finished
         } else {
@@ -211,7 +227,7 @@ impl Store {
             "UPDATE runners SET state = $3, task_status = 'STOPPED',
                  task_started_at = COALESCE($4, task_started_at), task_stopped_at = $5,
                  stop_code = $6, stopped_reason = $7, exit_code = $8, updated_at = $9
-             WHERE runner_name = $1 AND state = $2",
+             WHERE runner_name = $1 AND state = $2 AND COALESCE(task_status, '') <> 'STOPPED'",
         ))
         .bind(runner.runner_name.clone())
         .bind(runner.state.as_str().to_string())
@@ -230,17 +246,23 @@ impl Store {
             let mut detail = serde_json::to_value(end).expect("serializes");
             detail["runner"] = runner.runner_name.clone().into();
             detail["had_job"] = busy.into();
-            let mut notes = vec![Note::new(
-                runner.for_job,
-                now,
-                EventKind::TaskStopped,
-                detail.clone(),
-            )];
             // An ephemeral runner's container exits 0 after its job: only another end lost
             // the job it was running.
             let clean = end.stop_code.as_deref() == Some("EssentialContainerExited")
                 && end.exit_code == Some(0);
-            if let (true, false, Some(ran)) = (busy, clean, runner.ran_job) {
+            let mut notes = Vec::new();
+            // A finished runner's clean exit is the end of every job's story: not noted.
+            if !finished || !clean || interruption.is_some() {
+                notes.push(Note::new(
+                    runner.for_job,
+                    now,
+                    EventKind::TaskStopped,
+                    detail.clone(),
+                ));
+            }
+            if let (true, false, Some(ran)) =
+                (runner.state == RunnerState::Busy, clean, runner.ran_job)
+            {
                 notes.push(Note::new(ran, now, EventKind::RunnerLost, detail.clone()));
             }
             if let Some(interruption) = interruption {

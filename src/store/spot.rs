@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
 use super::history::{EventKind, Note};
-use super::lifecycle::{LIVE_RUNNERS, live_runner};
+use super::lifecycle::{FINISHED_FOLLOWED_MS, LIVE_RUNNERS, live_runner};
 use super::{LiveRunner, Store, StoreError};
 use crate::domain::{InstallationId, JobId, RunId};
 use crate::ecs::Placement;
@@ -80,12 +80,14 @@ pub struct PendingRerun {
 }
 
 impl Store {
-    /// The live runner (launched or busy) whose task this is, if the store has one.
+    /// The runner whose task this is, if the reconciler follows it: launched, busy, or
+    /// finished with its task's stop not yet recorded.
     pub async fn live_runner_by_task(
         &self,
         task_arn: &str,
     ) -> Result<Option<LiveRunner>, StoreError> {
-        let row = sqlx::query(self.sql_owned(format!("{LIVE_RUNNERS} AND r.task_arn = $1")))
+        let row = sqlx::query(self.sql_owned(format!("{LIVE_RUNNERS} AND r.task_arn = $2")))
+            .bind(self.now() - FINISHED_FOLLOWED_MS)
             .bind(task_arn.to_string())
             .fetch_optional(&self.pool)
             .await?;

@@ -245,3 +245,71 @@ async fn a_rerun_request_that_failed_is_asked_again_unless_github_had_done_it(
     assert_eq!(pass(&reconciler).await.reruns, 0);
     assert_eq!(env.github.count(Endpoint::RerunFailedJobs), 3);
 }
+
+#[derive(Debug, Clone, Copy)]
+enum Seen {
+    Event,
+    Pass,
+}
+
+/// On SIGTERM the runner fails its job and reports it, so GitHub's `completed` webhook
+/// usually comes before ECS's stop: the runner is finished by then, and its interruption
+/// must still be recorded and its run re-run.
+#[rstest]
+#[case::event_sqlite(Seen::Event, Backend::Sqlite)]
+#[case::event_postgres(Seen::Event, Backend::Postgres)]
+#[case::pass_sqlite(Seen::Pass, Backend::Sqlite)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interruption_seen_after_the_jobs_completed_webhook_still_reruns_its_run(
+    #[case] seen: Seen,
+    #[case] backend: Backend,
+) {
+    let env = Env::with(QueueChoice::Embedded, backend, spot_pool).await;
+    let worker = env.worker().await;
+    let reconciler = reconciler(&worker, lifecycle());
+    let runner = running(&env, &worker, 4901, 49010).await;
+    env.app
+        .deliver(Delivery::signed(job_in_run(
+            "completed",
+            4901,
+            49010,
+            1,
+            Some(&runner.runner_name),
+        )))
+        .await;
+    assert_eq!(next(&worker).await, Settled::Done(Outcome::Tracked));
+    let store = worker.store();
+    assert_eq!(runner_of(store, 4901).await.state, RunnerState::Finished);
+    // GitHub knows the job failed; its run goes on a little longer.
+    env.github.set_job_in_run(
+        REPO,
+        4901,
+        49010,
+        1,
+        "completed",
+        Some("failure"),
+        Some(&runner.runner_name),
+    );
+    env.github.set_run(REPO, 49010, "in_progress", None, 1);
+    match seen {
+        Seen::Event => stopped_by_event(&env, &worker, &runner, spot_stop()).await,
+        Seen::Pass => {
+            let task = runner.task_arn.as_deref().unwrap();
+            stop_in_ecs(&env, task, "Your Spot Task was interrupted.").await;
+            env.proxy.patch_task(
+                task,
+                json!({"stopCode": "SpotInterruption", "capacityProviderName": "FARGATE_SPOT"}),
+            );
+            pass(&reconciler).await;
+        }
+    }
+    let interrupted = entries(store, 4901, EventKind::Interrupted).await;
+    assert_eq!(interrupted.len(), 1, "{:?}", kinds(store, 4901).await);
+    assert_eq!(interrupted[0]["had_job"], true);
+    env.github
+        .set_run(REPO, 49010, "completed", Some("failure"), 1);
+    assert_eq!(pass(&reconciler).await.reruns, 1);
+    assert_eq!(pass(&reconciler).await.reruns, 0);
+    assert_eq!(env.github.count(Endpoint::RerunFailedJobs), 1);
+    assert_eq!(runner_of(store, 4901).await.state, RunnerState::Finished);
+}

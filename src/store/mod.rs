@@ -17,11 +17,13 @@
 //! deleted after the retention).
 
 mod claims;
+mod event_kind;
 mod endings;
 mod history;
 mod jobs;
 mod leader;
 mod lifecycle;
+mod live;
 mod prune;
 mod runners;
 mod spot;
@@ -40,7 +42,8 @@ use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr, SqlStr};
 pub use claims::{Claim, Leftovers, Owed, PriorAttempt};
 pub use history::{Deferred, Delivered, EventKind, HistoryEntry, REDELIVERY_PREFIX};
 pub use jobs::{JobFilter, JobRecord};
-pub use lifecycle::{Debt, JobSpec, LiveRunner, Replaced, TaskEnd, end_detail};
+pub use lifecycle::{Debt, JobSpec, Replaced, TaskEnd, end_detail};
+pub use live::LiveRunner;
 pub use prune::{PRUNE_BATCH, Pruned};
 pub use runners::RunnerRecord;
 pub use spot::{Interruption, PendingRerun, RerunState};

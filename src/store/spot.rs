@@ -5,8 +5,7 @@ use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
 use super::history::{EventKind, Note};
-use super::lifecycle::{FINISHED_FOLLOWED_MS, LIVE_RUNNERS, live_runner};
-use super::{LiveRunner, Store, StoreError};
+use super::{Store, StoreError};
 use crate::domain::{InstallationId, JobId, RunId};
 use crate::ecs::Placement;
 
@@ -80,20 +79,6 @@ pub struct PendingRerun {
 }
 
 impl Store {
-    /// The runner whose task this is, if the reconciler follows it: launched, busy, or
-    /// finished with its task's stop not yet recorded.
-    pub async fn live_runner_by_task(
-        &self,
-        task_arn: &str,
-    ) -> Result<Option<LiveRunner>, StoreError> {
-        let row = sqlx::query(self.sql_owned(format!("{LIVE_RUNNERS} AND r.task_arn = $2")))
-            .bind(self.now() - FINISHED_FOLLOWED_MS)
-            .bind(task_arn.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(live_runner).transpose()?)
-    }
-
     /// Puts `job` down for a re-run of its workflow run, once: in the transaction that
     /// records its runner's interruption.
     pub(super) async fn want_rerun(

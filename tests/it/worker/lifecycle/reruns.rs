@@ -6,7 +6,9 @@
 use serde_json::json;
 
 use super::events::stopped_by_event;
-use super::spot::{REPO, job_in_run, run_task_providers, running, spot_pool, spot_stop};
+use super::spot::{
+    REPO, Seen, interrupted, job_in_run, run_task_providers, running, spot_pool, spot_stop,
+};
 use super::*;
 use crate::common::fake_github::{Endpoint, Failure};
 use crate::common::stores::Backend;
@@ -246,12 +248,6 @@ async fn a_rerun_request_that_failed_is_asked_again_unless_github_had_done_it(
     assert_eq!(env.github.count(Endpoint::RerunFailedJobs), 3);
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Seen {
-    Event,
-    Pass,
-}
-
 /// On SIGTERM the runner fails its job and reports it, so GitHub's `completed` webhook
 /// usually comes before ECS's stop: the runner is finished by then, and its interruption
 /// must still be recorded and its run re-run.
@@ -291,18 +287,7 @@ async fn an_interruption_seen_after_the_jobs_completed_webhook_still_reruns_its_
         Some(&runner.runner_name),
     );
     env.github.set_run(REPO, 49010, "in_progress", None, 1);
-    match seen {
-        Seen::Event => stopped_by_event(&env, &worker, &runner, spot_stop()).await,
-        Seen::Pass => {
-            let task = runner.task_arn.as_deref().unwrap();
-            stop_in_ecs(&env, task, "Your Spot Task was interrupted.").await;
-            env.proxy.patch_task(
-                task,
-                json!({"stopCode": "SpotInterruption", "capacityProviderName": "FARGATE_SPOT"}),
-            );
-            pass(&reconciler).await;
-        }
-    }
+    interrupted(seen, &env, &worker, &reconciler, &runner).await;
     let interrupted = entries(store, 4901, EventKind::Interrupted).await;
     assert_eq!(interrupted.len(), 1, "{:?}", kinds(store, 4901).await);
     assert_eq!(interrupted[0]["had_job"], true);

@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use super::events::{handle_event, put_event, stopped_by_event, task_event};
+use super::events::stopped_by_event;
 use super::*;
 use crate::common::fake_github::Endpoint;
 use crate::common::stores::Backend;
@@ -91,12 +91,39 @@ pub(super) fn spot_stop() -> serde_json::Value {
     })
 }
 
+/// How dockhand learns of an interruption in a test.
 #[derive(Debug, Clone, Copy)]
-enum Seen {
+pub(super) enum Seen {
     /// By the task event on the queue.
     Event,
     /// By a reconcile pass's DescribeTasks.
     Pass,
+}
+
+/// Spot reclaims `runner`'s task: stopped in ECS, then seen as `seen` says. Answers the
+/// pass, if one ran.
+pub(super) async fn interrupted(
+    seen: Seen,
+    env: &Env,
+    worker: &Worker,
+    reconciler: &Reconciler,
+    runner: &RunnerRecord,
+) -> Pass {
+    let task = runner.task_arn.as_deref().expect("a launched runner");
+    stop_in_ecs(env, task, "Your Spot Task was interrupted.").await;
+    match seen {
+        Seen::Event => {
+            stopped_by_event(env, worker, runner, spot_stop()).await;
+            Pass::default()
+        }
+        Seen::Pass => {
+            env.proxy.patch_task(
+                task,
+                json!({"stopCode": "SpotInterruption", "capacityProviderName": "FARGATE_SPOT"}),
+            );
+            pass(reconciler).await
+        }
+    }
 }
 
 #[rstest]
@@ -112,23 +139,11 @@ async fn a_spot_interruption_before_the_job_is_replaced_on_fargate_not_fargate_s
     let worker = env.worker().await;
     let reconciler = reconciler(&worker, lifecycle());
     let first = launched(&env, &worker, 4301).await;
-    let task = first.task_arn.clone().unwrap();
     assert_eq!(run_task_providers(&env), ["FARGATE_SPOT"]);
 
-    stop_in_ecs(&env, &task, "Your Spot Task was interrupted.").await;
-    match seen {
-        Seen::Event => {
-            put_event(&env, &task_event(&env, &task, "STOPPED", Some(spot_stop()))).await;
-            handle_event(&worker).await;
-        }
-        Seen::Pass => {
-            env.proxy.patch_task(
-                &task,
-                json!({"stopCode": "SpotInterruption", "capacityProviderName": "FARGATE_SPOT"}),
-            );
-            let p = pass(&reconciler).await;
-            assert_eq!((p.stopped, p.replaced), (1, 1), "{p:?}");
-        }
+    let p = interrupted(seen, &env, &worker, &reconciler, &first).await;
+    if let Seen::Pass = seen {
+        assert_eq!((p.stopped, p.replaced), (1, 1), "{p:?}");
     }
     let store = worker.store();
     assert_eq!(runner_of(store, 4301).await.state, RunnerState::Stopped);

@@ -14,6 +14,7 @@ pub mod server;
 pub mod source;
 mod ssm;
 pub mod store;
+pub mod warm;
 pub mod webhook;
 pub mod worker;
 
@@ -35,6 +36,7 @@ pub use secret::{Secret, SecretResolver, SecretSource};
 pub use server::{AdminSettings, ServerSettings};
 pub use source::ConfigSource;
 pub use store::StoreSettings;
+pub use warm::WarmSchedule;
 pub use webhook::WebhookSettings;
 pub use worker::WorkerSettings;
 

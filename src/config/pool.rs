@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Problems;
+use super::warm::WarmSchedule;
 
 /// Most labels one pool may carry (GitHub's limit for a JIT runner).
 const MAX_POOL_LABELS: usize = 100;
@@ -42,6 +43,25 @@ pub struct PoolSettings {
     /// App's repository permission "Actions: read & write".
     #[serde(default)]
     pub rerun_interrupted: bool,
+    /// Idle runners the reconciler keeps ready for the next job (warm runners); a
+    /// `[[pool.schedule]]` entry overrides it while it matches. `max_runners` caps them too.
+    #[serde(default)]
+    pub min_idle: u32,
+    /// `min_idle` by time of day: the last entry whose cron expression matches the current
+    /// minute wins.
+    #[serde(default)]
+    pub schedule: Vec<WarmSchedule>,
+    /// Where warm runners register: the organization (`scope = "org"`) or `owner/repo`
+    /// (`scope = "repo"`). Required when the pool keeps warm runners.
+    #[serde(default)]
+    pub warm_target: Option<String>,
+    /// An idle runner waiting longer than this is replaced by a fresh one, so images and
+    /// registrations stay fresh.
+    #[serde(
+        default = "super::warm::default_max_idle_age",
+        with = "humantime_serde"
+    )]
+    pub max_idle_age: std::time::Duration,
     /// How runners are launched. Required by workers (not by the ingress).
     #[serde(default)]
     pub ecs: Option<EcsLaunchSettings>,
@@ -59,6 +79,10 @@ impl PoolSettings {
             max_runners: default_max_runners(),
             max_runtime: default_max_runtime(),
             rerun_interrupted: false,
+            min_idle: 0,
+            schedule: Vec::new(),
+            warm_target: None,
+            max_idle_age: super::warm::default_max_idle_age(),
             ecs: None,
         }
     }
@@ -221,6 +245,7 @@ pub(super) fn check_pools(pools: &[PoolSettings], p: &mut Problems) {
         if pool.work_folder.trim().is_empty() {
             p.add(format!("{key}.work_folder"), "must not be blank");
         }
+        pool.check_warm(&key, p);
         if let Some(ecs) = &pool.ecs {
             ecs.check(&format!("{key}.ecs"), p);
         }

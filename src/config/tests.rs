@@ -257,3 +257,38 @@ fn a_store_password_is_never_printed_or_debugged() {
         "{rendered}"
     );
 }
+
+#[test]
+fn a_warm_pool_loads_and_a_target_above_max_runners_is_refused() {
+    let warm = r#"
+[webhook]
+secrets = [{ value = "s3cret-value" }]
+
+[[pool]]
+name = "linux"
+labels = ["self-hosted", "linux"]
+max_runners = 4
+min_idle = 1
+warm_target = "acme"
+
+[[pool.schedule]]
+cron = "* 8-18 * * Mon-Fri"
+timezone = "Europe/Berlin"
+min_idle = 4
+"#;
+    let s = load(warm).unwrap();
+    assert_eq!((s.pools[0].min_idle, s.pools[0].schedule.len()), (1, 1));
+    assert_eq!(s.pools[0].max_idle_age, Duration::from_secs(3600));
+    let err = problems(&warm.replace("min_idle = 4", "min_idle = 5"));
+    assert!(
+        err.contains("  pool[0].schedule[0].min_idle: 5 is more than the pool's max_runners (4)"),
+        "{err}"
+    );
+    let err = problems(&warm.replace("min_idle = 1", "min_idle = 5"));
+    assert!(
+        err.contains("  pool[0].min_idle: 5 is more than max_runners (4)"),
+        "{err}"
+    );
+    let err = problems(&warm.replace("warm_target = \"acme\"\n", ""));
+    assert!(err.contains("  pool[0].warm_target: "), "{err}");
+}

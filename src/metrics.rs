@@ -43,6 +43,8 @@ pub const RECONCILE_LAST_PASS: &str = "dockhand_reconcile_last_pass_timestamp_se
 pub const TASK_EVENTS_TOTAL: &str = "dockhand_task_events_total";
 pub const SPOT_INTERRUPTIONS_TOTAL: &str = "dockhand_spot_interruptions_total";
 pub const RERUNS_TOTAL: &str = "dockhand_reruns_total";
+pub const WARM_TARGET: &str = "dockhand_warm_target";
+pub const WARM_LAUNCHES_TOTAL: &str = "dockhand_warm_launches_total";
 
 pub const GITHUB_REQUESTS_TOTAL: &str = "dockhand_github_requests_total";
 pub const GITHUB_RATE_LIMIT_REMAINING: &str = "dockhand_github_rate_limit_remaining";
@@ -206,7 +208,8 @@ fn describe() {
     metrics::describe_gauge!(
         RUNNERS,
         Unit::Count,
-        "Runners dockhand registered, by pool and state; polled from the store by workers."
+        "Runners dockhand registered, by pool and state; polled from the store by workers. \
+         `idle` is the part of `launched` whose task is running and waiting for a job."
     );
 
     metrics::describe_counter!(
@@ -273,7 +276,7 @@ fn describe() {
         RUNNERS_REAPED_TOTAL,
         Unit::Count,
         "Runners and registrations the reconciler removed, by pool and reason (idle, \
-         pending_timeout, max_runtime, orphan)."
+         max_idle_age, pending_timeout, max_runtime, orphan)."
     );
     metrics::describe_counter!(
         REAP_REFUSED_TOTAL,
@@ -327,5 +330,16 @@ fn describe() {
         Unit::Count,
         "Re-runs of interrupted jobs' workflow runs, by pool and outcome (requested, covered: re-run \
          already; not_needed: the job succeeded; refused: GitHub said no; expired)."
+    );
+    metrics::describe_gauge!(
+        WARM_TARGET,
+        Unit::Count,
+        "Idle runners each pool keeps ready now: its min_idle, or its matching schedule's."
+    );
+    metrics::describe_counter!(
+        WARM_LAUNCHES_TOTAL,
+        Unit::Count,
+        "Warm runners the reconciler launched, by pool and outcome (launched, failed; resumed \
+         or abandoned: a fill left part-way, its task found or its registration removed)."
     );
 }

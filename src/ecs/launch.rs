@@ -133,7 +133,7 @@ pub(super) async fn run_task(
             });
             tracing::info!(
                 pool = spec.pool,
-                job.id = %spec.job_id,
+                job.id = ?spec.job_id,
                 runner = spec.runner_name,
                 ecs.task = %arn,
                 ecs.launched_on = option.name(),
@@ -150,7 +150,7 @@ pub(super) async fn run_task(
                 record(Operation::RunTask, Outcome::Capacity);
                 tracing::info!(
                     pool = spec.pool,
-                    job.id = %spec.job_id,
+                    job.id = ?spec.job_id,
                     ecs.option = option.name(),
                     ecs.failures = ?failures,
                     "no capacity on this launch option"
@@ -200,7 +200,9 @@ fn tags(spec: &LaunchSpec<'_>) -> Vec<Tag> {
         .iter()
         .map(|(k, v)| (k.as_str(), Cow::Borrowed(v.as_str())))
         .collect();
-    tags.insert(TAG_JOB_ID, Cow::Owned(spec.job_id.to_string()));
+    if let Some(job) = spec.job_id {
+        tags.insert(TAG_JOB_ID, Cow::Owned(job.to_string()));
+    }
     tags.insert(TAG_POOL, Cow::Borrowed(spec.pool));
     tags.insert(TAG_RUNNER, Cow::Borrowed(spec.runner_name));
     tags.into_iter()

@@ -43,7 +43,8 @@ impl fmt::Display for TaskArn {
 pub struct LaunchSpec<'a> {
     pub pool: &'a str,
     pub ecs: &'a EcsLaunchSettings,
-    pub job_id: JobId,
+    /// The job the runner is launched for; `None` for a warm runner (no job tag).
+    pub job_id: Option<JobId>,
     pub runner_name: &'a str,
     pub jit_config: &'a SecretString,
     /// Idempotency token (ECS honours it; moto doesn't). ≤ 64 chars. The first launch option
@@ -53,7 +54,8 @@ pub struct LaunchSpec<'a> {
     /// idempotent per option.
     pub client_token: &'a str,
     /// ECS `startedBy` (≤ 128 chars), marks the job: `dockhand-job-<id>` (the worker's
-    /// `started_by`), which is how a take-over finds a task already started.
+    /// `started_by`), which is how a take-over finds a task already started; a warm
+    /// runner's is `dockhand-warm-<runner name>`.
     pub started_by: &'a str,
     /// Which of the pool's capacity providers this launch may use.
     pub placement: &'a Placement,
@@ -282,7 +284,7 @@ mod tests {
         let spec = LaunchSpec {
             pool: "linux",
             ecs: &ecs,
-            job_id: JobId(7),
+            job_id: Some(JobId(7)),
             runner_name: "dockhand-linux-7",
             jit_config: &jit,
             client_token: "dockhand-7",

@@ -48,8 +48,10 @@ fn last(history: &[HistoryEntry], kind: EventKind) -> Option<&HistoryEntry> {
 fn whose(job: &JobRecord, history: &[HistoryEntry]) -> String {
     let started = last(history, EventKind::Started);
     let launched_for = started.and_then(|e| e.detail.get("launched_for")?.as_u64());
+    let warm = started.is_some_and(|e| e.detail["warm"].as_bool() == Some(true));
     match (job.ran_on_dockhand, launched_for) {
         (Some(false), _) => "which dockhand did not launch".to_string(),
+        (_, None) if warm => "a warm runner".to_string(),
         (_, Some(id)) if id == job.job_id.0 => "launched for this job".to_string(),
         (_, Some(id)) => format!("launched for job {id}"),
         _ => "launched by dockhand".to_string(),

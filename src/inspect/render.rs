@@ -255,6 +255,7 @@ fn whose(detail: &Value, job: u64) -> String {
         detail["launched_for"].as_u64(),
     ) {
         (Some(false), _) => "not launched by dockhand".to_string(),
+        (_, None) if detail["warm"].as_bool() == Some(true) => "a warm runner".to_string(),
         (_, Some(id)) if id == job => "launched for this job".to_string(),
         (_, Some(id)) => format!("launched for job {id}"),
         _ => "no runner".to_string(),
@@ -292,7 +293,8 @@ pub fn runners(runners: &[RunnerRecord], now: DateTime<Utc>) -> String {
             [
                 r.runner_name.clone(),
                 r.pool.clone(),
-                r.for_job_id.to_string(),
+                r.for_job_id
+                    .map_or_else(|| "warm".into(), |j| j.to_string()),
                 r.ran_job_id.map_or_else(|| "-".into(), |j| j.to_string()),
                 r.task_arn.as_deref().map_or_else(|| "-".into(), short_task),
                 r.state.as_str().to_string(),

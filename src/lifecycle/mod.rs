@@ -7,15 +7,17 @@
 //!    to `max_replacements`, then dead-letters it (`replace`);
 //! 3. stops tasks stuck starting past `pending_timeout`, and 4. tasks running past their
 //!    pool's `max_runtime` (`tasks`);
-//! 5. removes idle runners beyond the jobs waiting for them, after `idle_timeout`: the
+//! 5. removes idle runners beyond the jobs waiting for them and the pool's `min_idle`,
+//!    after `idle_timeout`, and recycles idle runners older than `max_idle_age`: the
 //!    registration first, and only if GitHub agrees it is not running a job (`surplus`);
-//! 6. asks GitHub about jobs gone quiet past `verify_after`, heals the store from what it
+//! 6. launches warm runners up to each pool's `min_idle` target (`warm`);
+//! 7. asks GitHub about jobs gone quiet past `verify_after`, heals the store from what it
 //!    says, or replaces the runner (`quiet`);
-//! 7. every `orphan_interval`, removes registrations and tasks nobody accounts for
+//! 8. every `orphan_interval`, removes registrations and tasks nobody accounts for
 //!    (`orphans`);
-//! 8. records a busy runner whose task died as finished, so it stops counting as live;
-//! 9. asks GitHub to re-run the workflow runs of jobs Spot interrupted, once they complete
-//!    (`reruns`).
+//! 9. records a busy runner whose task died as finished, so it stops counting as live;
+//! 10. asks GitHub to re-run the workflow runs of jobs Spot interrupted, once they
+//!     complete (`reruns`).
 //!
 //! ECS task events (`events`) are the fast path: a worker that receives one from the queue
 //! acts on its task at once, as step 1 would.
@@ -31,8 +33,10 @@ mod reruns;
 mod stops;
 mod surplus;
 mod tasks;
+mod warm;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,6 +54,7 @@ use crate::queue::Queue;
 use crate::store::{EventKind, Store};
 use crate::telemetry::chain;
 pub use events::{TaskEvent, TaskEventError, TaskEventOutcome};
+pub use warm::warm_started_by;
 
 /// The role name of the reconciler's lease in the store.
 pub const ROLE: &str = "reconciler";
@@ -74,6 +79,8 @@ pub struct Pass {
     pub swept: bool,
     /// Workflow runs GitHub was asked to re-run (jobs Spot interrupted).
     pub reruns: usize,
+    /// Warm runners launched.
+    pub warmed: usize,
 }
 
 /// The reconciler. Cheap to clone.
@@ -92,6 +99,8 @@ struct Inner {
     owner: String,
     /// When the orphan sweep last ran.
     last_sweep: Mutex<Option<Instant>>,
+    /// Milliseconds added to the wall clock where schedules are read (tests move time).
+    skew_ms: AtomicI64,
 }
 
 impl Reconciler {
@@ -116,7 +125,23 @@ impl Reconciler {
             settings,
             owner,
             last_sweep: Mutex::new(None),
+            skew_ms: AtomicI64::new(0),
         }))
+    }
+
+    /// The same reconciler (and its clones) reading schedules `skew` away from the wall
+    /// clock (for tests).
+    pub fn with_clock_skew(self, skew: chrono::TimeDelta) -> Self {
+        self.0
+            .skew_ms
+            .store(skew.num_milliseconds(), Ordering::Relaxed);
+        self
+    }
+
+    /// Now, as pool schedules are read.
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let skew = self.0.skew_ms.load(Ordering::Relaxed);
+        chrono::Utc::now() + chrono::TimeDelta::milliseconds(skew)
     }
 
     /// Leads when it can and runs a pass every `interval` while it leads, until
@@ -149,7 +174,13 @@ impl Reconciler {
             for reason in ["task_stopped", "pending_timeout", "quiet"] {
                 metrics::counter!(m::JOBS_REPLACED_TOTAL, "pool" => name.clone(), "reason" => reason).increment(0);
             }
-            for reason in ["idle", "pending_timeout", "max_runtime", "orphan"] {
+            for reason in [
+                "idle",
+                "max_idle_age",
+                "pending_timeout",
+                "max_runtime",
+                "orphan",
+            ] {
                 metrics::counter!(m::RUNNERS_REAPED_TOTAL, "pool" => name.clone(), "reason" => reason).increment(0);
             }
             metrics::counter!(m::REPLACEMENTS_EXHAUSTED_TOTAL, "pool" => name.clone()).increment(0);
@@ -160,6 +191,9 @@ impl Reconciler {
             }
             for when in ["before_job", "during_job"] {
                 metrics::counter!(m::SPOT_INTERRUPTIONS_TOTAL, "pool" => name.clone(), "when" => when).increment(0);
+            }
+            for outcome in warm::OUTCOMES {
+                metrics::counter!(m::WARM_LAUNCHES_TOTAL, "pool" => name.clone(), "outcome" => outcome).increment(0);
             }
             metrics::counter!(m::JOBS_HEALED_TOTAL, "pool" => name).increment(0);
         }
@@ -266,6 +300,9 @@ impl Reconciler {
             .remove_surplus(&settings, &pools, &seen, &mut pass)
             .await
         {
+            first_error.get_or_insert(err);
+        }
+        if let Err(err) = self.fill_warm(&settings, &pools, &mut pass).await {
             first_error.get_or_insert(err);
         }
         if let Err(err) = self.verify_quiet(&settings, &pools, &seen, &mut pass).await {

@@ -1,5 +1,6 @@
 //! Step 7, every `orphan_interval`: what nobody accounts for.
-//! - Registrations named by dockhand (`dh-`) on the targets of recent jobs, that GitHub
+//! - Registrations named by dockhand (`dh-`) on the targets of recent jobs and the pools'
+//!   warm targets, that GitHub
 //!   shows offline and not busy, whose runner the store shows finished, removed, stopped,
 //!   or does not know at all, are deleted.
 //! - Tasks dockhand tagged (`dockhand:runner`) in the pools' clusters, meant to run, whose
@@ -57,7 +58,13 @@ impl Reconciler {
         let since = Utc::now().timestamp_millis() - TARGETS_SINCE_MS;
         let mut targets: Vec<(InstallationId, RunnerTarget, String)> = Vec::new();
         let mut failed = None;
-        for (pool_name, repo, installation) in self.0.store.recent_repos(since).await? {
+        // The targets of recent jobs, and where pools register warm runners.
+        let mut sources = self.0.store.recent_repos(since).await?;
+        sources.extend(pools.iter().filter_map(|p| {
+            let target = p.settings.warm_target.clone()?;
+            Some((p.name.clone(), target, None))
+        }));
+        for (pool_name, repo, installation) in sources {
             let Some(pool) = pool(pools, &pool_name) else {
                 continue;
             };

@@ -78,14 +78,14 @@ impl Reconciler {
             runner.pool,
             humantime::format_duration(max)
         );
-        let job = runner.ran_job.unwrap_or(runner.for_job);
+        let job = runner.ran_job.or(runner.for_job);
         let mut detail = reap_detail(
             "max_runtime",
             &runner.runner_name,
             Some(&runner.task_arn),
             &words,
         );
-        detail["job"] = json!(job.0);
+        detail["job"] = json!(job.map(|j| j.0));
         let stop = Stop {
             cluster,
             task: &runner.task_arn,
@@ -97,7 +97,7 @@ impl Reconciler {
             .stop(settings, pools, runner, stop, detail, pass)
             .await?
         {
-            tracing::warn!(runner = runner.runner_name, job.id = %job, "stopped a runner task over its pool's max_runtime");
+            tracing::warn!(runner = runner.runner_name, job.id = ?job, "stopped a runner task over its pool's max_runtime");
         }
         Ok(())
     }
@@ -114,12 +114,7 @@ impl Reconciler {
         pass: &mut Pass,
     ) -> anyhow::Result<bool> {
         if self
-            .would(
-                settings.dry_run,
-                Some(stop.job),
-                "stop_task",
-                detail.clone(),
-            )
+            .would(settings.dry_run, stop.job, "stop_task", detail.clone())
             .await
         {
             pass.would += 1;
@@ -134,10 +129,9 @@ impl Reconciler {
         let label = pool_label(pools, Some(&runner.pool));
         metrics::counter!(m::RUNNERS_REAPED_TOTAL, "pool" => label, "reason" => stop.reason)
             .increment(1);
-        self.0
-            .store
-            .note(stop.job, EventKind::Reaped, detail)
-            .await?;
+        if let Some(job) = stop.job {
+            self.0.store.note(job, EventKind::Reaped, detail).await?;
+        }
         Ok(true)
     }
 }
@@ -149,5 +143,6 @@ struct Stop<'a> {
     task: &'a str,
     reason: &'static str,
     words: &'a str,
-    job: crate::domain::JobId,
+    /// `None`: a warm runner that took no job.
+    job: Option<crate::domain::JobId>,
 }

@@ -1,9 +1,11 @@
 //! Step 5 of a pass: idle surplus. A pool has surplus when more of its runners are idle
-//! (task running, no job taken) than it has jobs waiting for a runner. The surplus, oldest
-//! idle first, once idle longer than `idle_timeout`, is removed: its registration deleted
-//! first, then its task stopped. GitHub refuses to delete a runner that is running a job
-//! (422); that refusal is the only authority on "busy", so such a runner is left alone,
-//! whatever an earlier listing said.
+//! (task running, no job taken) than it has jobs waiting for a runner plus the idle
+//! runners it keeps warm (`min_idle`, or its schedule's). The surplus, oldest idle first,
+//! once idle longer than `idle_timeout`, is removed: its registration deleted first, then
+//! its task stopped. In a pool that keeps warm runners, an idle runner older than
+//! `max_idle_age` is recycled the same way, and the fill step launches a fresh one. GitHub
+//! refuses to delete a runner that is running a job (422); that refusal is the only
+//! authority on "busy", so such a runner is left alone, whatever an earlier listing said.
 
 use anyhow::Context;
 use chrono::Utc;
@@ -29,17 +31,29 @@ impl Reconciler {
         let mut idle = seen.idle.clone();
         oldest_first(&mut idle);
         let now = Utc::now().timestamp_millis();
+        let at = self.now();
         let timeout = settings.idle_timeout.as_millis() as i64;
         let mut failed = None;
         for (pool_name, runners) in &idle {
-            let wanted = waiting.get(pool_name).copied().unwrap_or(0) as usize;
+            let warm = pool(pools, pool_name).map_or(0, |p| p.settings.min_idle_at(at));
+            let max_age = pool(pools, pool_name)
+                .filter(|_| warm > 0)
+                .map(|p| p.settings.max_idle_age.as_millis() as i64);
+            let wanted = waiting.get(pool_name).copied().unwrap_or(0) as usize + warm as usize;
             let surplus = runners.len().saturating_sub(wanted);
-            let due = runners
-                .iter()
-                .filter(|i| now - i.since >= timeout)
-                .take(surplus);
-            for idle in due {
-                if let Err(err) = self.remove_idle(settings, pools, idle, pass).await {
+            let mut removed = 0;
+            let mut due = Vec::new();
+            for idle in runners {
+                let age = now - idle.since;
+                if removed < surplus && age >= timeout {
+                    removed += 1;
+                    due.push((idle, Why::Surplus));
+                } else if max_age.is_some_and(|max| age >= max) {
+                    due.push((idle, Why::Aged));
+                }
+            }
+            for (idle, why) in due {
+                if let Err(err) = self.remove_idle(settings, pools, idle, why, pass).await {
                     tracing::warn!(
                         runner = idle.runner.runner_name,
                         error = format!("{err:#}"),
@@ -60,22 +74,39 @@ impl Reconciler {
         settings: &LifecycleSettings,
         pools: &Pools,
         idle: &Idle,
+        why: Why,
         pass: &mut Pass,
     ) -> anyhow::Result<()> {
         let runner = &idle.runner;
         let idle_for = std::time::Duration::from_millis(
             (Utc::now().timestamp_millis() - idle.since).max(0) as u64,
         );
-        let words = format!(
-            "dockhand: idle surplus runner, idle for {} (lifecycle.idle_timeout {})",
-            humantime::format_duration(std::time::Duration::from_secs(idle_for.as_secs())),
-            humantime::format_duration(settings.idle_timeout)
+        let idle_for =
+            humantime::format_duration(std::time::Duration::from_secs(idle_for.as_secs()));
+        let words = match why {
+            Why::Surplus => format!(
+                "dockhand: idle surplus runner, idle for {idle_for} (lifecycle.idle_timeout {})",
+                humantime::format_duration(settings.idle_timeout)
+            ),
+            Why::Aged => format!(
+                "dockhand: warm runner recycled, idle for {idle_for} (pool {}'s max_idle_age {})",
+                runner.pool,
+                humantime::format_duration(
+                    pool(pools, &runner.pool)
+                        .map_or_else(Default::default, |p| p.settings.max_idle_age)
+                )
+            ),
+        };
+        let detail = reap_detail(
+            why.label(),
+            &runner.runner_name,
+            Some(&runner.task_arn),
+            &words,
         );
-        let detail = reap_detail("idle", &runner.runner_name, Some(&runner.task_arn), &words);
         if self
             .would(
                 settings.dry_run,
-                Some(runner.for_job),
+                runner.for_job,
                 "remove_runner",
                 detail.clone(),
             )
@@ -107,10 +138,12 @@ impl Reconciler {
                         );
                         let mut detail = detail;
                         detail["github"] = message.into();
-                        self.0
-                            .store
-                            .note(runner.for_job, EventKind::ReapRefused, detail)
-                            .await?;
+                        if let Some(job) = runner.ran_job.or(runner.for_job) {
+                            self.0
+                                .store
+                                .note(job, EventKind::ReapRefused, detail)
+                                .await?;
+                        }
                         return Ok(());
                     }
                     Err(err) => return Err(err).context("removing an idle runner's registration"),
@@ -131,12 +164,31 @@ impl Reconciler {
         }
         self.0
             .store
-            .record_reaped(&runner.runner_name, Some(runner.for_job), detail)
+            .record_reaped(&runner.runner_name, runner.for_job, detail)
             .await?;
         pass.reaped += 1;
-        metrics::counter!(m::RUNNERS_REAPED_TOTAL, "pool" => label, "reason" => "idle")
+        metrics::counter!(m::RUNNERS_REAPED_TOTAL, "pool" => label, "reason" => why.label())
             .increment(1);
-        tracing::info!(runner = runner.runner_name, job.id = %runner.for_job, "removed an idle surplus runner");
+        tracing::info!(runner = runner.runner_name, job.id = ?runner.for_job, reason = why.label(), "removed an idle runner");
         Ok(())
+    }
+}
+
+/// Why an idle runner is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Why {
+    /// Beyond the waiting jobs and the warm target, past `idle_timeout`.
+    Surplus,
+    /// Idle past its pool's `max_idle_age`: recycled for a fresh one.
+    Aged,
+}
+
+impl Why {
+    /// The `reason` of the history entry and of `dockhand_runners_reaped_total`.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Surplus => "idle",
+            Self::Aged => "max_idle_age",
+        }
     }
 }

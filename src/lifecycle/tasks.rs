@@ -274,12 +274,7 @@ impl Reconciler {
         }
         if busy {
             if self
-                .would(
-                    settings.dry_run,
-                    Some(runner.for_job),
-                    "record_stopped",
-                    detail,
-                )
+                .would(settings.dry_run, runner.for_job, "record_stopped", detail)
                 .await
             {
                 pass.would += 1;
@@ -316,7 +311,7 @@ impl Reconciler {
         if self
             .would(
                 settings.dry_run,
-                Some(runner.for_job),
+                runner.for_job,
                 if replace { "replace" } else { "record_stopped" },
                 detail.clone(),
             )
@@ -360,10 +355,19 @@ impl Reconciler {
                 ),
             }
         }
+        let Some(job) = runner.for_job else {
+            // A warm runner: no job owes it a replacement; the fill step launches another
+            // if the pool is short.
+            tracing::info!(
+                runner = runner.runner_name,
+                "a warm runner's task stopped before it took a job"
+            );
+            return Ok(());
+        };
         if !replace {
             tracing::info!(
                 runner = runner.runner_name,
-                job.id = %runner.for_job,
+                job.id = %job,
                 "a runner's task stopped after it came up and its registration is gone: it likely ran a job; its job is checked with GitHub if it stays quiet"
             );
             return Ok(());
@@ -376,7 +380,7 @@ impl Reconciler {
         self.replace(
             settings,
             pools,
-            runner.for_job,
+            job,
             Debt::Owed,
             why,
             &reason,

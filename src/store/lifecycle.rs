@@ -172,13 +172,11 @@ impl Store {
                 && end.exit_code == Some(0);
             let mut notes = Vec::new();
             // A finished runner's clean exit is the end of every job's story: not noted.
-            if !finished || !clean || interruption.is_some() {
-                notes.push(Note::new(
-                    runner.for_job,
-                    now,
-                    EventKind::TaskStopped,
-                    detail.clone(),
-                ));
+            if let (true, Some(job)) = (
+                !finished || !clean || interruption.is_some(),
+                runner.for_job,
+            ) {
+                notes.push(Note::new(job, now, EventKind::TaskStopped, detail.clone()));
             }
             if let (true, false, Some(ran)) =
                 (runner.state == RunnerState::Busy, clean, runner.ran_job)
@@ -188,13 +186,13 @@ impl Store {
             if let Some(interruption) = interruption {
                 detail["rerun"] = interruption.rerun.into();
                 detail["capacity_provider"] = interruption.capacity_provider.clone().into();
-                notes.push(Note::new(
-                    runner.for_job,
-                    now,
-                    EventKind::Interrupted,
-                    detail.clone(),
-                ));
-                if let Some(ran) = runner.ran_job.filter(|ran| busy && *ran != runner.for_job) {
+                if let Some(job) = runner.for_job {
+                    notes.push(Note::new(job, now, EventKind::Interrupted, detail.clone()));
+                }
+                if let Some(ran) = runner
+                    .ran_job
+                    .filter(|ran| busy && Some(*ran) != runner.for_job)
+                {
                     notes.push(Note::new(ran, now, EventKind::Interrupted, detail));
                 }
                 if let (true, true, Some(ran)) = (busy, interruption.rerun, runner.ran_job) {
@@ -324,18 +322,13 @@ impl Store {
     /// Jobs waiting for a runner, by pool: GitHub has not started them and a launch is
     /// owed, under way or done.
     pub async fn waiting_jobs(&self) -> Result<HashMap<String, u64>, StoreError> {
-        let rows = sqlx::query(
+        self.counts_by_pool(
             "SELECT pool, count(*) AS n FROM jobs
              WHERE github = 'queued' AND launch IN ('owed', 'launching', 'launched', 'adopted')
                AND pool IS NOT NULL
              GROUP BY pool",
         )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("pool")?, r.try_get::<i64, _>("n")? as u64)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        .await
     }
 
     /// The reconciler removed a runner (its registration, then its task): `removed`, with

@@ -11,7 +11,8 @@ use crate::domain::{InstallationId, JobId, RunnerId};
 pub struct LiveRunner {
     pub runner_name: String,
     pub pool: String,
-    pub for_job: JobId,
+    /// The job it was launched for; `None` for a warm runner.
+    pub for_job: Option<JobId>,
     pub runner_id: Option<RunnerId>,
     pub task_arn: String,
     /// Where the task runs; `None` on rows from before the column (the pool's cluster).
@@ -24,7 +25,8 @@ pub struct LiveRunner {
     /// When the runner was registered (unix ms): the start of its wait when ECS reports
     /// neither a creation nor a start time.
     pub created_at: i64,
-    /// The job's repository and installation, where its registration lives.
+    /// The job's repository and installation (a warm runner's own: its pool's
+    /// `warm_target`), where its registration lives.
     pub repo: Option<String>,
     pub installation_id: Option<InstallationId>,
 }
@@ -36,7 +38,9 @@ pub struct LiveRunner {
 /// hour's start (unix ms); a `WHERE` clause may follow (`AND ...`).
 const LIVE_RUNNERS: &str = "SELECT r.runner_name, r.pool, r.for_job_id, r.runner_id, r.task_arn,
             COALESCE(r.cluster, j.cluster) AS cluster, r.state, r.ran_job_id,
-            r.task_status, r.task_started_at, r.created_at, j.repo, j.installation_id
+            r.task_status, r.task_started_at, r.created_at,
+            COALESCE(r.repo, j.repo) AS repo,
+            COALESCE(r.installation_id, j.installation_id) AS installation_id
      FROM runners r LEFT JOIN jobs j ON j.job_id = r.for_job_id
      WHERE r.task_arn IS NOT NULL
        AND (r.state IN ('launched', 'busy')
@@ -51,7 +55,9 @@ fn live_runner(r: &sqlx::any::AnyRow) -> Result<LiveRunner, sqlx::Error> {
     Ok(LiveRunner {
         runner_name: r.try_get("runner_name")?,
         pool: r.try_get("pool")?,
-        for_job: JobId(r.try_get::<i64, _>("for_job_id")? as u64),
+        for_job: r
+            .try_get::<Option<i64>, _>("for_job_id")?
+            .map(|id| JobId(id as u64)),
         runner_id: r
             .try_get::<Option<i64>, _>("runner_id")?
             .map(|id| RunnerId(id as u64)),

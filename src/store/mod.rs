@@ -30,6 +30,7 @@ mod spot;
 mod state;
 mod sweep;
 mod tracking;
+mod warm;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,7 @@ pub use runners::RunnerRecord;
 pub use spot::{Interruption, PendingRerun, RerunState};
 pub use state::{GitHubState, LaunchState, RunnerState};
 pub use sweep::Standing;
+pub use warm::{WarmBooks, WarmIntent, warm_runner_name};
 
 use crate::config::StoreSettings;
 use crate::domain::{JobEvent, JobId};

@@ -1,6 +1,8 @@
 //! The runners table: one row per runner name registered for a job, its task, and its
 //! state as the worker and the webhook events see it.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::{AnyConnection, Row};
@@ -12,7 +14,8 @@ use crate::domain::{JobId, RunnerId};
 /// Records a runner's task: `$1` runner name, `$2` task ARN, `$3` now.
 pub(super) const RECORD_RUNNER_TASK: &str =
     "UPDATE runners SET task_arn = $2, state = 'launched', updated_at = $3,
-         cluster = (SELECT j.cluster FROM jobs j WHERE j.job_id = runners.for_job_id)
+         cluster = COALESCE(runners.cluster,
+             (SELECT j.cluster FROM jobs j WHERE j.job_id = runners.for_job_id))
      WHERE runner_name = $1 AND state = 'registered'";
 
 /// A runner row.
@@ -20,7 +23,8 @@ pub(super) const RECORD_RUNNER_TASK: &str =
 pub struct RunnerRecord {
     pub runner_name: String,
     pub pool: String,
-    pub for_job_id: JobId,
+    /// The job it was launched for; `None` for a warm runner.
+    pub for_job_id: Option<JobId>,
     pub runner_id: Option<RunnerId>,
     pub task_arn: Option<String>,
     pub state: RunnerState,
@@ -57,18 +61,19 @@ impl Store {
             .rows_affected())
     }
 
-    /// The job dockhand launched a runner of this name for; `None` if it did not.
+    /// Whether dockhand launched a runner of this name (`None`: it did not), and the job
+    /// it launched it for (`Some(None)`: a warm runner, launched for no job).
     pub(super) async fn runner_launched_for(
         &self,
         conn: &mut AnyConnection,
         runner_name: &str,
-    ) -> Result<Option<JobId>, sqlx::Error> {
+    ) -> Result<Option<Option<JobId>>, sqlx::Error> {
         let sql = self.sql("SELECT for_job_id FROM runners WHERE runner_name = $1");
-        let job: Option<i64> = sqlx::query_scalar(sql)
+        let job: Option<Option<i64>> = sqlx::query_scalar(sql)
             .bind(runner_name.to_string())
             .fetch_optional(&mut *conn)
             .await?;
-        Ok(job.map(|j| JobId(j as u64)))
+        Ok(job.map(|j| j.map(|j| JobId(j as u64))))
     }
 
     /// Records the task a runner runs in. Needs no lease: a task that exists is put on the
@@ -110,7 +115,7 @@ impl Store {
             .set_runner_in(&mut tx, runner_name, RunnerState::Removed, None, now)
             .await?;
         if changed > 0
-            && let Some(job) = self.runner_launched_for(&mut tx, runner_name).await?
+            && let Some(Some(job)) = self.runner_launched_for(&mut tx, runner_name).await?
         {
             let detail = json!({ "runner": runner_name });
             let note = Note::new(job, now, EventKind::RunnerRemoved, detail);
@@ -148,6 +153,29 @@ impl Store {
                 ))
             })
             .collect()
+    }
+
+    /// Idle runners by pool: launched, their task running as last described, no job
+    /// taken (the `idle` series of `dockhand_runners`, a part of `launched`).
+    pub async fn idle_runner_counts(&self) -> Result<HashMap<String, u64>, StoreError> {
+        self.counts_by_pool(
+            "SELECT pool, count(*) AS n FROM runners
+             WHERE state = 'launched' AND task_status = 'RUNNING' AND ran_job_id IS NULL
+             GROUP BY pool",
+        )
+        .await
+    }
+
+    /// Runs a `SELECT pool, count(*) AS n ... GROUP BY pool` query.
+    pub(super) async fn counts_by_pool(
+        &self,
+        sql: &'static str,
+    ) -> Result<HashMap<String, u64>, StoreError> {
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("pool")?, r.try_get::<i64, _>("n")? as u64)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
     }
 
     /// Every runner row, oldest first.
@@ -189,7 +217,9 @@ impl Store {
                 Ok(RunnerRecord {
                     runner_name: r.try_get("runner_name")?,
                     pool: r.try_get("pool")?,
-                    for_job_id: JobId(r.try_get::<i64, _>("for_job_id")? as u64),
+                    for_job_id: r
+                        .try_get::<Option<i64>, _>("for_job_id")?
+                        .map(|id| JobId(id as u64)),
                     runner_id: r
                         .try_get::<Option<i64>, _>("runner_id")?
                         .map(|id| RunnerId(id as u64)),

@@ -35,12 +35,12 @@ impl Store {
         let mut standing = (Standing::Unknown, None);
         for r in &row {
             let state: String = r.try_get(0)?;
-            let job = JobId(r.try_get::<i64, _>(1)? as u64);
+            let job = r.try_get::<Option<i64>, _>(1)?.map(|j| JobId(j as u64));
             let live = state == "intent" || RunnerState::parse(&state).is_live();
             if live {
-                return Ok((Standing::Live, Some(job)));
+                return Ok((Standing::Live, job));
             }
-            standing = (Standing::Done, Some(job));
+            standing = (Standing::Done, job);
         }
         Ok(standing)
     }

@@ -61,7 +61,8 @@ impl Store {
         let mut w = self.write(op).await?;
         let now = self.now();
         let mut tx = sqlx::Connection::begin(&mut *w.conn).await?;
-        // Which job dockhand launched the runner for; `None` when it is not dockhand's.
+        // Which job dockhand launched the runner for; `None` when it is not dockhand's,
+        // `Some(None)` when dockhand launched it warm, for no job.
         let launched_for = match runner {
             Some(name) => Some(self.runner_launched_for(&mut tx, name).await?),
             None => None,
@@ -84,7 +85,8 @@ impl Store {
         let detail = json!({
             "delivery": event.delivery.0,
             "runner": runner,
-            "launched_for": launched_for.flatten().map(|j| j.0),
+            "launched_for": launched_for.flatten().flatten().map(|j| j.0),
+            "warm": launched_for.flatten().is_some_and(|f| f.is_none()),
             "dockhand": ours,
         });
         match (event.action, runner) {
@@ -116,7 +118,7 @@ impl Store {
             let note = Note::new(job, now, EventKind::Waived, json!({ "reason": reason }));
             self.append(&mut tx, note).await?;
         }
-        if let (Some(name), Some(Some(for_job))) = (runner, launched_for)
+        if let (Some(name), Some(Some(Some(for_job)))) = (runner, launched_for)
             && for_job != job
         {
             let detail = json!({ "runner": name, "ran_job": job.0 });

@@ -361,7 +361,7 @@ impl Worker {
         let spec = LaunchSpec {
             pool: &pool.name,
             ecs,
-            job_id: job,
+            job_id: Some(job),
             runner_name: name,
             jit_config: &jit.encoded,
             client_token: &format!("dockhand-{job}-{}", attempt.number),

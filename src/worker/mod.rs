@@ -259,6 +259,19 @@ impl Worker {
             }
             Err(err) => tracing::warn!(error = %chain(&err), "could not count runners"),
         }
+        match inner.store.idle_runner_counts().await {
+            Ok(counts) => {
+                let now = chrono::Utc::now();
+                for pool in inner.pools.current().iter() {
+                    let n = counts.get(&pool.name).copied().unwrap_or(0);
+                    metrics::gauge!(m::RUNNERS, "pool" => pool.name.clone(), "state" => "idle")
+                        .set(n as f64);
+                    metrics::gauge!(m::WARM_TARGET, "pool" => pool.name.clone())
+                        .set(f64::from(pool.settings.min_idle_at(now)));
+                }
+            }
+            Err(err) => tracing::warn!(error = %chain(&err), "could not count idle runners"),
+        }
     }
 
     /// Receives one batch without waiting and processes it (for tests and tools that

@@ -54,7 +54,7 @@ impl Job {
         LaunchSpec {
             pool: POOL,
             ecs,
-            job_id: JobId(self.id),
+            job_id: Some(JobId(self.id)),
             runner_name: &self.runner,
             jit_config: &self.jit,
             client_token: &self.token,

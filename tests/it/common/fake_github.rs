@@ -256,6 +256,14 @@ impl FakeGitHub {
         new
     }
 
+    /// The App is installed on `account` as `installation`, as the account's webhooks will
+    /// say (otherwise the account's first caller binds it).
+    pub fn install_on(&self, account: &str, installation: u64) {
+        self.lock()
+            .accounts
+            .insert(account.to_lowercase(), installation);
+    }
+
     /// From now on the runner list ignores `?name=` and answers every runner, paged, as
     /// older GitHub Enterprise Server does.
     pub fn ignore_runner_name_filter(&self) {

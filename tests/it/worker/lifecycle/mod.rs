@@ -12,6 +12,7 @@ mod reap;
 mod replace;
 mod reruns;
 mod spot;
+mod warm;
 
 use chrono::Utc;
 use tokio::sync::watch;
@@ -60,7 +61,7 @@ async fn runner_of(store: &Store, job: u64) -> RunnerRecord {
         .unwrap()
         .into_iter()
         .rev()
-        .find(|r| r.for_job_id == JobId(job))
+        .find(|r| r.for_job_id == Some(JobId(job)))
         .unwrap_or_else(|| panic!("no runner for job {job}"))
 }
 

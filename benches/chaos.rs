@@ -13,7 +13,17 @@
 //! cargo bench --bench chaos -- --task-deaths 0 --leftovers-allowed  # the launch path alone
 //! cargo bench --bench chaos -- --spot-interruptions 0.1  # Spot first, 10% interrupted
 //! cargo bench --bench chaos -- --layout scale-out  # ingress + 3 workers, 1,000 jobs
+//! cargo bench --bench chaos -- --scenario job-wait --min-idle 0    # job wait, no warm pool
+//! cargo bench --bench chaos -- --scenario job-wait --min-idle 24   # ... with 24 warm runners
 //! ```
+//!
+//! `--scenario job-wait` (warm pools) runs a calm world instead (`Settings::calm`: no
+//! faults, no kills, no cancellations or strangers' runners; runners ready 30 s after their
+//! task runs, at 10 simulated seconds per real one) with a steady 2 jobs a second (real),
+//! and prints the job wait, queued to started, in simulated seconds. With `--min-idle N`
+//! the soak's pool keeps N warm runners (`min_idle`, `warm_target`), the jobs start
+//! arriving once they are idle, and what is left at the end must be exactly those N idle
+//! runners.
 //!
 //! The scale-out layout needs moto_server (`$DOCKHAND_TEST_MOTO_URL`, or `--moto URL`) and
 //! Debian's Postgres binaries (it runs its own throwaway cluster).
@@ -27,15 +37,31 @@ use std::time::Duration;
 
 use anyhow::Context;
 use dockhand_sim::Settings;
-use dockhand_sim::soak::{self, ScaleOut, SoakOptions};
+use dockhand_sim::soak::{self, ScaleOut, SoakOptions, SoakReport, WarmPool};
 
 const USAGE: &str = "cargo bench --bench chaos -- [--layout single|scale-out] [--jobs N] \
 [--rate JOBS_PER_SEC] [--kill-every SECS (0: never)] [--seed N] [--poison N] [--concurrency N] \
 [--settle SECS] [--dir PATH] [--task-deaths SHARE (0.05)] [--deaths PERCENT (the same, in %)] \
 [--spot-interruptions SHARE (0: the pool runs on launch type FARGATE)] \
-[--leftovers-allowed] [--workers N] [--moto URL]";
+[--leftovers-allowed] [--workers N] [--moto URL] [--scenario chaos|job-wait] \
+[--time-scale SIM_SECS_PER_SEC] [--task-start DUR[..DUR]] [--runner-ready-delay DUR[..DUR]] \
+[--job-duration DUR[..DUR]] [--min-idle N] [--warm-target ORG] [--max-idle-age DUR] \
+(DUR: simulated time, e.g. 30s, 2m)";
 
-fn options(args: &[String]) -> anyhow::Result<(SoakOptions, Option<ScaleOut>)> {
+/// What the soak is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    /// Faults and kills, checked against the books (issue 13).
+    Chaos,
+    /// How long jobs wait for a runner in a calm world, with or without warm runners.
+    JobWait,
+}
+
+/// A soak's options (its warm pool among them), its layout (`None`: single node) and its
+/// scenario.
+type Plan = (SoakOptions, Option<ScaleOut>, Scenario);
+
+fn options(args: &[String]) -> anyhow::Result<Plan> {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut o = SoakOptions {
         bin: PathBuf::from(env!("CARGO_BIN_EXE_dockhand")),
@@ -50,12 +76,24 @@ fn options(args: &[String]) -> anyhow::Result<(SoakOptions, Option<ScaleOut>)> {
         concurrency: 32,
         leftovers_fail: true,
         sim: Settings::chaos(1),
+        warm: WarmPool::default(),
     };
     let mut dir = None;
     let mut scale_out: Option<ScaleOut> = None;
     let mut workers = 3;
     let mut moto = std::env::var("DOCKHAND_TEST_MOTO_URL").ok();
     let (mut jobs, mut rate) = (None, None);
+    let scenario = match args.iter().position(|a| a == "--scenario") {
+        None => Scenario::Chaos,
+        Some(i) => match args.get(i + 1).map(String::as_str) {
+            Some("chaos") => Scenario::Chaos,
+            Some("job-wait") => Scenario::JobWait,
+            other => anyhow::bail!("--scenario: chaos or job-wait, not {other:?}"),
+        },
+    };
+    if scenario == Scenario::JobWait {
+        (o.sim, o.kill_every, o.poison) = (Settings::calm(1), None, 0);
+    }
     let mut args = args.iter().filter(|a| *a != "--bench");
     while let Some(flag) = args.next() {
         if flag == "--leftovers-allowed" {
@@ -97,6 +135,14 @@ fn options(args: &[String]) -> anyhow::Result<(SoakOptions, Option<ScaleOut>)> {
             "--deaths" => o.sim.task_death_rate = share(flag, number()?, 100.0)?,
             "--spot-interruptions" => o.sim.spot_interruption_rate = share(flag, number()?, 1.0)?,
             "--dir" => dir = Some(PathBuf::from(value)),
+            "--scenario" => {}
+            "--time-scale" => o.sim.time_scale = number()?.max(1.0),
+            "--task-start" => o.sim.task_start = range(flag, value)?,
+            "--runner-ready-delay" => o.sim.runner_ready = range(flag, value)?,
+            "--job-duration" => o.sim.job_duration = range(flag, value)?,
+            "--min-idle" => o.warm.min_idle = number()? as u32,
+            "--warm-target" => o.warm.target = Some(value.clone()),
+            "--max-idle-age" => o.warm.max_idle_age = Some(duration(flag, value)?),
             _ => anyhow::bail!("unknown option {flag}; {USAGE}"),
         }
     }
@@ -105,6 +151,9 @@ fn options(args: &[String]) -> anyhow::Result<(SoakOptions, Option<ScaleOut>)> {
         layout.moto_url =
             moto.context("the scale-out layout needs moto: --moto URL or $DOCKHAND_TEST_MOTO_URL")?;
         (o.jobs, o.rate) = (1_000, 8.0);
+    }
+    if scenario == Scenario::JobWait {
+        (o.jobs, o.rate) = (300, 2.0);
     }
     o.jobs = jobs.unwrap_or(o.jobs);
     o.rate = rate.unwrap_or(o.rate);
@@ -117,7 +166,56 @@ fn options(args: &[String]) -> anyhow::Result<(SoakOptions, Option<ScaleOut>)> {
         None => std::env::temp_dir().join(format!("dockhand-chaos-{}", std::process::id())),
     };
     std::fs::create_dir_all(&o.dir)?;
-    Ok((o, scale_out))
+    Ok((o, scale_out, scenario))
+}
+
+/// A duration from the command line (`30s`, `2m`, `1h`).
+fn duration(flag: &str, value: &str) -> anyhow::Result<Duration> {
+    humantime::parse_duration(value).with_context(|| format!("{flag}: not a duration: {value}"))
+}
+
+/// A range of durations, `LOW..HIGH`, or one duration for both ends.
+fn range(flag: &str, value: &str) -> anyhow::Result<(Duration, Duration)> {
+    let (low, high) = value.split_once("..").unwrap_or((value, value));
+    let (low, high) = (duration(flag, low)?, duration(flag, high)?);
+    anyhow::ensure!(low <= high, "{flag}: {value} ends before it starts");
+    Ok((low, high))
+}
+
+fn mean((low, high): (Duration, Duration)) -> f64 {
+    (low + high).as_secs_f64() / 2.0
+}
+
+/// The job-wait scenario's world in steady state, in simulated time: the arrival rate,
+/// the jobs running (the steady-state concurrency), and the runners starting up.
+fn steady_state(o: &SoakOptions, warm: &WarmPool) -> String {
+    let per_sec = o.rate / o.sim.time_scale;
+    let running = per_sec * mean(o.sim.job_duration);
+    let starting = per_sec * (mean(o.sim.task_start) + mean(o.sim.runner_ready));
+    format!(
+        "steady state (simulated): a job every {:.1} s, each running {:.0} s on average, so {running:.1} jobs running at once (the steady-state concurrency); a runner ready {:.0} s after RunTask on average, so {starting:.1} runners starting; min_idle {}",
+        1.0 / per_sec,
+        mean(o.sim.job_duration),
+        mean(o.sim.task_start) + mean(o.sim.runner_ready),
+        warm.min_idle
+    )
+}
+
+/// The job wait as a row of docs/benchmarks.md's table.
+fn wait_row(report: &SoakReport, warm: &WarmPool) -> String {
+    let (w, b) = (&report.books.wait, &report.books);
+    format!(
+        "| {} | {} | {} | {:.1} s | {:.1} s | {:.1} s | {:.1}% | {} | {:.1} |",
+        warm.min_idle,
+        report.seed,
+        w.jobs,
+        w.p50,
+        w.p90,
+        w.max,
+        w.warm_hit_share() * 100.0,
+        w.on_warm_runners,
+        b.idle_secs_per_job
+    )
 }
 
 /// A share (0 to 1) from the command line, given as a fraction of `whole` (1, or 100 for
@@ -138,7 +236,7 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let (options, scale_out) = match options(&args) {
+    let (options, scale_out, scenario) = match options(&args) {
         Ok(o) => o,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -153,7 +251,11 @@ fn main() -> ExitCode {
         None => "single node".to_string(),
     };
     eprintln!(
-        "chaos soak: {layout}, {} jobs at {}/s, kill -9 every {:?}, {}% of tasks dying{}, leftovers {}, seed {}, in {}",
+        "{} soak: {layout}, {} jobs at {}/s, kill -9 every {:?}, {}% of tasks dying{}, leftovers {}, seed {}, in {}",
+        match scenario {
+            Scenario::Chaos => "chaos",
+            Scenario::JobWait => "job-wait",
+        },
         options.jobs,
         options.rate,
         options.kill_every,
@@ -174,6 +276,9 @@ fn main() -> ExitCode {
         options.sim.seed,
         options.dir.display()
     );
+    if scenario == Scenario::JobWait || options.warm.min_idle > 0 {
+        eprintln!("{}", steady_state(&options, &options.warm));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -187,6 +292,13 @@ fn main() -> ExitCode {
     match runtime.block_on(run) {
         Ok(report) => {
             println!("{report}");
+            if scenario == Scenario::JobWait {
+                println!(
+                    "| min_idle | seed | jobs | wait p50 | p90 | max | started within 2 s | on warm runners | idle runner-s per owed job |"
+                );
+                println!("|---|---|---|---|---|---|---|---|---|");
+                println!("{}", wait_row(&report, &options.warm));
+            }
             if report.passed() {
                 ExitCode::SUCCESS
             } else {

@@ -2,11 +2,13 @@
 //! did dockhand launch exactly the runners it owed, and what was left behind.
 
 mod spot;
+mod wait;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::model::{Conclusion, Interruption, JobState, Model, Origin, TaskStatus};
 pub use spot::SpotBooks;
+pub use wait::{WARM_HIT, WARM_STARTED_BY, WaitBooks};
 
 /// The `startedBy` dockhand gives a job's task.
 pub fn started_by(job: u64) -> String {
@@ -25,9 +27,9 @@ pub struct Books {
     /// Jobs owed a launch: not poison, not cancelled while queued, not run by a stranger,
     /// and delivered.
     pub owed: usize,
-    /// Runners launched: tasks whose runner came online, or that are still coming up, but
-    /// for those Spot interrupted before their runner took a job (replaced, as a task that
-    /// died is).
+    /// Runners launched for jobs: tasks whose runner came online, or that are still coming
+    /// up, but for those Spot interrupted before their runner took a job (replaced, as a
+    /// task that died is). Warm runners (launched for no job) are counted in `wait`.
     pub launched: usize,
     /// Launches for jobs not owed one (cancelled, or taken by a stranger, first): spares.
     pub spare_launches: usize,
@@ -59,8 +61,8 @@ pub struct Books {
     pub idle_runner_secs: f64,
     /// `idle_runner_secs` per job owed a launch (0 when none was owed).
     pub idle_secs_per_job: f64,
-    /// Queued to started, in simulated seconds, of the jobs that ran: p50, p99, max.
-    pub wait_secs: [f64; 3],
+    /// Queued to started, in simulated time, of the jobs that ran; and the warm runners.
+    pub wait: WaitBooks,
     /// Spot interruptions, and tasks by capacity provider.
     pub spot: SpotBooks,
 }
@@ -78,6 +80,7 @@ impl Books {
             tasks: model.tasks.len(),
             idle_runner_secs: model.idle_runner_time().as_secs_f64(),
             spot: SpotBooks::read(model),
+            wait: WaitBooks::read(model),
             ..Self::default()
         };
         let left = model.leftovers();
@@ -91,27 +94,13 @@ impl Books {
             if task.stop_code == Some("TaskFailedToStart") {
                 books.tasks_died += 1;
             }
-            let came_up = (task.runner.is_some() || task.status == TaskStatus::Provisioning)
+            // Provisioning, or running with its runner not online yet: still coming up.
+            let came_up = (task.runner.is_some() || task.status != TaskStatus::Stopped)
                 && task.interrupted != Some(Interruption::BeforeJob);
             if came_up && let Some(s) = &task.started_by {
                 *launches.entry(s.as_str()).or_default() += 1;
             }
         }
-        let mut waits: Vec<f64> = model
-            .jobs
-            .values()
-            .filter_map(|j| {
-                Some((j.started? - j.created).as_secs_f64()).filter(|_| j.ran_on.is_some())
-            })
-            .collect();
-        waits.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            waits
-                .get(((waits.len() as f64 * q) as usize).min(waits.len().saturating_sub(1)))
-                .copied()
-                .unwrap_or(0.0)
-        };
-        books.wait_secs = [at(0.5), at(0.99), waits.last().copied().unwrap_or(0.0)];
         let mut ids: Vec<&u64> = model.jobs.keys().collect();
         ids.sort();
         for id in ids {
@@ -168,7 +157,7 @@ impl Books {
 
     /// The checks that must hold after dockhand settles. Leftovers fail only with
     /// `leftovers_fail` (once the lifecycle reconciler reaps them).
-    pub fn failures(&self, leftovers_fail: bool) -> Vec<String> {
+    pub fn failures(&self, warm_left: Option<usize>) -> Vec<String> {
         let mut failures = Vec::new();
         let mut check = |ok: bool, what: String| {
             if !ok {
@@ -212,12 +201,14 @@ impl Books {
             self.busy_runners_killed == 0,
             format!("{} busy runners were killed", self.busy_runners_killed),
         );
-        if leftovers_fail {
+        if let Some(warm) = warm_left {
             check(
-                self.tasks_left == 0 && self.registrations_left == 0,
+                self.tasks_left == warm
+                    && self.registrations_left == warm
+                    && self.idle_runners_left == warm,
                 format!(
-                    "left behind: {} tasks, {} registrations",
-                    self.tasks_left, self.registrations_left
+                    "left behind: {} tasks, {} registrations, {} idle runners, where the warm pool keeps {warm}",
+                    self.tasks_left, self.registrations_left, self.idle_runners_left
                 ),
             );
         }

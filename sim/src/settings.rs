@@ -22,8 +22,12 @@ pub struct Settings {
     pub labels: Vec<String>,
     /// The one ECS cluster.
     pub cluster: String,
-    /// From RunTask to the runner online at GitHub (simulated; uniform in the range).
+    /// From RunTask to the task `RUNNING` (simulated; uniform in the range).
     pub task_start: (Duration, Duration),
+    /// From the task `RUNNING` to its runner online at GitHub, ready for a job: the runner
+    /// process starting and registering with its JIT config (simulated; uniform in the
+    /// range). Until then GitHub lists the runner offline.
+    pub runner_ready: (Duration, Duration),
     /// How long a job runs once a runner takes it (simulated).
     pub job_duration: (Duration, Duration),
     /// Share of jobs cancelled if still queued after `cancel_after`.
@@ -35,9 +39,9 @@ pub struct Settings {
     /// Share of tasks that stop before their runner registers.
     pub task_death_rate: f64,
     /// Share of tasks launched on capacity provider `FARGATE_SPOT` that Spot interrupts,
-    /// at a time chosen at RunTask uniformly from `task_start`'s lower bound to
-    /// `task_start`'s upper bound plus `job_duration`'s: some before their runner takes a
-    /// job, some during one. The task stops with stopCode `SpotInterruption`.
+    /// at a time chosen at RunTask uniformly from `task_start`'s lower bound to the upper
+    /// bounds of `task_start`, `runner_ready` and `job_duration` added up: some before
+    /// their runner takes a job, some during one. The task stops with stopCode `SpotInterruption`.
     pub spot_interruption_rate: f64,
     pub webhooks: WebhookSettings,
     pub github_faults: FaultSettings,
@@ -78,6 +82,7 @@ impl Default for Settings {
             labels: ["self-hosted", "linux", "x64"].map(String::from).to_vec(),
             cluster: "sim".into(),
             task_start: (Duration::from_secs(15), Duration::from_secs(45)),
+            runner_ready: (Duration::ZERO, Duration::ZERO),
             job_duration: (Duration::from_secs(30), Duration::from_secs(180)),
             cancel_rate: 0.0,
             cancel_after: (Duration::from_secs(5), Duration::from_secs(60)),
@@ -130,6 +135,20 @@ impl Settings {
             },
             github_faults: faults.clone(),
             ecs_faults: faults,
+            ..Self::default()
+        }
+    }
+
+    /// A world without faults, for measuring how long jobs wait: every delivery arrives
+    /// once and in order, no job is cancelled or taken by a stranger, no task dies, no API
+    /// fails (ECS still throttles beyond `ecs_calls_per_sec`). A task runs 15–45 s after RunTask and its runner is ready 30 s later; time
+    /// runs 10 times faster than the wall clock, so one tick of the world (5 ms) is 0.05
+    /// simulated seconds and dockhand's own latency (milliseconds) stays small.
+    pub fn calm(seed: u64) -> Self {
+        Self {
+            seed,
+            time_scale: 10.0,
+            runner_ready: (Duration::from_secs(30), Duration::from_secs(30)),
             ..Self::default()
         }
     }

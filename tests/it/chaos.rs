@@ -25,6 +25,7 @@ fn options(dir: &Path, seed: u64) -> SoakOptions {
         concurrency: 16,
         leftovers_fail: false,
         sim: Settings::chaos(seed),
+        warm: Default::default(),
     }
 }
 

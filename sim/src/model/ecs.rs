@@ -101,6 +101,7 @@ impl Model {
                 created: now,
                 up_at,
                 started: None,
+                online_at: None,
                 stopped: None,
                 dies,
                 interrupt_at,
@@ -121,13 +122,15 @@ impl Model {
 
     /// When Spot will interrupt a task started now on `provider`, if it will: only tasks on
     /// `FARGATE_SPOT`, a `spot_interruption_rate` share of them, at a time from
-    /// `task_start`'s lower bound to `task_start`'s upper bound plus `job_duration`'s.
+    /// `task_start`'s lower bound to the upper bounds of `task_start`, `runner_ready` and
+    /// `job_duration` added up.
     fn spot_interruption(&mut self, now: SimTime, provider: Option<&str>) -> Option<SimTime> {
         if provider != Some(SPOT_PROVIDER) || !self.chance(self.settings.spot_interruption_rate) {
             return None;
         }
-        let (start, job) = (self.settings.task_start, self.settings.job_duration);
-        Some(now + self.between((start.0, start.1 + job.1)))
+        let s = &self.settings;
+        let latest = s.task_start.1 + s.runner_ready.1 + s.job_duration.1;
+        Some(now + self.between((s.task_start.0, latest)))
     }
 
     /// ListTasks: tasks whose desired status is `desired_stopped`'s, optionally with this
@@ -166,50 +169,68 @@ impl Model {
         Ok(())
     }
 
-    /// Tasks whose start time has come: each dies, or its runner comes online with the JIT
-    /// config, or it exits because that registration is gone or used. And tasks whose Spot
-    /// interruption has come, unless they have stopped.
+    /// Tasks whose start time has come: each dies, or runs and its runner comes online
+    /// (at once, or `runner_ready` later). Runners whose time to come online has come: each
+    /// comes online with the JIT config, or its task exits because that registration is
+    /// gone or used. And tasks whose Spot interruption has come, unless they have stopped.
     pub(super) fn start_tasks(&mut self, now: SimTime) {
-        while let Some((up_at, arn)) = self.pending.first().cloned() {
-            if up_at > now {
+        while let Some((at, arn)) = self.pending.first().cloned() {
+            if at > now {
                 return;
             }
-            self.pending.remove(&(up_at, arn.clone()));
+            self.pending.remove(&(at, arn.clone()));
             let task = self.tasks.get_mut(&arn).expect("pending task");
-            if task.interrupt_at == Some(up_at) {
-                self.interrupt(&arn, up_at, now);
+            if task.interrupt_at == Some(at) {
+                self.interrupt(&arn, at, now);
                 continue;
             }
-            if task.status != TaskStatus::Provisioning {
-                continue;
-            }
-            if task.dies {
-                self.stop(
+            match task.status {
+                TaskStatus::Provisioning if task.dies => self.stop(
                     &arn,
                     now,
                     "TaskFailedToStart",
                     "CannotPullContainerError: pull image manifest has been retried 5 time(s)",
                     None,
-                );
-                continue;
+                ),
+                TaskStatus::Provisioning => {
+                    task.status = TaskStatus::Running;
+                    task.started = Some(now);
+                    let ready = self.between(self.settings.runner_ready);
+                    if ready.is_zero() {
+                        self.come_online(&arn, now);
+                    } else {
+                        // From when it was due: a late tick does not lengthen the delay.
+                        let online_at = at + ready;
+                        self.tasks.get_mut(&arn).expect("task").online_at = Some(online_at);
+                        self.pending.insert((online_at, arn));
+                    }
+                }
+                TaskStatus::Running if task.online_at == Some(at) && task.runner.is_none() => {
+                    self.come_online(&arn, now);
+                }
+                TaskStatus::Running | TaskStatus::Stopped => {}
             }
-            task.status = TaskStatus::Running;
-            task.started = Some(now);
-            let runner = task.jit.as_ref().and_then(|jit| self.jit.get(jit)).copied();
-            let usable = runner
-                .and_then(|id| self.runners.get_mut(&id))
-                .filter(|r| r.listed && r.state == RunnerState::Registered && r.task.is_none());
-            match usable {
-                Some(runner) => {
-                    runner.task = Some(arn.clone());
-                    let id = runner.id;
-                    self.tasks.get_mut(&arn).expect("task").runner = Some(id);
-                    self.enter_idle(id, now);
-                }
-                None => {
-                    self.counters.jit_refused += 1;
-                    self.exited(&arn, now, 1);
-                }
+        }
+    }
+
+    /// The runner process of a running task starts with the JIT config from its
+    /// environment: it comes online idle, or, its registration gone or used, exits.
+    fn come_online(&mut self, arn: &str, now: SimTime) {
+        let task = &self.tasks[arn];
+        let runner = task.jit.as_ref().and_then(|jit| self.jit.get(jit)).copied();
+        let usable = runner
+            .and_then(|id| self.runners.get_mut(&id))
+            .filter(|r| r.listed && r.state == RunnerState::Registered && r.task.is_none());
+        match usable {
+            Some(runner) => {
+                runner.task = Some(arn.to_string());
+                let id = runner.id;
+                self.tasks.get_mut(arn).expect("task").runner = Some(id);
+                self.enter_idle(id, now);
+            }
+            None => {
+                self.counters.jit_refused += 1;
+                self.exited(arn, now, 1);
             }
         }
     }

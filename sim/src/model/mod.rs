@@ -5,8 +5,9 @@
 //! - Jobs arrive queued. GitHub gives the oldest queued job to an idle online runner whose
 //!   labels cover it, whoever launched that runner, and sends `in_progress`, then
 //!   `completed` when it has run. A queued job may be cancelled.
-//! - A task comes up after a delay and its runner comes online with the JIT config from its
-//!   environment, unless the task dies first or the registration is gone. An ephemeral
+//! - A task comes up (`RUNNING`) after a delay and its runner comes online with the JIT
+//!   config from its environment a settable delay later ([`Settings::runner_ready`]),
+//!   unless the task dies or stops first or the registration is gone. An ephemeral
 //!   runner leaves after one job, and its task exits. A registration whose runner never
 //!   came online, or whose task stopped, stays listed (offline) until it is deleted.
 //! - For the books: the time dockhand's runners spend online and idle
@@ -15,6 +16,8 @@
 mod ecs;
 mod github;
 mod payload;
+#[cfg(test)]
+mod ready_tests;
 mod scheduler;
 #[cfg(test)]
 mod spot_tests;
@@ -122,8 +125,13 @@ pub struct Task {
     pub stopped_reason: Option<String>,
     pub exit_code: Option<i32>,
     pub created: SimTime,
+    /// When it will be (or was) `RUNNING`.
     pub up_at: SimTime,
     pub started: Option<SimTime>,
+    /// When its runner process comes online, once the task is `RUNNING` and
+    /// [`Settings::runner_ready`] is not zero; `None` before, and when it came online as
+    /// the task started.
+    pub online_at: Option<SimTime>,
     pub stopped: Option<SimTime>,
     /// Stops before its runner registers.
     pub dies: bool,
@@ -186,7 +194,13 @@ pub struct Leftovers {
 
 impl Leftovers {
     pub fn none(&self) -> bool {
-        self.tasks == 0 && self.registrations == 0
+        self.only_warm(0)
+    }
+
+    /// Whether all that is left is `warm` runners, online and idle: each with its task and
+    /// its registration.
+    pub fn only_warm(&self, warm: usize) -> bool {
+        self.tasks == warm && self.registrations == warm && self.idle_runners == warm
     }
 }
 
@@ -203,8 +217,8 @@ pub struct Model {
     pub tasks: HashMap<String, Task>,
     /// Task ARNs in creation order, for ListTasks' pages.
     task_order: Vec<String>,
-    /// Provisioning tasks by the time they come up, and Spot tasks by the time Spot
-    /// interrupts them.
+    /// Provisioning tasks by the time they come up, running tasks by the time their runner
+    /// comes online, and Spot tasks by the time Spot interrupts them.
     pending: BTreeSet<(SimTime, String)>,
     client_tokens: HashMap<String, String>,
     /// Encoded JIT config → runner id.

@@ -210,8 +210,8 @@ fn the_books_count_a_job_failed_by_spot_as_failed_by_spot_and_a_replaced_runner_
         [("FARGATE".to_string(), 1), ("FARGATE_SPOT".to_string(), 2)].into()
     );
     assert!(
-        books.failures(false).is_empty(),
+        books.failures(None).is_empty(),
         "{:?}",
-        books.failures(false)
+        books.failures(None)
     );
 }

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::process::quoted;
+use super::warm::WarmPool;
 
 /// Where the queue and the store are.
 pub enum Backing<'a> {
@@ -31,6 +32,10 @@ pub struct Endpoints<'a> {
     /// The pool runs on capacity providers `["FARGATE_SPOT", "FARGATE"]` (Spot first)
     /// rather than launch type `FARGATE`: for a soak with Spot interruptions.
     pub spot: bool,
+    /// The simulated org: where warm runners register unless `warm` names a target.
+    pub org: &'a str,
+    /// The pool's warm runners (none at `min_idle` 0).
+    pub warm: &'a WarmPool,
 }
 
 /// The TOML for one process.
@@ -129,7 +134,7 @@ format = "json"
 name = "linux-x64"
 labels = {labels}
 max_runners = 100000
-
+{warm}
 [pool.ecs]
 cluster = {cluster}
 task_definition = "runner"
@@ -143,6 +148,7 @@ security_groups = ["sg-0sim"]
         key = quoted(&endpoints.private_key.to_string_lossy()),
         labels = serde_json::to_string(endpoints.labels).expect("labels serialize"),
         cluster = quoted(endpoints.cluster),
+        warm = endpoints.warm.toml(endpoints.org),
         launch = if endpoints.spot {
             r#"capacity_providers = ["FARGATE_SPOT", "FARGATE"]"#
         } else {

@@ -17,6 +17,7 @@ mod proxy;
 mod report;
 mod scale_out;
 mod sqs;
+mod warm;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use config::{Backing, Endpoints};
 use process::{Process, free_port};
 pub use report::{LEAK_MARKERS, Leak, SoakReport, scan_logs};
 pub use scale_out::{ScaleOut, run as scale_out};
+pub use warm::WarmPool;
 
 /// What a soak runs.
 #[derive(Debug, Clone)]
@@ -60,9 +62,16 @@ pub struct SoakOptions {
     /// lifecycle reconciler to reap them.
     pub leftovers_fail: bool,
     pub sim: Settings,
+    /// dockhand's warm runners (none by default). With `leftovers_fail`, exactly
+    /// `warm.min_idle` idle runners, their tasks and registrations, must be left at the end.
+    pub warm: WarmPool,
 }
 
-/// Runs the single-node soak.
+/// How long a soak waits, before the first job, for dockhand to fill its warm pool.
+const WARM_POOL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs the single-node soak. With warm runners, the jobs start arriving once the pool is
+/// full (or [`WARM_POOL_TIMEOUT`] has passed).
 pub async fn single_node(options: &SoakOptions) -> anyhow::Result<SoakReport> {
     let started = Instant::now();
     let world = start_world(options).await?;
@@ -89,6 +98,10 @@ pub async fn single_node(options: &SoakOptions) -> anyhow::Result<SoakReport> {
     world
         .webhooks
         .set_url(&format!("http://127.0.0.1:{webhook_port}/webhook"));
+    options
+        .warm
+        .wait_until_full(&world, WARM_POOL_TIMEOUT)
+        .await;
 
     let feeding = Arc::new(AtomicBool::new(true));
     let mut idle = Some(serve);
@@ -205,7 +218,8 @@ impl Settling {
 }
 
 /// One look at whether dockhand has settled: the world quiet (2 s), then dockhand's queues
-/// drained, then, with `leftovers_fail`, nothing of dockhand's left in the world.
+/// drained, then, with `leftovers_fail`, nothing of dockhand's left in the world but its
+/// warm runners.
 async fn settle_step(
     world: &World,
     http: &reqwest::Client,
@@ -220,7 +234,7 @@ async fn settle_step(
         return Settling::Draining;
     }
     let left = world.with(Model::leftovers);
-    if options.leftovers_fail && !left.none() {
+    if options.leftovers_fail && !left.only_warm(options.warm.min_idle as usize) {
         return Settling::Leftovers(left);
     }
     Settling::Settled
@@ -272,6 +286,8 @@ fn endpoints<'a>(options: &'a SoakOptions, world: &'a World) -> Endpoints<'a> {
         labels: &options.sim.labels,
         cluster: &options.sim.cluster,
         spot: options.sim.spot_interruption_rate > 0.0,
+        org: &options.sim.org,
+        warm: &options.warm,
     }
 }
 

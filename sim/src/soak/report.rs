@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{Settling, SoakOptions};
-use crate::books::Books;
+use crate::books::{Books, WARM_HIT};
 use crate::webhooks::WebhookStats;
 use crate::world::World;
 
@@ -158,7 +158,9 @@ impl SoakReport {
             ecs_calls: world.ecs.calls(),
         };
         report.failures = report.check(
-            options.leftovers_fail,
+            options
+                .leftovers_fail
+                .then_some(options.warm.min_idle as usize),
             &world.webhooks.queued_accepted.lock().unwrap(),
         );
         report
@@ -166,10 +168,10 @@ impl SoakReport {
 
     fn check(
         &self,
-        leftovers_fail: bool,
+        warm_left: Option<usize>,
         delivered: &std::collections::HashSet<u64>,
     ) -> Vec<String> {
-        let mut failures = self.books.failures(leftovers_fail);
+        let mut failures = self.books.failures(warm_left);
         if let Some(pending) = self.settling.pending() {
             failures.push(format!("dockhand did not settle by the timeout: {pending}"));
         }
@@ -237,12 +239,26 @@ impl fmt::Display for SoakReport {
             b.poison,
             b.unfinished.len()
         )?;
-        let scale = self.time_scale;
-        let [p50, p99, max] = b.wait_secs;
+        let (scale, w) = (self.time_scale, &b.wait);
         writeln!(
             f,
-            "job wait, queued to started (simulated s; real = /{scale}): p50 {p50:.0}, p99 {p99:.0}, max {max:.0}"
+            "job wait, queued to started (simulated s; real = /{scale}): {} jobs, p50 {:.1}, p90 {:.1}, p99 {:.1}, max {:.1}; started within {} s (warm hits): {:.1}% ({})",
+            w.jobs,
+            w.p50,
+            w.p90,
+            w.p99,
+            w.max,
+            WARM_HIT.as_secs(),
+            w.warm_hit_share() * 100.0,
+            w.warm_hits
         )?;
+        if w.warm_tasks > 0 {
+            writeln!(
+                f,
+                "warm runners: {} launched (for no job), {} jobs ran on them",
+                w.warm_tasks, w.on_warm_runners
+            )?;
+        }
         writeln!(
             f,
             "launches: {} owed, {} runners launched ({} surplus), {} for jobs cancelled or taken first, {} owed jobs ran on a surplus runner instead, {} jobs with two",

@@ -27,6 +27,8 @@ pub struct ScaleOut {
     pub sqs_error_rate: f64,
 }
 
+/// Runs the scale-out soak (with warm runners, the jobs start arriving once the pool is
+/// full, as in [`super::single_node`]).
 pub async fn run(options: &SoakOptions, layout: &ScaleOut) -> anyhow::Result<SoakReport> {
     let started = Instant::now();
     let world = start_world(options).await?;
@@ -75,6 +77,10 @@ pub async fn run(options: &SoakOptions, layout: &ScaleOut) -> anyhow::Result<Soa
     world
         .webhooks
         .set_url(&format!("http://127.0.0.1:{webhook_port}/webhook"));
+    options
+        .warm
+        .wait_until_full(&world, super::WARM_POOL_TIMEOUT)
+        .await;
 
     let feeding = Arc::new(AtomicBool::new(true));
     let killer = {

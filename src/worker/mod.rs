@@ -226,7 +226,9 @@ impl Worker {
         })
     }
 
-    async fn poll_gauges(&self) {
+    /// Sets the gauges read from the queues and the store (every `depth_poll_interval`
+    /// while running; tests call it directly).
+    pub async fn poll_gauges(&self) {
         let inner = &self.0;
         let queues = [
             Some(("main", &inner.queue)),

@@ -146,9 +146,25 @@ async fn the_pool_fills_to_min_idle_and_no_further(#[case] backend: Backend) {
     assert_eq!(env.proxy.run_task_calls().len(), 2);
     assert_eq!(env.github.runners().len(), 2);
 
+    // Both idle, as the gauges polled from the store say.
+    worker.poll_gauges().await;
     let rendered = dockhand::metrics::install().render();
     assert_eq!(
         sample(&rendered, r#"dockhand_warm_target{pool="linux-x64"}"#),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &rendered,
+            r#"dockhand_runners{pool="linux-x64",state="idle"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &rendered,
+            r#"dockhand_warm_launches_total{pool="linux-x64",outcome="launched"}"#
+        ),
         Some(2.0)
     );
 }
@@ -420,4 +436,20 @@ async fn a_warm_runner_past_max_idle_age_is_replaced() {
         ),
         Some(1.0)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orphan_sweep_covers_the_warm_target() {
+    let env = warm_env(Backend::Sqlite, warm(1)).await;
+    let worker = env.worker().await;
+    // A warm registration the store no longer knows (its row pruned), on an org no recent
+    // job came from.
+    let org = dockhand::github::RunnerTarget::Org("octo-org".into());
+    env.github.register_runner(&org, "dh-linux-x64-w5-3", false);
+    let p = pass(&reconciler(&worker, lifecycle())).await;
+    assert!(p.swept);
+    assert_eq!(p.warmed, 1, "{p:?}");
+    // The stale one is gone; the warm runner the pass launched stays.
+    let names: Vec<String> = env.github.runners().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["dh-linux-x64-w0-1"]);
 }

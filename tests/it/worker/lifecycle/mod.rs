@@ -13,6 +13,7 @@ mod replace;
 mod reruns;
 mod spot;
 mod warm;
+mod warm_changes;
 
 use chrono::Utc;
 use tokio::sync::watch;

@@ -18,7 +18,7 @@ const POOL: &str = "linux-x64";
 
 /// The lifecycle settings, and the default pool keeping `min_idle` warm runners on
 /// octo-org (where the test jobs come from).
-fn warm(min_idle: u32) -> impl FnOnce(&mut Settings) {
+pub(super) fn warm(min_idle: u32) -> impl FnOnce(&mut Settings) {
     move |s| {
         with_lifecycle(s);
         s.pools[0].min_idle = min_idle;
@@ -28,14 +28,14 @@ fn warm(min_idle: u32) -> impl FnOnce(&mut Settings) {
 
 /// An [`Env`] whose fake GitHub has the App installed on octo-org as the test webhooks
 /// say (installation 99), so the warm runners' lookup and the jobs agree.
-async fn warm_env(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> Env {
+pub(super) async fn warm_env(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> Env {
     let env = Env::with(QueueChoice::Embedded, backend, adjust).await;
     env.github.install_on("octo-org", 99);
     env
 }
 
 /// Warm runners in the store, oldest first.
-async fn warm_runners(store: &Store) -> Vec<RunnerRecord> {
+pub(super) async fn warm_runners(store: &Store) -> Vec<RunnerRecord> {
     let runners = store.runners().await.unwrap();
     runners
         .into_iter()
@@ -436,20 +436,4 @@ async fn a_warm_runner_past_max_idle_age_is_replaced() {
         ),
         Some(1.0)
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_orphan_sweep_covers_the_warm_target() {
-    let env = warm_env(Backend::Sqlite, warm(1)).await;
-    let worker = env.worker().await;
-    // A warm registration the store no longer knows (its row pruned), on an org no recent
-    // job came from.
-    let org = dockhand::github::RunnerTarget::Org("octo-org".into());
-    env.github.register_runner(&org, "dh-linux-x64-w5-3", false);
-    let p = pass(&reconciler(&worker, lifecycle())).await;
-    assert!(p.swept);
-    assert_eq!(p.warmed, 1, "{p:?}");
-    // The stale one is gone; the warm runner the pass launched stays.
-    let names: Vec<String> = env.github.runners().into_iter().map(|r| r.name).collect();
-    assert_eq!(names, ["dh-linux-x64-w0-1"]);
 }

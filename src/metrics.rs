@@ -340,6 +340,7 @@ fn describe() {
         WARM_LAUNCHES_TOTAL,
         Unit::Count,
         "Warm runners the reconciler launched, by pool and outcome (launched, failed; resumed \
-         or abandoned: a fill left part-way, its task found or its registration removed)."
+         or abandoned: a fill left part-way, its task found or its registration removed; \
+         paused: held back while the pool's warm runners keep failing to start)."
     );
 }

@@ -15,6 +15,12 @@
 //! A warm runner's row (its name from slot and generation) is written before it is
 //! registered, so a crash never launches a slot twice; a row left without a task for two
 //! leases is resumed (its task found by `startedBy`) or removed here.
+//!
+//! A warm runner whose task fails to start is not replaced at once forever: after
+//! [`PAUSE_AFTER`] such failures in a pool within [`PAUSE_WINDOW`] (an image that cannot be
+//! pulled, a subnet out of addresses), the pool's fills pause until the window has passed,
+//! so a broken pool does not spend ECS and GitHub quota every pass. Jobs still launch their
+//! own runners, whose failures the replacement cap bounds.
 
 use std::time::Duration;
 
@@ -30,7 +36,12 @@ use crate::pool::{Pool, Pools};
 use crate::store::WarmIntent;
 
 /// The closed label set of `dockhand_warm_launches_total{outcome}`.
-pub(super) const OUTCOMES: [&str; 4] = ["launched", "failed", "resumed", "abandoned"];
+pub(super) const OUTCOMES: [&str; 5] = ["launched", "failed", "resumed", "abandoned", "paused"];
+
+/// Warm runners of a pool that failed to start within [`PAUSE_WINDOW`] that pause its fills.
+pub const PAUSE_AFTER: u64 = 3;
+/// How far back failed warm starts count.
+pub const PAUSE_WINDOW: Duration = Duration::from_secs(600);
 
 /// ECS `startedBy` of a warm runner's task: how a resumed fill finds it.
 pub fn warm_started_by(runner_name: &str) -> String {
@@ -86,6 +97,22 @@ impl Reconciler {
         let room = i64::from(pool.settings.max_runners) - (books.live + books.coming) as i64;
         let want = short.min(room).max(0) as u32;
         if want == 0 {
+            return Ok(());
+        }
+        let failures = self
+            .0
+            .store
+            .warm_start_failures(&pool.name, PAUSE_WINDOW.as_millis() as i64)
+            .await?;
+        if failures >= PAUSE_AFTER {
+            tracing::warn!(
+                pool = pool.name,
+                failures,
+                held_back = want,
+                window = %humantime::format_duration(PAUSE_WINDOW),
+                "warm runners keep failing to start; the pool's fills pause until fewer have failed within the window"
+            );
+            metrics::counter!(m::WARM_LAUNCHES_TOTAL, "pool" => pool.name.clone(), "outcome" => "paused").increment(u64::from(want));
             return Ok(());
         }
         let detail = serde_json::json!({

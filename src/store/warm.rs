@@ -221,6 +221,22 @@ impl Store {
         Ok(())
     }
 
+    /// Warm runners of `pool` whose task failed to start (`TaskFailedToStart`, or stopped
+    /// before it ran) in the last `within_ms`: how often its fills have failed lately.
+    pub async fn warm_start_failures(&self, pool: &str, within_ms: i64) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(self.sql(
+            "SELECT count(*) FROM runners
+             WHERE pool = $1 AND warm_slot IS NOT NULL AND state = 'stopped'
+               AND (stop_code = 'TaskFailedToStart' OR task_started_at IS NULL)
+               AND updated_at > $2",
+        ))
+        .bind(pool.to_string())
+        .bind(self.now() - within_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as u64)
+    }
+
     /// Warm runners written at least `older_than_ms` ago whose task is not on record: left
     /// by a fill that crashed or failed part-way.
     pub async fn stale_warm_intents(

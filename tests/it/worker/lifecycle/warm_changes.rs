@@ -7,6 +7,7 @@ use super::warm::{warm, warm_env, warm_runners};
 use super::*;
 use crate::common::stores::Backend;
 use dockhand::pool::{LivePools, Pools};
+use dockhand::store::RunnerState;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_lowers_min_idle_removes_the_surplus_after_idle_timeout() {
@@ -74,4 +75,47 @@ async fn the_orphan_sweep_covers_the_warm_target() {
     // The stale one is gone; the warm runner the pass launched stays.
     let names: Vec<String> = env.github.runners().into_iter().map(|r| r.name).collect();
     assert_eq!(names, ["dh-linux-x64-w0-1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_whose_warm_runners_keep_failing_to_start_pauses_its_fills() {
+    let env = warm_env(Backend::Sqlite, warm(1)).await;
+    let worker = env.worker().await;
+    let reconciler = reconciler(&worker, lifecycle());
+    assert_eq!(pass(&reconciler).await.warmed, 1);
+    // The image cannot be pulled: each warm runner's task fails to start.
+    for round in 1..=3 {
+        let runner = warm_runners(worker.store())
+            .await
+            .into_iter()
+            .find(|r| r.state == RunnerState::Launched)
+            .expect("a warm runner on its way");
+        let task = runner.task_arn.unwrap();
+        stop_in_ecs(&env, &task, "CannotPullContainerError: pull image manifest").await;
+        env.proxy
+            .patch_task(&task, json!({"stopCode": "TaskFailedToStart"}));
+        let p = pass(&reconciler).await;
+        let again = usize::from(round < 3);
+        assert_eq!((p.stopped, p.warmed), (1, again), "round {round}: {p:?}");
+    }
+    // Three failures: the fills pause; nothing more is launched, pass after pass.
+    assert_eq!(pass(&reconciler).await.warmed, 0);
+    assert_eq!(env.proxy.run_task_calls().len(), 3);
+    assert_eq!(
+        env.github
+            .count(crate::common::fake_github::Endpoint::JitConfig),
+        3
+    );
+    assert!(
+        env.github.runners().is_empty(),
+        "each failed runner's registration is removed"
+    );
+    let rendered = dockhand::metrics::install().render();
+    assert_eq!(
+        sample(
+            &rendered,
+            r#"dockhand_warm_launches_total{pool="linux-x64",outcome="paused"}"#
+        ),
+        Some(2.0)
+    );
 }

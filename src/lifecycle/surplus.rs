@@ -35,10 +35,11 @@ impl Reconciler {
         let timeout = settings.idle_timeout.as_millis() as i64;
         let mut failed = None;
         for (pool_name, runners) in &idle {
-            let warm = pool(pools, pool_name).map_or(0, |p| p.settings.min_idle_at(at));
-            let max_age = pool(pools, pool_name)
+            let of_pool = pool(pools, pool_name).map(|p| &p.settings);
+            let warm = of_pool.map_or(0, |s| s.min_idle_at(at));
+            let max_age = of_pool
                 .filter(|_| warm > 0)
-                .map(|p| p.settings.max_idle_age.as_millis() as i64);
+                .map(|s| s.max_idle_age.as_millis() as i64);
             let wanted = waiting.get(pool_name).copied().unwrap_or(0) as usize + warm as usize;
             let surplus = runners.len().saturating_sub(wanted);
             let mut removed = 0;

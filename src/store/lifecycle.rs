@@ -322,12 +322,11 @@ impl Store {
     /// Jobs waiting for a runner, by pool: GitHub has not started them and a launch is
     /// owed, under way or done.
     pub async fn waiting_jobs(&self) -> Result<HashMap<String, u64>, StoreError> {
-        self.counts_by_pool(
-            "SELECT pool, count(*) AS n FROM jobs
-             WHERE github = 'queued' AND launch IN ('owed', 'launching', 'launched', 'adopted')
-               AND pool IS NOT NULL
-             GROUP BY pool",
-        )
+        self.counts_by_pool(concat!(
+            "SELECT pool, count(*) AS n FROM jobs WHERE ",
+            waiting_job!(),
+            " AND pool IS NOT NULL GROUP BY pool"
+        ))
         .await
     }
 

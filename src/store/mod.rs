@@ -16,6 +16,15 @@
 //! webhook events), `runners` and `jobs` (the rows as they are read back), `prune` (finished rows
 //! deleted after the retention).
 
+/// The SQL condition on `jobs` of a job waiting for a runner: GitHub has not started it, and
+/// a launch is owed, under way or done. The surplus step and the warm fill both count
+/// these, and must agree.
+macro_rules! waiting_job {
+    () => {
+        "github = 'queued' AND launch IN ('owed', 'launching', 'launched', 'adopted')"
+    };
+}
+
 mod claims;
 mod event_kind;
 mod endings;

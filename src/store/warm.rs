@@ -54,7 +54,7 @@ pub fn warm_runner_name(pool: &str, slot: u32, generation: u64) -> String {
 impl Store {
     /// The fill step's books for `pool`.
     pub async fn warm_books(&self, pool: &str) -> Result<WarmBooks, StoreError> {
-        let sql = self.sql(
+        let sql = self.sql(concat!(
             "SELECT
                (SELECT count(*) FROM runners
                  WHERE pool = $1 AND state IN ('registered', 'launched')) AS spare,
@@ -64,10 +64,10 @@ impl Store {
                  WHERE j.pool = $1 AND j.launch IN ('owed', 'launching')
                    AND NOT EXISTS (SELECT 1 FROM runners r WHERE r.for_job_id = j.job_id
                                      AND r.state IN ('registered', 'launched', 'busy'))) AS coming,
-               (SELECT count(*) FROM jobs
-                 WHERE pool = $1 AND github = 'queued'
-                   AND launch IN ('owed', 'launching', 'launched', 'adopted')) AS waiting",
-        );
+               (SELECT count(*) FROM jobs WHERE pool = $1 AND ",
+            waiting_job!(),
+            ") AS waiting"
+        ));
         let row = sqlx::query(sql)
             .bind(pool.to_string())
             .fetch_one(&self.pool)

@@ -48,6 +48,10 @@ pub const WARM_LAUNCHES_TOTAL: &str = "dockhand_warm_launches_total";
 
 pub const GITHUB_REQUESTS_TOTAL: &str = "dockhand_github_requests_total";
 pub const GITHUB_RATE_LIMIT_REMAINING: &str = "dockhand_github_rate_limit_remaining";
+pub const GITHUB_BUDGET_REMAINING: &str = "dockhand_github_budget_remaining";
+pub const GITHUB_BUDGET_WAIT_SECONDS: &str = "dockhand_github_budget_wait_seconds";
+pub const GITHUB_LIMIT_ANSWERS_TOTAL: &str = "dockhand_github_limit_answers_total";
+pub const ECS_RUN_TASK_WAIT_SECONDS: &str = "dockhand_ecs_run_task_wait_seconds";
 
 /// Latency buckets in seconds, from sub-millisecond up to SQS's slowest sensible answer.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -109,6 +113,12 @@ pub fn install() -> PrometheusHandle {
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Full(RECONCILE_SECONDS.into()),
+                        RECONCILE_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(GITHUB_BUDGET_WAIT_SECONDS.into()),
                         RECONCILE_BUCKETS,
                     )
                 })
@@ -335,6 +345,28 @@ fn describe() {
         WARM_TARGET,
         Unit::Count,
         "Idle runners each pool keeps ready now: its min_idle, or its matching schedule's."
+    );
+    metrics::describe_gauge!(
+        GITHUB_BUDGET_REMAINING,
+        "Budget each GitHub App has left, by app and limit (points: of the secondary limit's \
+         points a minute, after its last call; primary: the lowest x-ratelimit-remaining of \
+         its installations' hourly limits)."
+    );
+    metrics::describe_histogram!(
+        GITHUB_BUDGET_WAIT_SECONDS,
+        Unit::Seconds,
+        "Time GitHub calls waited for room in an App's budget, by app."
+    );
+    metrics::describe_counter!(
+        GITHUB_LIMIT_ANSWERS_TOTAL,
+        Unit::Count,
+        "403 and 429 rate-limit answers from GitHub, by app and kind (secondary, primary). \
+         0 while the pacing works."
+    );
+    metrics::describe_histogram!(
+        ECS_RUN_TASK_WAIT_SECONDS,
+        Unit::Seconds,
+        "Time RunTask calls waited for this process's pacing ([aws.run_task])."
     );
     metrics::describe_counter!(
         WARM_LAUNCHES_TOTAL,

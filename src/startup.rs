@@ -318,7 +318,7 @@ pub async fn build_worker_with(
             GitHubApp::from_settings(&settings.github, &SecretResolver::new(&settings.aws))
                 .await
                 .context("setting up the GitHub App")?;
-        let ecs = Launcher::new(settings.aws.ecs_client().await);
+        let ecs = Launcher::with_pacing(settings.aws.ecs_client().await, &settings.aws.run_task);
         Some(Launchers { github, ecs })
     };
     Worker::new(

@@ -127,7 +127,7 @@ async fn live_clients(settings: &Settings) -> anyhow::Result<LiveClients> {
     let github = GitHubApp::from_settings(&settings.github, &SecretResolver::new(&settings.aws))
         .await
         .context("--live asks GitHub as the App: configure [github]")?;
-    let ecs = Launcher::new(settings.aws.ecs_client().await);
+    let ecs = Launcher::with_pacing(settings.aws.ecs_client().await, &settings.aws.run_task);
     Ok(LiveClients { github, ecs })
 }
 

@@ -28,6 +28,32 @@ pub struct AwsSettings {
     pub sqs: AwsClientSettings,
     pub ssm: AwsClientSettings,
     pub ecs: AwsClientSettings,
+    pub run_task: RunTaskPacing,
+}
+
+/// `[aws.run_task]`: how fast this process calls ECS RunTask. ECS allows an account 20
+/// RunTask calls a second (burst and sustained), and launches Fargate tasks from a bucket
+/// of 100 that refills at 20 a second
+/// (<https://docs.aws.amazon.com/AmazonECS/latest/APIReference/request-throttling.html>).
+/// Pacing below that keeps a burst of jobs from turning into a storm of throttled retries.
+/// Every process that launches shares the account's limit: with N workers, set
+/// `per_second` to about 20 / N.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunTaskPacing {
+    /// RunTask calls a second, sustained.
+    pub per_second: f64,
+    /// RunTask calls at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl Default for RunTaskPacing {
+    fn default() -> Self {
+        Self {
+            per_second: 20.0,
+            burst: 20,
+        }
+    }
 }
 
 impl Default for AwsSettings {
@@ -41,6 +67,7 @@ impl Default for AwsSettings {
             sqs: AwsClientSettings::default(),
             ssm: AwsClientSettings::default(),
             ecs: AwsClientSettings::default(),
+            run_task: RunTaskPacing::default(),
         }
     }
 }
@@ -79,6 +106,12 @@ impl AwsSettings {
                 "aws.credentials",
                 "set both `access_key_id` and `secret_access_key`, or neither",
             );
+        }
+        if !(self.run_task.per_second.is_finite() && self.run_task.per_second > 0.0) {
+            problems.add("aws.run_task.per_second", "must be greater than zero");
+        }
+        if self.run_task.burst == 0 {
+            problems.add("aws.run_task.burst", "must be at least 1");
         }
         if self.operation_timeout.is_zero() || self.connect_timeout.is_zero() {
             problems.add(

@@ -25,8 +25,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-pub use aws::AwsSettings;
-pub use github::GitHubSettings;
+pub use aws::{AwsSettings, RunTaskPacing};
+pub use github::{GitHubAppSettings, GitHubLimits, GitHubSettings};
 pub use lifecycle::LifecycleSettings;
 pub use log::{LogFormat, LogSettings, ReloadSettings};
 pub use pool::{EcsLaunchSettings, LaunchType, PoolSettings, RunnerScopeKind};

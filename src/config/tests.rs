@@ -292,3 +292,63 @@ min_idle = 4
     let err = problems(&warm.replace("warm_target = \"acme\"\n", ""));
     assert!(err.contains("  pool[0].warm_target: "), "{err}");
 }
+
+#[test]
+fn several_github_apps_load_and_the_single_form_is_one_of_them() {
+    let text = format!(
+        "{MINIMAL}\n[[github.app]]\nid = 1\nprivate_key = {{ file = \"/a.pem\" }}\n\
+         [[github.app]]\nid = 2\nprivate_key = {{ ssm = \"/dockhand/b\" }}\n\
+         [github.limits]\npoints_per_minute = 450\nmax_wait = \"10s\"\n\
+         [aws.run_task]\nper_second = 5.0\nburst = 10\n"
+    );
+    let s = load(&text).unwrap();
+    let ids: Vec<u64> = s.github.app_list().iter().map(|a| a.id).collect();
+    assert_eq!(ids, [1, 2]);
+    assert_eq!(s.github.limits.points_per_minute, 450);
+    assert_eq!(
+        s.github.limits.concurrent, 100,
+        "GitHub's documented default"
+    );
+    assert_eq!(s.github.limits.max_wait, Duration::from_secs(10));
+    assert_eq!(s.aws.run_task.per_second, 5.0);
+    assert_eq!(s.aws.run_task.burst, 10);
+    // The Apps stand in for `github.app_id`: only the pool's ECS settings are missing.
+    let err = s.validate_for_workers().unwrap_err().to_string();
+    assert!(!err.contains("github"), "{err}");
+
+    let single = load(&format!(
+        "{MINIMAL}\n[github]\napp_id = 7\nprivate_key = {{ value = \"pem\" }}\n"
+    ))
+    .unwrap();
+    let apps = single.github.app_list();
+    assert_eq!(apps.len(), 1);
+    assert_eq!(apps[0].id, 7);
+    assert_eq!(
+        single.aws.run_task.per_second, 20.0,
+        "ECS's documented rate"
+    );
+}
+
+#[test]
+fn github_apps_and_limits_are_checked_by_key() {
+    let both = format!(
+        "{MINIMAL}\n[github]\napp_id = 7\n[[github.app]]\nid = 1\nprivate_key = {{ value = \"k\" }}\n\
+         [[github.app]]\nid = 1\nprivate_key = {{ value = \"k\" }}\n\
+         [github.limits]\npoints_per_minute = 4\nconcurrent = 0\n\
+         [aws.run_task]\nper_second = 0.0\nburst = 0\n"
+    );
+    let err = problems(&both);
+    for key in [
+        "github.app:",
+        "github.app[1].id:",
+        "github.limits.points_per_minute:",
+        "github.limits.concurrent:",
+        "aws.run_task.per_second:",
+        "aws.run_task.burst:",
+    ] {
+        assert!(
+            err.contains(&format!("  {key} ")),
+            "missing {key} in:\n{err}"
+        );
+    }
+}

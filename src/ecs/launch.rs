@@ -12,6 +12,7 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
 use super::error::{FailureVerdict, judge_failures};
+use super::pacing::Pacer;
 use super::{
     LaunchError, LaunchSpec, LaunchedTask, Operation, Outcome, Placement, TAG_JOB_ID, TAG_POOL,
     TAG_RUNNER, TaskArn, failed, record,
@@ -82,6 +83,7 @@ fn client_token<'a>(token: &'a str, index: usize, option: &LaunchOption<'_>) -> 
 
 pub(super) async fn run_task(
     client: &Client,
+    pacer: &Pacer,
     spec: &LaunchSpec<'_>,
 ) -> Result<LaunchedTask, LaunchError> {
     let ecs = spec.ecs;
@@ -115,6 +117,7 @@ pub(super) async fn run_task(
             }
             LaunchOption::ClusterDefault => request,
         };
+        pacer.ready().await;
         let out = request
             .send()
             .await

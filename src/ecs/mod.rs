@@ -6,6 +6,7 @@
 
 mod error;
 mod launch;
+mod pacing;
 mod tasks;
 
 use std::fmt;
@@ -13,7 +14,8 @@ use std::fmt;
 use aws_sdk_ecs::Client;
 use secrecy::SecretString;
 
-use crate::config::EcsLaunchSettings;
+use self::pacing::Pacer;
+use crate::config::{EcsLaunchSettings, RunTaskPacing};
 use crate::domain::JobId;
 use crate::metrics::ECS_REQUESTS_TOTAL;
 pub use error::LaunchError;
@@ -102,17 +104,28 @@ pub struct TaskView {
 #[derive(Clone, Debug)]
 pub struct Launcher {
     client: Client,
+    pacer: Pacer,
 }
 
 impl Launcher {
+    /// A launcher pacing RunTask at ECS's documented rate (`[aws.run_task]`'s defaults).
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self::with_pacing(client, &RunTaskPacing::default())
+    }
+
+    /// A launcher pacing this process's RunTask calls as `pacing` says.
+    pub fn with_pacing(client: Client, pacing: &RunTaskPacing) -> Self {
+        Self {
+            client,
+            pacer: Pacer::new(pacing),
+        }
     }
 
     /// RunTask; with capacity providers, tries each in order on a capacity failure, and only
     /// then. Returns [`LaunchError::NoCapacity`] when every option reported no capacity.
+    /// Each call waits for the process's RunTask pacing first.
     pub async fn run_task(&self, spec: &LaunchSpec<'_>) -> Result<LaunchedTask, LaunchError> {
-        launch::run_task(&self.client, spec).await
+        launch::run_task(&self.client, &self.pacer, spec).await
     }
 
     /// A live (not STOPPED) task started with this `startedBy` on the cluster, for adopting

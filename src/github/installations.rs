@@ -9,9 +9,10 @@
 
 use serde::Deserialize;
 
+use super::budget::Permit;
 use super::request::{self, Answer, Caller, Endpoint, Method};
 use super::tokens::InstallationToken;
-use super::{GitHubApp, GitHubError, RunnerTarget};
+use super::{AppClient, GitHubError, RunnerTarget};
 use crate::domain::InstallationId;
 
 #[derive(Deserialize)]
@@ -44,7 +45,7 @@ impl From<GitHubError> for CallError {
     }
 }
 
-impl GitHubApp {
+impl AppClient {
     /// The App's installation on `target`'s account, for events that carry no
     /// `installation` (org or repo webhooks rather than the App's). Asked with the App
     /// JWT (`GET /orgs/{org}/installation` or `/repos/{owner}/{repo}/installation`) once
@@ -60,11 +61,12 @@ impl GitHubApp {
         }
         let path = format!("{}/installation", target.path());
         let answer: InstallationAnswer = request::send(
-            Caller::App(&self.inner.app),
+            self.app_caller(),
             self.inner.timeout,
             Endpoint::Installation,
             Method::Get,
             &path,
+            None,
         )
         .await?
         .json()?;
@@ -73,17 +75,45 @@ impl GitHubApp {
         Ok(id)
     }
 
-    /// One call on `target` as `installation`. A gone installation (see the module's
-    /// doc) is replaced by the target's current one for one more try.
+    /// The App's installation on `target`'s account, if looked up already.
+    pub(super) fn cached_installation(&self, target: &RunnerTarget) -> Option<InstallationId> {
+        self.lock_installations().get(target).copied()
+    }
+
+    /// Whether `installation` is this App's (`GET /app/installations/{id}` with the App
+    /// JWT: GitHub shows an App only its own).
+    pub(super) async fn owns_installation(
+        &self,
+        installation: InstallationId,
+    ) -> Result<bool, GitHubError> {
+        let path = format!("/app/installations/{installation}");
+        let answer = request::send(
+            self.app_caller(),
+            self.inner.timeout,
+            Endpoint::Installation,
+            Method::Get,
+            &path,
+            None,
+        )
+        .await;
+        match answer {
+            Ok(_) => Ok(true),
+            Err(GitHubError::NotFound) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// One call on `target` as `installation`, with budget room already taken if `permit`
+    /// is some. A gone installation (see the module's doc) is replaced by the target's
+    /// current one for one more try.
     pub(super) async fn as_installation(
         &self,
         installation: InstallationId,
         target: &RunnerTarget,
-        endpoint: Endpoint,
-        method: Method<'_>,
-        path: &str,
+        call: (Endpoint, Method<'_>, &str),
+        permit: Option<Permit>,
     ) -> Result<Answer, CallError> {
-        match self.call_as(installation, endpoint, method, path).await {
+        match self.call_as(installation, call, permit).await {
             Err(CallError::InstallationGone) => {}
             other => return other,
         }
@@ -97,7 +127,7 @@ impl GitHubApp {
             github.gone_installation = %installation,
             "the App's installation is gone (reinstalled?); calling as the account's current one"
         );
-        self.call_as(current, endpoint, method, path).await
+        self.call_as(current, call, None).await
     }
 
     /// One call with the installation's token. A cached token that GitHub refuses (401:
@@ -105,18 +135,27 @@ impl GitHubApp {
     async fn call_as(
         &self,
         installation: InstallationId,
-        endpoint: Endpoint,
-        method: Method<'_>,
-        path: &str,
+        (endpoint, method, path): (Endpoint, Method<'_>, &str),
+        permit: Option<Permit>,
     ) -> Result<Answer, CallError> {
         let inner = &*self.inner;
         let caller = |token| Caller::Installation {
             client: &inner.api,
             id: installation,
             token,
+            budget: &inner.budget,
         };
         let token = self.token(installation, None).await?;
-        match request::send(caller(&token.token), inner.timeout, endpoint, method, path).await {
+        let answer = request::send(
+            caller(&token.token),
+            inner.timeout,
+            endpoint,
+            method,
+            path,
+            permit,
+        )
+        .await;
+        match answer {
             Err(GitHubError::Unauthorized) if !token.fresh => {
                 tracing::info!(
                     github.installation = %installation,
@@ -129,6 +168,7 @@ impl GitHubApp {
                     endpoint,
                     method,
                     path,
+                    None,
                 )
                 .await?)
             }
@@ -147,7 +187,7 @@ impl GitHubApp {
         let inner = &*self.inner;
         match inner
             .tokens
-            .token(&inner.app, inner.timeout, installation, stale)
+            .token(self.app_caller(), inner.timeout, installation, stale)
             .await
         {
             Ok(token) => Ok(token),
@@ -158,6 +198,14 @@ impl GitHubApp {
                 Err(CallError::InstallationGone)
             }
             Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Calls made as the App itself (a fresh JWT each).
+    pub(super) fn app_caller(&self) -> Caller<'_> {
+        Caller::App {
+            client: &self.inner.app,
+            budget: &self.inner.budget,
         }
     }
 

@@ -3,11 +3,11 @@
 
 use super::request::{Endpoint, Method};
 use super::{
-    GitHubApp, GitHubError, MAX_PAGES, PER_PAGE, RegisteredRunner, RunnerPage, RunnerTarget,
+    AppClient, GitHubError, MAX_PAGES, PER_PAGE, RegisteredRunner, RunnerPage, RunnerTarget,
 };
 use crate::domain::InstallationId;
 
-impl GitHubApp {
+impl AppClient {
     /// Every runner registered on `target`, 100 a page. Stops at `MAX_PAGES` pages (10,000
     /// runners) with a warning.
     #[tracing::instrument(skip_all, fields(github.installation = %installation, github.target = %target))]
@@ -26,9 +26,8 @@ impl GitHubApp {
                 .as_installation(
                     installation,
                     target,
-                    Endpoint::ListRunners,
-                    Method::Get,
-                    &path,
+                    (Endpoint::ListRunners, Method::Get, &path),
+                    None,
                 )
                 .await?
                 .json()?;

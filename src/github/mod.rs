@@ -5,6 +5,8 @@
 //! are ours to classify ([`GitHubError`]); octocrab's own retries are off, because the
 //! worker retries transient failures through the queue.
 
+mod apps;
+mod budget;
 mod error;
 mod installations;
 mod listing;
@@ -24,12 +26,14 @@ use octocrab::models::AppId;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+pub use self::apps::GitHubApp;
+use self::budget::{Budget, Permit};
 pub use self::error::GitHubError;
 use self::installations::CallError;
 use self::request::{Endpoint, Method, segment};
 pub use self::runs::WorkflowRunView;
 use self::tokens::Tokens;
-use crate::config::{GitHubSettings, SecretResolver};
+use crate::config::GitHubSettings;
 use crate::domain::{InstallationId, JobId, RunnerId};
 
 /// The id of every organization's and repository's default runner group.
@@ -97,6 +101,10 @@ pub struct JitRequest {
 #[derive(Debug, Clone)]
 pub struct JitConfig {
     pub runner_id: RunnerId,
+    /// The App that registered the runner, and as which of its installations: clean-up
+    /// calls go to them.
+    pub app_id: u64,
+    pub installation: InstallationId,
     /// The runner's credentials; `Debug` shows it redacted.
     pub encoded: SecretString,
 }
@@ -127,10 +135,10 @@ pub struct WorkflowJobView {
     pub run_attempt: Option<u64>,
 }
 
-/// dockhand's GitHub App: cheap to clone, all clones sharing one set of caches (tokens
-/// per installation, runner-group ids, installation lookups).
+/// One GitHub App: cheap to clone, all clones sharing one set of caches (tokens per
+/// installation, runner-group ids, installation lookups) and one budget.
 #[derive(Clone)]
-pub struct GitHubApp {
+struct AppClient {
     inner: Arc<Inner>,
 }
 
@@ -143,13 +151,14 @@ struct Inner {
     api_url: String,
     timeout: Duration,
     tokens: Tokens,
+    budget: Budget,
     runner_groups: Mutex<HashMap<(String, String), u64>>,
     installations: Mutex<HashMap<RunnerTarget, InstallationId>>,
 }
 
-impl fmt::Debug for GitHubApp {
+impl fmt::Debug for AppClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GitHubApp")
+        f.debug_struct("AppClient")
             .field("app_id", &self.inner.app_id)
             .field("api_url", &self.inner.api_url)
             .field("installations", &self.inner.tokens.len())
@@ -193,33 +202,20 @@ impl From<RunnerEntry> for RegisteredRunner {
     }
 }
 
-impl GitHubApp {
-    /// Builds the App client from `[github]`: reads the private key (from wherever its
-    /// source says), proves it can sign a JWT, and points octocrab at `api_url` with
-    /// `request_timeout`. Errors name the setting at fault.
-    pub async fn from_settings(
+impl AppClient {
+    /// The client of App `app_id` signing with `pem`: proves the key can sign a JWT, and
+    /// points octocrab at `api_url` with `request_timeout`. Errors name the setting at fault
+    /// (`key_setting` for the key).
+    fn new(
         settings: &GitHubSettings,
-        secrets: &SecretResolver<'_>,
+        app_id: u64,
+        pem: &SecretString,
+        key_setting: &str,
     ) -> anyhow::Result<Self> {
-        let app_id = settings
-            .app_id
-            .context("github.app_id: required to act as a GitHub App")?;
-        let source = settings
-            .private_key
-            .as_ref()
-            .context("github.private_key: required to act as a GitHub App")?;
-        let pem = secrets
-            .resolve(source)
-            .await
-            .context("github.private_key")?;
-        Self::new(settings, app_id, &pem)
-    }
-
-    fn new(settings: &GitHubSettings, app_id: u64, pem: &SecretString) -> anyhow::Result<Self> {
         let key = octocrab::EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes())
-            .context("github.private_key: not an RSA private key in PEM form")?;
+            .with_context(|| format!("{key_setting}: not an RSA private key in PEM form"))?;
         octocrab::auth::create_jwt(AppId(app_id), &key)
-            .context("github.private_key: cannot sign a JWT with this key")?;
+            .with_context(|| format!("{key_setting}: cannot sign a JWT with this key"))?;
         let timeout = settings.request_timeout;
         let builder = || {
             anyhow::Ok(
@@ -252,21 +248,34 @@ impl GitHubApp {
                 api_url: settings.api_url.clone(),
                 timeout,
                 tokens: Tokens::default(),
+                budget: Budget::new(app_id, &settings.limits),
                 runner_groups: Mutex::new(HashMap::new()),
                 installations: Mutex::new(HashMap::new()),
             }),
         })
     }
 
-    /// Registers a just-in-time runner on `target` and returns its config. For an
-    /// organization the runner group's id is looked up by name on first use and cached;
-    /// an unknown group is `NotFound` (permanent: fix the pool's `runner_group`).
-    #[tracing::instrument(skip_all, fields(github.installation = %installation, github.target = %target, runner.name = %request.name))]
-    pub async fn generate_jit_config(
+    /// The App's id.
+    fn id(&self) -> u64 {
+        self.inner.app_id
+    }
+
+    /// The App's budget within GitHub's rate limits.
+    fn budget(&self) -> &Budget {
+        &self.inner.budget
+    }
+
+    /// Registers a just-in-time runner on `target` and returns its config, drawing on the
+    /// budget room `permit` holds. For an organization the runner group's id is looked up by
+    /// name on first use and cached; an unknown group is `NotFound` (permanent: fix the
+    /// pool's `runner_group`).
+    #[tracing::instrument(skip_all, fields(github.app = self.inner.app_id, github.installation = %installation, github.target = %target, runner.name = %request.name))]
+    async fn generate_jit_config(
         &self,
         installation: InstallationId,
         target: &RunnerTarget,
         request: &JitRequest,
+        permit: Permit,
     ) -> Result<JitConfig, GitHubError> {
         let runner_group_id = match target {
             RunnerTarget::Org(org) => {
@@ -286,9 +295,8 @@ impl GitHubApp {
             .as_installation(
                 installation,
                 target,
-                Endpoint::JitConfig,
-                Method::Post(&body),
-                &path,
+                (Endpoint::JitConfig, Method::Post(&body), &path),
+                Some(permit),
             )
             .await;
         if let (Err(CallError::GitHub(GitHubError::NotFound)), RunnerTarget::Org(org)) =
@@ -305,6 +313,8 @@ impl GitHubApp {
         } = answer?.json()?;
         Ok(JitConfig {
             runner_id: RunnerId(runner.id),
+            app_id: self.inner.app_id,
+            installation,
             encoded: encoded_jit_config,
         })
     }
@@ -326,9 +336,8 @@ impl GitHubApp {
                 .as_installation(
                     installation,
                     target,
-                    Endpoint::ListRunners,
-                    Method::Get,
-                    &path,
+                    (Endpoint::ListRunners, Method::Get, &path),
+                    None,
                 )
                 .await?
                 .json()?;
@@ -367,9 +376,8 @@ impl GitHubApp {
             .as_installation(
                 installation,
                 target,
-                Endpoint::DeleteRunner,
-                Method::Delete,
-                &path,
+                (Endpoint::DeleteRunner, Method::Delete, &path),
+                None,
             )
             .await
         {
@@ -396,9 +404,8 @@ impl GitHubApp {
         self.as_installation(
             installation,
             &target,
-            Endpoint::WorkflowJob,
-            Method::Get,
-            &path,
+            (Endpoint::WorkflowJob, Method::Get, &path),
+            None,
         )
         .await?
         .json()

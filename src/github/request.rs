@@ -14,6 +14,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 
+use super::budget::{Budget, LimitKind, Permit, Wait, points};
 use super::error::{GitHubError, classify, header_u64};
 use crate::domain::InstallationId;
 use crate::metrics::{GITHUB_RATE_LIMIT_REMAINING, GITHUB_REQUESTS_TOTAL};
@@ -52,8 +53,11 @@ impl Endpoint {
 /// `x-ratelimit-remaining` reports: the App's own, or one installation's.
 #[derive(Clone, Copy)]
 pub(super) enum Caller<'a> {
-    /// The App: `app` signs a fresh JWT for each call.
-    App(&'a Octocrab),
+    /// The App: `client` signs a fresh JWT for each call.
+    App {
+        client: &'a Octocrab,
+        budget: &'a Budget,
+    },
     /// One installation: the call carries the installation's token as
     /// `Authorization: Bearer <token>`, sent on `client`, which must have no credentials
     /// of its own (octocrab would replace the header with them).
@@ -61,21 +65,36 @@ pub(super) enum Caller<'a> {
         client: &'a Octocrab,
         id: InstallationId,
         token: &'a SecretString,
+        budget: &'a Budget,
     },
 }
 
 impl<'a> Caller<'a> {
     fn client(self) -> &'a Octocrab {
         match self {
-            Self::App(app) => app,
-            Self::Installation { client, .. } => client,
+            Self::App { client, .. } | Self::Installation { client, .. } => client,
+        }
+    }
+
+    /// The App's budget, which every call of the App draws on.
+    fn budget(self) -> &'a Budget {
+        match self {
+            Self::App { budget, .. } | Self::Installation { budget, .. } => budget,
+        }
+    }
+
+    /// The installation the call is made as; `None` for the App.
+    fn installation(self) -> Option<InstallationId> {
+        match self {
+            Self::App { .. } => None,
+            Self::Installation { id, .. } => Some(id),
         }
     }
 
     /// The `installation` label of the rate-limit gauge.
     fn rate_scope(self) -> String {
         match self {
-            Self::App(_) => "app".to_string(),
+            Self::App { .. } => "app".to_string(),
             Self::Installation { id, .. } => id.to_string(),
         }
     }
@@ -145,14 +164,25 @@ impl Answer {
 }
 
 /// Sends one request as `caller` to `path`, relative to the API root. Resolves to the
-/// answer when it is a success.
+/// answer when it is a success. The call first waits for room in the App's budget, unless
+/// `permit` is room already taken; room that does not come within the budget's wait is
+/// `RateLimited`.
 pub(super) async fn send(
     caller: Caller<'_>,
     timeout: Duration,
     endpoint: Endpoint,
     method: Method<'_>,
     path: &str,
+    permit: Option<Permit>,
 ) -> Result<Answer, GitHubError> {
+    let budget = caller.budget();
+    let _permit = match permit {
+        Some(permit) => permit,
+        None => budget
+            .acquire(points(&method.verb()), budget.max_wait())
+            .await
+            .map_err(|Wait(retry_after)| GitHubError::RateLimited { retry_after })?,
+    };
     let mut answered = false;
     let call = async {
         let client = caller.client();
@@ -193,14 +223,40 @@ pub(super) async fn send(
         .increment(1);
     }
     let (status, headers, body) = result?;
-    if status.is_success() {
-        Ok(Answer {
-            status,
-            body,
-            endpoint,
-        })
+    let error =
+        (!status.is_success()).then(|| classify(status, &headers, &body, SystemTime::now()));
+    let refused = match &error {
+        Some(GitHubError::RateLimited { retry_after }) => {
+            Some((limit_kind(&headers), *retry_after))
+        }
+        _ => None,
+    };
+    budget.observe(
+        caller.installation(),
+        status,
+        &headers,
+        endpoint == Endpoint::JitConfig,
+        refused,
+    );
+    if let Some(error) = error {
+        return Err(error);
+    }
+    Ok(Answer {
+        status,
+        body,
+        endpoint,
+    })
+}
+
+/// Which limit a rate-limited answer names: the primary one when it reports no requests
+/// left and no `retry-after`, otherwise a secondary one.
+fn limit_kind(headers: &HeaderMap) -> LimitKind {
+    if header_u64(headers, "retry-after").is_none()
+        && header_u64(headers, "x-ratelimit-remaining") == Some(0)
+    {
+        LimitKind::Primary
     } else {
-        Err(classify(status, &headers, &body, SystemTime::now()))
+        LimitKind::Secondary
     }
 }
 

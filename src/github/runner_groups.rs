@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use super::request::{Endpoint, Method, segment};
-use super::{GitHubApp, GitHubError, MAX_PAGES, PER_PAGE, RunnerTarget};
+use super::{AppClient, GitHubError, MAX_PAGES, PER_PAGE, RunnerTarget};
 use crate::domain::InstallationId;
 
 #[derive(Deserialize)]
@@ -21,7 +21,7 @@ struct RunnerGroup {
     name: String,
 }
 
-impl GitHubApp {
+impl AppClient {
     /// The id of `org`'s runner group called `name`: from the cache, or by paging through
     /// the org's groups (every group seen on the way is cached too).
     pub(super) async fn runner_group_id(
@@ -45,9 +45,8 @@ impl GitHubApp {
                 .as_installation(
                     installation,
                     &target,
-                    Endpoint::RunnerGroups,
-                    Method::Get,
-                    &path,
+                    (Endpoint::RunnerGroups, Method::Get, &path),
+                    None,
                 )
                 .await?
                 .json()?;

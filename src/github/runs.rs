@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use super::request::{Endpoint, Method};
-use super::{GitHubApp, GitHubError, RunnerTarget};
+use super::{AppClient, GitHubError, RunnerTarget};
 use crate::domain::{InstallationId, RunId};
 
 /// A workflow run as GitHub answers it: what decides whether to re-run it.
@@ -25,7 +25,7 @@ fn repo_target(owner: &str, repo: &str) -> RunnerTarget {
     }
 }
 
-impl GitHubApp {
+impl AppClient {
     /// `GET /repos/{owner}/{repo}/actions/runs/{run_id}`.
     #[tracing::instrument(skip_all, fields(github.installation = %installation, github.run = %run))]
     pub async fn workflow_run(
@@ -40,9 +40,8 @@ impl GitHubApp {
         self.as_installation(
             installation,
             &target,
-            Endpoint::WorkflowRun,
-            Method::Get,
-            &path,
+            (Endpoint::WorkflowRun, Method::Get, &path),
+            None,
         )
         .await?
         .json()
@@ -66,9 +65,8 @@ impl GitHubApp {
         self.as_installation(
             installation,
             &target,
-            Endpoint::RerunFailedJobs,
-            Method::Post(&body),
-            &path,
+            (Endpoint::RerunFailedJobs, Method::Post(&body), &path),
+            None,
         )
         .await?;
         Ok(())

@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use octocrab::Octocrab;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -76,12 +75,12 @@ impl Tokens {
             .remove(&installation);
     }
 
-    /// The installation's token, good for at least [`REFRESH_MARGIN`]: minted with the App
-    /// client `app` when there is none, it is about to expire, or it is the token `stale`
+    /// The installation's token, good for at least [`REFRESH_MARGIN`]: minted as the App
+    /// (`app`) when there is none, it is about to expire, or it is the token `stale`
     /// that GitHub just refused.
     pub async fn token(
         &self,
-        app: &Octocrab,
+        app: Caller<'_>,
         timeout: Duration,
         installation: InstallationId,
         stale: Option<u64>,
@@ -117,18 +116,19 @@ impl Tokens {
 
     async fn mint(
         &self,
-        app: &Octocrab,
+        app: Caller<'_>,
         timeout: Duration,
         installation: InstallationId,
     ) -> Result<Minted, GitHubError> {
         let path = format!("/app/installations/{installation}/access_tokens");
         let body = serde_json::json!({});
         let answer = request::send(
-            Caller::App(app),
+            app,
             timeout,
             Endpoint::InstallationToken,
             Method::Post(&body),
             &path,
+            None,
         )
         .await?;
         let TokenAnswer { token, expires_at } = answer.json()?;

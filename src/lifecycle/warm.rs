@@ -33,7 +33,7 @@ use crate::ecs::{LaunchError, LaunchSpec, Placement, TaskArn};
 use crate::github::{GitHubError, JitRequest, RunnerTarget};
 use crate::metrics as m;
 use crate::pool::{Pool, Pools};
-use crate::store::WarmIntent;
+use crate::store::{Registration, WarmIntent};
 
 /// The closed label set of `dockhand_warm_launches_total{outcome}`.
 pub(super) const OUTCOMES: [&str; 5] = ["launched", "failed", "resumed", "abandoned", "paused"];
@@ -193,7 +193,14 @@ impl Reconciler {
             .context("registering a warm runner")?;
         inner
             .store
-            .record_warm_registration(name, jit.runner_id)
+            .record_warm_registration(
+                name,
+                Registration {
+                    runner_id: jit.runner_id,
+                    installation: Some(jit.installation),
+                    app_id: Some(jit.app_id),
+                },
+            )
             .await?;
         let spec = LaunchSpec {
             pool: &pool.name,
@@ -214,7 +221,7 @@ impl Reconciler {
             // No answer: ECS may have started it; the row stays for the resume.
             Err(err @ LaunchError::Unavailable(_)) => Err(err.into()),
             Err(err) => {
-                self.forget(installation, &target, name, Some(jit.runner_id))
+                self.forget(jit.installation, &target, name, Some(jit.runner_id))
                     .await?;
                 Err(anyhow::Error::new(err).context("running a warm runner's task"))
             }

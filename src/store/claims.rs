@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::history::{Delivered, EventKind, Note};
 use super::{GitHubState, LaunchState, Store, StoreError, created_at, millis};
-use crate::domain::{JobEvent, JobId, RunnerId};
+use crate::domain::{InstallationId, JobEvent, JobId, RunnerId};
 
 /// The outcome of trying to claim a job's launch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +65,27 @@ fn owed(job: JobId, row: Option<&sqlx::any::AnyRow>) -> Result<Owed, StoreError>
     let cancelled =
         (github == GitHubState::Completed && ran_on.is_none()) || ran_on_dockhand == Some(0);
     Ok(if cancelled { Owed::No } else { Owed::Yes })
+}
+
+/// A runner registration, as GitHub answered it: the runner's id, and the App and
+/// installation that registered it (which its clean-up uses). `None` keeps what is on
+/// record (a take-over re-recording an earlier attempt's registration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registration {
+    pub runner_id: RunnerId,
+    pub installation: Option<InstallationId>,
+    pub app_id: Option<u64>,
+}
+
+impl From<RunnerId> for Registration {
+    /// A registration whose App and installation stay as recorded.
+    fn from(runner_id: RunnerId) -> Self {
+        Self {
+            runner_id,
+            installation: None,
+            app_id: None,
+        }
+    }
 }
 
 /// How a released attempt leaves the job's record.
@@ -265,8 +286,10 @@ impl Store {
         owner: &str,
         pool: &str,
         runner_name: &str,
-        runner_id: RunnerId,
+        registration: impl Into<Registration>,
     ) -> Result<Owed, StoreError> {
+        let registration = registration.into();
+        let runner_id = registration.runner_id;
         let mut w = self.write("record_registration").await?;
         let now = self.now();
         let sql = self.sql(
@@ -288,10 +311,13 @@ impl Store {
         self.append(&mut tx, Note::new(job, now, EventKind::Registered, detail))
             .await?;
         let sql = self.sql(
-            "INSERT INTO runners (runner_name, pool, for_job_id, runner_id, state, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 'registered', $5, $5)
+            "INSERT INTO runners (runner_name, pool, for_job_id, runner_id, state, created_at, updated_at,
+                                  installation_id, app_id)
+             VALUES ($1, $2, $3, $4, 'registered', $5, $5, $6, $7)
              ON CONFLICT (runner_name) DO UPDATE SET
                  runner_id = excluded.runner_id,
+                 installation_id = COALESCE(excluded.installation_id, runners.installation_id),
+                 app_id = COALESCE(excluded.app_id, runners.app_id),
                  -- A runner seen running a job (a take-over adopting it) stays as seen: it
                  -- must not count as live again.
                  state = CASE WHEN runners.state IN ('busy', 'finished', 'removed', 'stopped')
@@ -304,6 +330,8 @@ impl Store {
             .bind(job.0 as i64)
             .bind(runner_id.0 as i64)
             .bind(now)
+            .bind(registration.installation.map(|i| i.0 as i64))
+            .bind(registration.app_id.map(|a| a as i64))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

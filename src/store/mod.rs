@@ -49,7 +49,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr, SqlStr};
 
-pub use claims::{Claim, Leftovers, Owed, PriorAttempt};
+pub use claims::{Claim, Leftovers, Owed, PriorAttempt, Registration};
 pub use history::{Deferred, Delivered, EventKind, HistoryEntry, REDELIVERY_PREFIX};
 pub use jobs::{JobFilter, JobRecord};
 pub use lifecycle::{Debt, JobSpec, Replaced, TaskEnd, end_detail};

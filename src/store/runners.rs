@@ -29,6 +29,8 @@ pub struct RunnerRecord {
     pub task_arn: Option<String>,
     pub state: RunnerState,
     pub ran_job_id: Option<JobId>,
+    /// The GitHub App that registered it (`None` before several Apps were recorded).
+    pub app_id: Option<u64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -194,12 +196,12 @@ impl Store {
     ) -> Result<Vec<RunnerRecord>, StoreError> {
         let sql = if newest_first {
             "SELECT runner_name, pool, for_job_id, runner_id, task_arn, state, ran_job_id,
-                    created_at, updated_at
+                    app_id, created_at, updated_at
              FROM runners WHERE ($1 IS NULL OR pool = $1) AND ($2 IS NULL OR state = $2)
              ORDER BY created_at DESC, runner_name DESC LIMIT $3"
         } else {
             "SELECT runner_name, pool, for_job_id, runner_id, task_arn, state, ran_job_id,
-                    created_at, updated_at
+                    app_id, created_at, updated_at
              FROM runners WHERE ($1 IS NULL OR pool = $1) AND ($2 IS NULL OR state = $2)
              ORDER BY created_at, runner_name LIMIT $3"
         };
@@ -228,6 +230,7 @@ impl Store {
                     ran_job_id: r
                         .try_get::<Option<i64>, _>("ran_job_id")?
                         .map(|id| JobId(id as u64)),
+                    app_id: r.try_get::<Option<i64>, _>("app_id")?.map(|id| id as u64),
                     created_at: time(r, "created_at")?,
                     updated_at: time(r, "updated_at")?,
                 })

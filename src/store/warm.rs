@@ -10,7 +10,7 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError};
+use super::{Registration, Store, StoreError};
 use crate::domain::{InstallationId, RunnerId};
 
 /// One pool's books, as the fill step reads them.
@@ -195,12 +195,22 @@ impl Store {
     pub async fn record_warm_registration(
         &self,
         runner_name: &str,
-        runner_id: RunnerId,
+        registration: Registration,
     ) -> Result<(), StoreError> {
-        let sql = "UPDATE runners SET runner_id = $2, updated_at = $3
+        let mut w = self.write("warm_registration").await?;
+        let sql = "UPDATE runners SET runner_id = $2,
+                       installation_id = COALESCE($3, installation_id),
+                       app_id = COALESCE($4, app_id), updated_at = $5
                    WHERE runner_name = $1 AND state = 'registered'";
-        self.set_warm("warm_registration", sql, runner_name, runner_id.0)
-            .await
+        sqlx::query(self.sql(sql))
+            .bind(runner_name.to_string())
+            .bind(registration.runner_id.0 as i64)
+            .bind(registration.installation.map(|i| i.0 as i64))
+            .bind(registration.app_id.map(|a| a as i64))
+            .bind(self.now())
+            .execute(&mut *w.conn)
+            .await?;
+        Ok(())
     }
 
     /// Runs `sql` (`$1` runner name, `$2` value, `$3` now) as the write `op`.

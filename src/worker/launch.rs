@@ -25,7 +25,8 @@ use crate::pool::Pool;
 use crate::queue::ATTR_REQUEUE_COUNT;
 use crate::queue::envelope::Envelope;
 use crate::store::{
-    Claim, Deferred, Delivered, LaunchState, Leftovers, Owed, PriorAttempt, StoreError,
+    Claim, Deferred, Delivered, LaunchState, Leftovers, Owed, PriorAttempt, Registration,
+    StoreError,
 };
 use crate::telemetry::chain;
 
@@ -309,14 +310,20 @@ impl Worker {
             }
             other => other.map_err(github_error)?,
         };
+        let registration = Registration {
+            runner_id: jit.runner_id,
+            installation: Some(jit.installation),
+            app_id: Some(jit.app_id),
+        };
         let owed = inner
             .store
-            .record_registration(job, &inner.owner, &pool.name, name, jit.runner_id)
+            .record_registration(job, &inner.owner, &pool.name, name, registration)
             .await?;
         let remove = |why: &'static str| async move {
+            // The App that registered the runner removes it, as its installation.
             let removed = launchers
                 .github
-                .delete_runner(installation, &target, jit.runner_id)
+                .delete_runner(jit.installation, &target, jit.runner_id)
                 .await;
             match removed {
                 Ok(()) => {

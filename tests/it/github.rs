@@ -61,12 +61,14 @@ pub(crate) fn token(installation: InstallationId) -> Auth {
 }
 
 pub(crate) fn recorded(method: &str, path: &str, query: Option<&str>, auth: Auth) -> Recorded {
+    let app = (auth != Auth::None).then_some(APP_ID);
     Recorded {
         method: method.to_string(),
         path: path.to_string(),
         query: query.map(str::to_string),
         body: None,
         auth,
+        app,
     }
 }
 
@@ -510,7 +512,7 @@ async fn a_secondary_rate_limit_is_rate_limited_for_retry_after() {
 }
 
 #[tokio::test]
-async fn a_rate_limited_token_mint_is_rate_limited() {
+async fn a_rate_limited_token_mint_is_rate_limited_and_the_app_waits_it_out() {
     let (fake, app) = start().await;
     fake.fail_next(
         Endpoint::InstallationToken,
@@ -524,11 +526,43 @@ async fn a_rate_limited_token_mint_is_rate_limited() {
 
     assert_eq!(retry_after(&err), Duration::from_secs(45));
     assert_eq!(fake.count(Endpoint::ListRunners), 0);
-    // The next call mints again and goes through.
+    // The next call does not go to GitHub before the 45 s are over, longer than calls wait
+    // for budget (`max_wait`, 30 s): it is rate-limited at once, for what is left.
+    let err = app
+        .find_runner(INSTALLATION, &org("acme"), "r")
+        .await
+        .unwrap_err();
+    let left = retry_after(&err);
+    assert!(
+        left > Duration::from_secs(40) && left <= Duration::from_secs(45),
+        "{left:?}"
+    );
+    assert_eq!(fake.count(Endpoint::InstallationToken), 1);
+    assert_eq!(fake.count(Endpoint::ListRunners), 0);
+}
+
+#[tokio::test]
+async fn a_short_retry_after_is_waited_out_and_the_call_goes_through() {
+    let (fake, app) = start().await;
+    fake.fail_next(
+        Endpoint::ListRunners,
+        Failure::RetryAfter(Duration::from_secs(1)),
+    );
+    app.find_runner(INSTALLATION, &org("acme"), "r")
+        .await
+        .unwrap_err();
+
+    let started = std::time::Instant::now();
     app.find_runner(INSTALLATION, &org("acme"), "r")
         .await
         .unwrap();
-    assert_eq!(fake.count(Endpoint::InstallationToken), 2);
+
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(fake.count(Endpoint::ListRunners), 2);
 }
 
 #[tokio::test]

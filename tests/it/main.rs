@@ -23,6 +23,7 @@ mod write_gate;
 mod ecs;
 mod fake_github_checks;
 mod github;
+mod github_apps;
 mod github_resilience;
 
 mod worker;

@@ -21,6 +21,7 @@ use common::gated_queue::GatedQueue;
 use common::process::eventually;
 use common::stores::{Backend, TestStore};
 
+mod apps;
 mod cluster_change;
 mod dead_letter;
 mod history;
@@ -62,8 +63,18 @@ impl Env {
         backend: Backend,
         adjust: impl FnOnce(&mut Settings),
     ) -> Self {
+        Self::with_apps(queue, backend, &[APP_ID], adjust).await
+    }
+
+    /// Like [`Env::with`], dockhand acting as the GitHub Apps `apps`.
+    async fn with_apps(
+        queue: QueueChoice,
+        backend: Backend,
+        apps: &[u64],
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Self {
         let mut store = TestStore::new(backend).await;
-        let github = FakeGitHub::start(APP_ID).await;
+        let github = FakeGitHub::start_apps(apps).await;
         let ecs = MotoEcs::setup().await;
         let proxy = FaultyEcs::start().await;
         let mut settings = match queue {

@@ -1,12 +1,13 @@
-//! Workflow runs: `GET /repos/{owner}/{repo}/actions/runs/{run_id}` and
-//! `POST .../actions/runs/{run_id}/rerun-failed-jobs`, which GitHub refuses until the run
-//! has completed, and for a run with nothing to re-run.
+//! Workflow jobs and runs: `GET /repos/{owner}/{repo}/actions/jobs/{job_id}`,
+//! `GET .../actions/runs/{run_id}` and `POST .../actions/runs/{run_id}/rerun-failed-jobs`,
+//! which GitHub refuses until the run has completed, and for a run with nothing to re-run.
 
 use axum::http::{Method, StatusCode};
 use dockhand::github::RunnerTarget;
 use serde_json::{Value, json};
 
-use super::{Answer, Endpoint, FakeGitHub, FakeState, Route, invalid, message, not_found};
+use super::routes::Route;
+use super::{Answer, Endpoint, FakeGitHub, FakeState, invalid, message, not_found};
 
 /// A workflow run as the fake keeps it.
 pub(super) struct Run {
@@ -50,6 +51,27 @@ pub(super) fn route(
 }
 
 impl FakeGitHub {
+    /// Sets a workflow job as GitHub would answer it: its `status` (`queued`, `in_progress`,
+    /// `completed`), `conclusion` and runner, in run `job_id * 10`, attempt 1.
+    pub fn set_job(
+        &self,
+        repo: &str,
+        job_id: u64,
+        status: &str,
+        conclusion: Option<&str>,
+        runner_name: Option<&str>,
+    ) {
+        self.set_job_in_run(
+            repo,
+            job_id,
+            job_id * 10,
+            1,
+            status,
+            conclusion,
+            runner_name,
+        );
+    }
+
     /// Sets a workflow run (creating or replacing it): its `status` (`queued`,
     /// `in_progress`, `completed`), `conclusion` and `run_attempt`.
     pub fn set_run(
@@ -104,6 +126,17 @@ impl FakeGitHub {
 }
 
 impl FakeState {
+    pub(super) fn workflow_job(&self, target: &RunnerTarget, id: &str) -> Answer {
+        let RunnerTarget::Repo { owner, repo } = target else {
+            return not_found();
+        };
+        let full = format!("{owner}/{repo}").to_lowercase();
+        match id.parse::<u64>().ok().and_then(|id| self.jobs.get(&id)) {
+            Some((of, job)) if *of == full => (StatusCode::OK, job.clone()),
+            _ => not_found(),
+        }
+    }
+
     /// The run `id` of the repository `target`, if it has one.
     fn run_of(&mut self, target: &RunnerTarget, id: &str) -> Option<&mut Run> {
         let RunnerTarget::Repo { owner, repo } = target else {

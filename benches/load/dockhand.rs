@@ -211,10 +211,20 @@ endpoint_url = {ecs}
 access_key_id = "x"
 secret_access_key = "x"
 
+# The harness measures dockhand's own throughput, not GitHub's or ECS's quota (the quota
+# burst is `cargo bench --bench chaos -- --scenario quota-burst`): pacing far above it.
+[aws.run_task]
+per_second = 100000.0
+burst = 10000
+
 [github]
 api_url = {github}
 app_id = {app_id}
 private_key = {{ file = {key} }}
+
+[github.limits]
+points_per_minute = 100000000
+concurrent = 10000
 
 [worker]
 concurrency = {concurrency}

@@ -9,7 +9,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::history::{EventKind, Note};
 use super::{RunnerState, Store, StoreError};
-use crate::domain::{JobId, RunnerId};
+use crate::domain::{InstallationId, JobId, RunnerId};
 
 /// Records a runner's task: `$1` runner name, `$2` task ARN, `$3` now.
 pub(super) const RECORD_RUNNER_TASK: &str =
@@ -105,6 +105,20 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(n > 0)
+    }
+
+    /// The installation a runner was registered as, if recorded: the one its clean-up uses
+    /// (with several Apps, another App's than the job's webhook named).
+    pub async fn runner_installation(
+        &self,
+        runner_name: &str,
+    ) -> Result<Option<InstallationId>, StoreError> {
+        let sql = self.sql("SELECT installation_id FROM runners WHERE runner_name = $1");
+        let id: Option<Option<i64>> = sqlx::query_scalar(sql)
+            .bind(runner_name.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(id.flatten().map(|id| InstallationId(id as u64)))
     }
 
     /// Marks a runner removed (its registration was deleted on GitHub), and notes it in

@@ -91,7 +91,13 @@ impl Worker {
             }
             return Ok(Some(Outcome::Adopted));
         }
-        self.remove_registration(launchers, installation, target, &prior_name)
+        // As the installation (and so the App) that registered it, where recorded.
+        let registered_as = inner
+            .store
+            .runner_installation(&prior_name)
+            .await?
+            .unwrap_or(installation);
+        self.remove_registration(launchers, registered_as, target, &prior_name)
             .await?;
         Ok(None)
     }

@@ -259,3 +259,33 @@ async fn each_apps_webhook_for_one_job_launches_one_runner() {
     assert_eq!(env.github.count(Endpoint::JitConfig), 1);
     assert_eq!(env.github.runners().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_attempt_removes_a_registration_left_behind_as_the_app_that_made_it() {
+    let env = two_apps(spot_then_fargate).await;
+    let worker = env.worker().await;
+    env.app.deliver(Delivery::signed(queued_job(1861))).await;
+    assert_eq!(next(&worker).await, Settled::Done(Outcome::Launched));
+    // App B registers job 1862's runner; no capacity, and its deletion fails: it stays.
+    env.proxy
+        .fail_run_task_on("FARGATE_SPOT", FARGATE_NO_CAPACITY);
+    env.proxy.fail_run_task_on("FARGATE", FARGATE_NO_CAPACITY);
+    env.github
+        .fail_next_for(APP_B, Endpoint::DeleteRunner, Failure::Status(502));
+    env.app.deliver(Delivery::signed(queued_job(1862))).await;
+    assert_eq!(next(&worker).await, Settled::Deferred(Deferral::Capacity));
+    assert_eq!(env.github.runners().len(), 2);
+
+    env.proxy.clear_faults();
+    let settled = drain(&[&worker]).await;
+    assert_eq!(settled, [Settled::Done(Outcome::Launched)]);
+    let deletes: Vec<_> = env
+        .github
+        .requests_to(Endpoint::DeleteRunner)
+        .iter()
+        .map(|r| r.app)
+        .collect();
+    assert_eq!(deletes, [Some(APP_B), Some(APP_B)]);
+    let names: Vec<_> = env.github.runners().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["dh-linux-x64-1861-1", "dh-linux-x64-1862-2"]);
+}

@@ -342,6 +342,7 @@ fn github_apps_and_limits_are_checked_by_key() {
         "github.app:",
         "github.app[1].id:",
         "github.limits.points_per_minute:",
+        "github.limits.points_burst:",
         "github.limits.concurrent:",
         "aws.run_task.per_second:",
         "aws.run_task.burst:",

@@ -28,6 +28,15 @@ use crate::domain::{InstallationId, JobId, RunId, RunnerId};
 /// A JIT config is a POST: 5 points of the secondary limit.
 const JIT_POINTS: u32 = 5;
 
+/// Budget room for one runner registration, with the App chosen for it
+/// ([`GitHubApp::reserve_jit`]). Dropped unused, its concurrent slot is freed (its points
+/// stay spent).
+#[derive(Debug)]
+pub struct JitReservation {
+    app: usize,
+    permit: Permit,
+}
+
 /// dockhand's GitHub App(s): cheap to clone, all clones sharing the Apps' caches and
 /// budgets.
 #[derive(Clone)]
@@ -114,19 +123,49 @@ impl GitHubApp {
     }
 
     /// Registers a just-in-time runner on `target` with the App that has the most budget
-    /// left (see the module's doc). `installation` is the event's: with one App it is the
-    /// one used; with several, each App acts as its own installation on the target's
-    /// account. A secondary limit GitHub answers all the same sends the registration to
-    /// the next App. The config names the App and installation that registered it.
+    /// left: [`Self::reserve_jit`], then [`Self::register`].
     pub async fn generate_jit_config(
         &self,
         installation: InstallationId,
         target: &RunnerTarget,
         request: &JitRequest,
     ) -> Result<JitConfig, GitHubError> {
+        let reservation = self.reserve_jit(installation, target).await?;
+        self.register(reservation, installation, target, request)
+            .await
+    }
+
+    /// Budget room for one runner registration on `target`, with the App that has the most
+    /// left (see the module's doc): taken before anything is recorded, so a registration
+    /// that must wait for budget is deferred with nothing to clean up.
+    pub async fn reserve_jit(
+        &self,
+        installation: InstallationId,
+        target: &RunnerTarget,
+    ) -> Result<JitReservation, GitHubError> {
+        let (app, permit) = self.choose(installation, target).await?;
+        Ok(JitReservation { app, permit })
+    }
+
+    /// Registers a just-in-time runner on `target` with the reserved room. `installation`
+    /// is the event's: with one App it is the one used; with several, each App acts as its
+    /// own installation on the target's account. A secondary limit GitHub answers all the
+    /// same sends the registration to the next App. The config names the App and
+    /// installation that registered it.
+    pub async fn register(
+        &self,
+        reservation: JitReservation,
+        installation: InstallationId,
+        target: &RunnerTarget,
+        request: &JitRequest,
+    ) -> Result<JitConfig, GitHubError> {
+        let mut reserved = Some(reservation);
         let mut refused = None;
         for _ in 0..self.inner.apps.len() {
-            let (app, permit) = self.choose(installation, target).await?;
+            let JitReservation { app, permit } = match reserved.take() {
+                Some(reservation) => reservation,
+                None => self.reserve_jit(installation, target).await?,
+            };
             let as_installation = self.installation_of(app, installation, target).await?;
             match self.inner.apps[app]
                 .generate_jit_config(as_installation, target, request, permit)

@@ -8,9 +8,9 @@
 //! - a limit GitHub answered all the same (403 or 429 with `retry-after`): no call until
 //!   it has passed.
 //!
-//! GitHub counts its points per minute. A limiter allowing a burst of B points and
-//! refilling at r a second admits at most B + 60·r points in any minute; r is set to
-//! (limit − B) / 60 s so that this never exceeds the limit.
+//! GitHub counts its points per minute. A limiter allowing a burst of B points
+//! (`points_burst`) and refilling at r a second admits at most B + 60·r points in any
+//! minute; r is set to (limit − B) / 60 s so that this never exceeds the limit.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -107,10 +107,9 @@ impl LimitKind {
 
 impl Budget {
     pub fn new(app: u64, limits: &GitHubLimits) -> Self {
-        let per_minute = limits.points_per_minute.max(5);
-        // A burst of a thirtieth of the minute's points (6 JIT configs at GitHub's 900).
-        let burst = (per_minute / 30).max(5);
-        let per_point = Duration::from_secs(60) / (per_minute - burst).max(1);
+        let per_minute = limits.points_per_minute.max(6);
+        let burst = limits.points_burst.clamp(5, per_minute - 1);
+        let per_point = Duration::from_secs(60) / (per_minute - burst);
         let quota = Quota::with_period(per_point)
             .expect("a positive period")
             .allow_burst(NonZeroU32::new(burst).expect("at least 5"));

@@ -26,7 +26,7 @@ use octocrab::models::AppId;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-pub use self::apps::GitHubApp;
+pub use self::apps::{GitHubApp, JitReservation};
 use self::budget::{Budget, Permit};
 pub use self::error::GitHubError;
 use self::installations::CallError;

@@ -275,6 +275,14 @@ impl Worker {
             *leftovers = Leftovers::CleanedUp;
         }
         attempt.check_lease()?;
+        // Budget first: a registration that has to wait for it is deferred with nothing
+        // recorded, so its next attempt has nothing to look for.
+        let reservation = launchers
+            .github
+            .reserve_jit(installation, &target)
+            .await
+            .map_err(github_error)?;
+        attempt.check_lease()?;
         *leftovers = Leftovers::Kept;
         let owed = inner
             .store
@@ -294,7 +302,7 @@ impl Worker {
         };
         let jit = match launchers
             .github
-            .generate_jit_config(installation, &target, &request)
+            .register(reservation, installation, &target, &request)
             .await
         {
             Err(GitHubError::Conflict) => {

@@ -42,6 +42,8 @@ pub struct JitReservation {
 #[derive(Clone)]
 pub struct GitHubApp {
     inner: Arc<Apps>,
+    /// Calls yield to registrations for each App's budget ([`Self::background`]).
+    background: bool,
 }
 
 struct Apps {
@@ -103,7 +105,19 @@ impl GitHubApp {
                 sequence: AtomicU64::new(1),
                 max_wait: settings.limits.max_wait,
             }),
+            background: false,
         })
+    }
+
+    /// A handle on the same Apps (caches and budgets) whose calls yield to registrations:
+    /// each waits, up to `max_wait`, for its App's points to be full, which they are not
+    /// while registrations wait for them. For the reconciler, whose reads and clean-up can
+    /// wait a little while a burst of jobs waits for runners.
+    pub fn background(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            background: true,
+        }
     }
 
     /// The Apps' ids, in configuration order.
@@ -117,6 +131,7 @@ impl GitHubApp {
         &self,
         target: &RunnerTarget,
     ) -> Result<InstallationId, GitHubError> {
+        self.yield_on(0).await;
         let id = self.inner.apps[0].installation_for(target).await?;
         self.route(id, 0);
         Ok(id)
@@ -143,6 +158,16 @@ impl GitHubApp {
         installation: InstallationId,
         target: &RunnerTarget,
     ) -> Result<JitReservation, GitHubError> {
+        if self.background {
+            // Any App free of registrations will do.
+            let apps = &self.inner.apps;
+            let started = Instant::now();
+            while !apps.iter().any(|a| a.budget().is_free())
+                && started.elapsed() < self.inner.max_wait
+            {
+                tokio::time::sleep(apps[0].budget().recheck()).await;
+            }
+        }
         let (app, permit) = self.choose(installation, target).await?;
         Ok(JitReservation { app, permit })
     }
@@ -341,18 +366,33 @@ impl GitHubApp {
     /// App claims (or that cannot be asked now) goes to the first App, whose call then
     /// fails as GitHub says.
     async fn app_for(&self, installation: InstallationId) -> &AppClient {
+        let app = self.route_of(installation).await;
+        self.yield_on(app).await;
+        &self.inner.apps[app]
+    }
+
+    /// For a background handle, waits for App `app`'s budget to be free of registrations
+    /// (see [`Self::background`]).
+    async fn yield_on(&self, app: usize) {
+        if self.background {
+            self.inner.apps[app].budget().yield_to_registrations().await;
+        }
+    }
+
+    /// The index of the App `installation` belongs to (see [`Self::app_for`]).
+    async fn route_of(&self, installation: InstallationId) -> usize {
         let apps = &self.inner.apps;
         if apps.len() == 1 {
-            return &apps[0];
+            return 0;
         }
         if let Some(app) = self.routed(installation) {
-            return &apps[app];
+            return app;
         }
         for (index, app) in apps.iter().enumerate() {
             match app.owns_installation(installation).await {
                 Ok(true) => {
                     self.route(installation, index);
-                    return app;
+                    return index;
                 }
                 Ok(false) => {}
                 Err(err) => {
@@ -360,7 +400,7 @@ impl GitHubApp {
                 }
             }
         }
-        &apps[0]
+        0
     }
 
     fn routed(&self, installation: InstallationId) -> Option<usize> {

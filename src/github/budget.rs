@@ -182,6 +182,27 @@ impl Budget {
         }
     }
 
+    /// Waits, up to `max_wait`, until the App's points are full again: no registration
+    /// is waiting for them. Background calls (the reconciler's) go after this, so a burst
+    /// of registrations is not slowed by following runners to their end, which can wait;
+    /// after `max_wait` they go regardless, so they are never starved for longer.
+    pub async fn yield_to_registrations(&self) {
+        let started = Instant::now();
+        while !self.is_free() && started.elapsed() < self.max_wait {
+            tokio::time::sleep(self.recheck()).await;
+        }
+    }
+
+    /// Whether the App's points are full: nothing is waiting for them.
+    pub fn is_free(&self) -> bool {
+        self.points_now() >= self.burst
+    }
+
+    /// How often a background call looks again: while a JIT config's points come back.
+    pub fn recheck(&self) -> Duration {
+        (self.per_point * 5).max(Duration::from_millis(10))
+    }
+
     /// Records time a call waited for this App's budget.
     pub fn waited(&self, waited: Duration) {
         metrics::histogram!(m::GITHUB_BUDGET_WAIT_SECONDS, "app" => self.app.clone())
@@ -334,6 +355,46 @@ mod tests {
             "{wait:?}"
         );
         assert_eq!(budget.per_point, Duration::from_secs(60) / 870);
+    }
+
+    #[tokio::test]
+    async fn background_calls_wait_for_full_points_but_never_past_max_wait() {
+        let fast = Budget::new(
+            1,
+            &GitHubLimits {
+                points_per_minute: 60_030,
+                ..GitHubLimits::default()
+            },
+        );
+        while fast.try_acquire(5).is_ok() {}
+        assert!(!fast.is_free());
+        let started = Instant::now();
+        fast.yield_to_registrations().await;
+        // 30 points back at 1 ms each.
+        assert!(fast.is_free());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+
+        let slow = Budget::new(
+            1,
+            &GitHubLimits {
+                max_wait: Duration::from_millis(50),
+                ..GitHubLimits::default()
+            },
+        );
+        while slow.try_acquire(5).is_ok() {}
+        let started = Instant::now();
+        slow.yield_to_registrations().await;
+        // Full again only after 2 s; the wait stops at 50 ms.
+        assert!(!slow.is_free());
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(50) && waited < Duration::from_millis(900),
+            "{waited:?}"
+        );
     }
 
     #[test]

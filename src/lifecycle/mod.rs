@@ -117,7 +117,8 @@ impl Reconciler {
     ) -> Self {
         Self(Arc::new(Inner {
             store,
-            github,
+            // Following runners to their end can wait a little; starting them cannot.
+            github: github.background(),
             ecs,
             queue,
             dead_letter,

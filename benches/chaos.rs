@@ -25,6 +25,23 @@
 //! arriving once they are idle, and what is left at the end must be exactly those N idle
 //! runners.
 //!
+//! `--scenario quota-burst` (issue 18) measures dockhand against GitHub's and ECS's rate
+//! limits: a calm world that enforces them (`Settings::quota_burst`: 900 points a minute per
+//! App, 100 calls in flight, 5,000 requests an hour per installation; RunTask 20 a second
+//! and the Fargate launch bucket), 1,000 jobs queued at once, each delivered once per App
+//! and 30% twice, at 10 simulated seconds per real one. It prints the time until every job
+//! had its runner's RunTask accepted against the bound the limits set, the limit answers
+//! and throttles, and GitHub calls per runner, and fails only on a lost or duplicated job.
+//! `--apps N` runs N Apps; `--baseline` writes the config today's dockhand knows (one App,
+//! no `[github.limits]` or `[aws.run_task]`), and `--dockhand-bin PATH` runs another
+//! binary (any scenario):
+//!
+//! ```sh
+//! cargo bench --bench chaos -- --scenario quota-burst --apps 1 --baseline
+//! cargo bench --bench chaos -- --scenario quota-burst --apps 4
+//! cargo bench --bench chaos -- --scenario quota-burst --baseline --dockhand-bin /tmp/old/dockhand
+//! ```
+//!
 //! The scale-out layout needs moto_server (`$DOCKHAND_TEST_MOTO_URL`, or `--moto URL`) and
 //! Debian's Postgres binaries (it runs its own throwaway cluster).
 //!
@@ -37,24 +54,57 @@ use std::time::Duration;
 
 use anyhow::Context;
 use dockhand_sim::Settings;
-use dockhand_sim::soak::{self, ScaleOut, SoakOptions, SoakReport, WarmPool};
+use dockhand_sim::soak::{
+    self, QuotaBurst, QuotaReport, ScaleOut, SoakOptions, SoakReport, WarmPool,
+};
 
 const USAGE: &str = "cargo bench --bench chaos -- [--layout single|scale-out] [--jobs N] \
 [--rate JOBS_PER_SEC] [--kill-every SECS (0: never)] [--seed N] [--poison N] [--concurrency N] \
 [--settle SECS] [--dir PATH] [--task-deaths SHARE (0.05)] [--deaths PERCENT (the same, in %)] \
 [--spot-interruptions SHARE (0: the pool runs on launch type FARGATE)] \
-[--leftovers-allowed] [--workers N] [--moto URL] [--scenario chaos|job-wait] \
+[--leftovers-allowed] [--workers N] [--moto URL] [--scenario chaos|job-wait|quota-burst] \
+[--apps 1|2|4] [--baseline | --old-config] [--max-wait DUR (real)] [--dockhand-bin PATH] \
 [--time-scale SIM_SECS_PER_SEC] [--task-start DUR[..DUR]] [--runner-ready-delay DUR[..DUR]] \
 [--job-duration DUR[..DUR]] [--min-idle N] [--warm-target ORG] [--max-idle-age DUR] \
 (DUR: simulated time, e.g. 30s, 2m)";
 
 /// What the soak is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Scenario {
     /// Faults and kills, checked against the books (issue 13).
     Chaos,
     /// How long jobs wait for a runner in a calm world, with or without warm runners.
     JobWait,
+    /// How close a burst of jobs comes to the launch rate GitHub's and ECS's limits allow.
+    QuotaBurst(QuotaBurst),
+}
+
+impl Scenario {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Chaos => "chaos",
+            Self::JobWait => "job-wait",
+            Self::QuotaBurst(_) => "quota-burst",
+        }
+    }
+}
+
+/// The Apps' (private, public) keys: the test key for Apps 1 and 3, the second key for
+/// Apps 2 and 4 (verification is by App id and key, so a key may serve two Apps).
+fn app_keys(fixtures: &Path, apps: usize) -> Vec<(PathBuf, PathBuf)> {
+    (0..apps)
+        .map(|n| {
+            let name = if n % 2 == 0 {
+                "github-app-test-key"
+            } else {
+                "github-app-second-key"
+            };
+            (
+                fixtures.join(format!("{name}.pem")),
+                fixtures.join(format!("{name}.pub.pem")),
+            )
+        })
+        .collect()
 }
 
 /// A soak's options (its warm pool among them), its layout (`None`: single node) and its
@@ -83,21 +133,39 @@ fn options(args: &[String]) -> anyhow::Result<Plan> {
     let mut workers = 3;
     let mut moto = std::env::var("DOCKHAND_TEST_MOTO_URL").ok();
     let (mut jobs, mut rate) = (None, None);
-    let scenario = match args.iter().position(|a| a == "--scenario") {
+    let mut scenario = match args.iter().position(|a| a == "--scenario") {
         None => Scenario::Chaos,
         Some(i) => match args.get(i + 1).map(String::as_str) {
             Some("chaos") => Scenario::Chaos,
             Some("job-wait") => Scenario::JobWait,
-            other => anyhow::bail!("--scenario: chaos or job-wait, not {other:?}"),
+            Some("quota-burst") => Scenario::QuotaBurst(QuotaBurst {
+                keys: Vec::new(),
+                baseline: false,
+                max_wait: Duration::from_secs(30),
+            }),
+            other => anyhow::bail!("--scenario: chaos, job-wait or quota-burst, not {other:?}"),
         },
     };
-    if scenario == Scenario::JobWait {
-        (o.sim, o.kill_every, o.poison) = (Settings::calm(1), None, 0);
+    let mut apps = 1;
+    match scenario {
+        Scenario::JobWait => (o.sim, o.kill_every, o.poison) = (Settings::calm(1), None, 0),
+        Scenario::QuotaBurst(_) => {
+            (o.sim, o.kill_every, o.poison) = (Settings::quota_burst(1, apps), None, 0);
+            (o.leftovers_fail, o.settle_timeout) = (false, Duration::from_secs(600));
+        }
+        Scenario::Chaos => {}
     }
     let mut args = args.iter().filter(|a| *a != "--bench");
     while let Some(flag) = args.next() {
         if flag == "--leftovers-allowed" {
             o.leftovers_fail = false;
+            continue;
+        }
+        if flag == "--baseline" || flag == "--old-config" {
+            let Scenario::QuotaBurst(burst) = &mut scenario else {
+                anyhow::bail!("{flag} is for --scenario quota-burst");
+            };
+            burst.baseline = true;
             continue;
         }
         let value = args
@@ -143,6 +211,12 @@ fn options(args: &[String]) -> anyhow::Result<Plan> {
             "--min-idle" => o.warm.min_idle = number()? as u32,
             "--warm-target" => o.warm.target = Some(value.clone()),
             "--max-idle-age" => o.warm.max_idle_age = Some(duration(flag, value)?),
+            "--apps" => apps = number()? as usize,
+            "--dockhand-bin" => o.bin = PathBuf::from(value),
+            "--max-wait" => match &mut scenario {
+                Scenario::QuotaBurst(burst) => burst.max_wait = duration(flag, value)?,
+                _ => anyhow::bail!("--max-wait is for --scenario quota-burst"),
+            },
             _ => anyhow::bail!("unknown option {flag}; {USAGE}"),
         }
     }
@@ -152,8 +226,20 @@ fn options(args: &[String]) -> anyhow::Result<Plan> {
             moto.context("the scale-out layout needs moto: --moto URL or $DOCKHAND_TEST_MOTO_URL")?;
         (o.jobs, o.rate) = (1_000, 8.0);
     }
-    if scenario == Scenario::JobWait {
-        (o.jobs, o.rate) = (300, 2.0);
+    match &mut scenario {
+        Scenario::JobWait => (o.jobs, o.rate) = (300, 2.0),
+        Scenario::QuotaBurst(burst) => {
+            anyhow::ensure!((1..=4).contains(&apps), "--apps: 1 to 4, not {apps}");
+            anyhow::ensure!(
+                !burst.baseline || apps == 1,
+                "--baseline: today's dockhand knows one App only"
+            );
+            anyhow::ensure!(scale_out.is_none(), "the quota burst runs on a single node");
+            burst.keys = app_keys(&fixtures, apps);
+            // The burst arrives at once: the rate is not used.
+            (o.jobs, o.rate) = (1_000, f64::MAX);
+        }
+        Scenario::Chaos => {}
     }
     o.jobs = jobs.unwrap_or(o.jobs);
     o.rate = rate.unwrap_or(o.rate);
@@ -243,6 +329,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Scenario::QuotaBurst(burst) = &scenario {
+        eprintln!(
+            "quota-burst: {} jobs at once, {} App(s), {}, 30% of deliveries twice, time scale {}, binary {}, in {}",
+            options.jobs,
+            burst.keys.len(),
+            if burst.baseline {
+                "baseline config (one App, no limits sections)"
+            } else {
+                "paced config"
+            },
+            options.sim.time_scale,
+            options.bin.display(),
+            options.dir.display()
+        );
+        return quota_burst(&options, burst);
+    }
     let layout = match &scale_out {
         Some(s) => format!(
             "scale-out (ingress + {} workers, SQS on moto, Postgres)",
@@ -252,10 +354,7 @@ fn main() -> ExitCode {
     };
     eprintln!(
         "{} soak: {layout}, {} jobs at {}/s, kill -9 every {:?}, {}% of tasks dying{}, leftovers {}, seed {}, in {}",
-        match scenario {
-            Scenario::Chaos => "chaos",
-            Scenario::JobWait => "job-wait",
-        },
+        scenario.name(),
         options.jobs,
         options.rate,
         options.kill_every,
@@ -276,13 +375,10 @@ fn main() -> ExitCode {
         options.sim.seed,
         options.dir.display()
     );
-    if scenario == Scenario::JobWait || options.warm.min_idle > 0 {
+    if matches!(scenario, Scenario::JobWait) || options.warm.min_idle > 0 {
         eprintln!("{}", steady_state(&options, &options.warm));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let runtime = runtime();
     let run = async {
         match &scale_out {
             Some(layout) => soak::scale_out(&options, layout).await,
@@ -292,13 +388,41 @@ fn main() -> ExitCode {
     match runtime.block_on(run) {
         Ok(report) => {
             println!("{report}");
-            if scenario == Scenario::JobWait {
+            if matches!(scenario, Scenario::JobWait) {
                 println!(
                     "| min_idle | seed | jobs | wait p50 | p90 | max | started within 2 s | on warm runners | idle runner-s per owed job |"
                 );
                 println!("|---|---|---|---|---|---|---|---|---|");
                 println!("{}", wait_row(&report, &options.warm));
             }
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// Runs the quota burst and prints its report and its row of docs/benchmarks.md's table.
+/// Fails only on a lost or duplicated job (or a run that could not be made).
+fn quota_burst(options: &SoakOptions, burst: &QuotaBurst) -> ExitCode {
+    match runtime().block_on(soak::quota_burst(options, burst)) {
+        Ok(report) => {
+            println!("{report}");
+            println!("{}", QuotaReport::ROW_HEADER);
+            println!("{}", report.row());
             if report.passed() {
                 ExitCode::SUCCESS
             } else {

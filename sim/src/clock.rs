@@ -34,6 +34,14 @@ impl Clock {
         self.started.elapsed().mul_f64(self.scale) + self.skipped
     }
 
+    /// The simulated time of a past (or future) real instant.
+    pub fn at(&self, instant: Instant) -> SimTime {
+        instant
+            .saturating_duration_since(self.started)
+            .mul_f64(self.scale)
+            + self.skipped
+    }
+
     /// Moves this clock (this copy only) on by `by` of simulated time at once: tests step
     /// the model's clock rather than wait.
     pub fn advance(&mut self, by: Duration) {

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod ecs_api;
 pub mod faults;
 pub mod github_api;
+pub mod limits;
 pub mod model;
 pub mod settings;
 pub mod soak;
@@ -16,5 +17,5 @@ pub mod world;
 
 pub use books::Books;
 pub use faults::FaultSettings;
-pub use settings::{Settings, WebhookSettings};
+pub use settings::{AppSettings, Settings, WebhookSettings};
 pub use world::World;

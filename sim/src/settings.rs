@@ -1,9 +1,10 @@
-//! What a simulated world is like: its GitHub org and App, its ECS cluster, how long things
-//! take, and how often they go wrong.
+//! What a simulated world is like: its GitHub org and Apps, its ECS cluster, how long things
+//! take, how often they go wrong, and which of GitHub's and ECS's rate limits it enforces.
 
 use std::time::Duration;
 
 use crate::faults::FaultSettings;
+pub use crate::limits::{EcsLimits, QuotaSettings};
 
 /// Simulated durations are in simulated time; see [`crate::clock::Clock`].
 #[derive(Debug, Clone)]
@@ -13,10 +14,9 @@ pub struct Settings {
     /// Simulated seconds per real second.
     pub time_scale: f64,
     pub org: String,
-    pub installation_id: u64,
-    pub app_id: u64,
-    /// The App's public key (PEM): JWTs must be signed with its private half.
-    pub app_public_key_pem: Vec<u8>,
+    /// The GitHub Apps installed on the org, each with its own installation: at least one.
+    /// GitHub sends every webhook once per App, with that App's installation id.
+    pub apps: Vec<AppSettings>,
     pub webhook_secret: String,
     /// The labels every job asks for and every runner, ours or a stranger's, offers.
     pub labels: Vec<String>,
@@ -46,8 +46,37 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     pub github_faults: FaultSettings,
     pub ecs_faults: FaultSettings,
-    /// ECS answers ThrottlingException beyond this many calls per second, per operation.
+    /// ECS answers ThrottlingException beyond this many calls per second, per operation
+    /// (real time), unless `ecs_limits` is set.
     pub ecs_calls_per_sec: u32,
+    /// GitHub's secondary (per App) and primary (per installation) rate limits, in
+    /// simulated time; `None` (the default) enforces none.
+    pub quota: Option<QuotaSettings>,
+    /// ECS's limits as AWS sets them, in simulated time: RunTask's own bucket, the Fargate
+    /// task-launch bucket, and one per other operation. `None` (the default) throttles
+    /// every operation at `ecs_calls_per_sec` of real time.
+    pub ecs_limits: Option<EcsLimits>,
+}
+
+/// One GitHub App and its installation on the org.
+#[derive(Debug, Clone)]
+pub struct AppSettings {
+    pub id: u64,
+    /// The App's installation on the org: an installation token acts for it alone.
+    pub installation_id: u64,
+    /// The App's public key (PEM): its JWTs must be signed with the private half.
+    pub public_key_pem: Vec<u8>,
+}
+
+impl AppSettings {
+    /// App `n` (from 0) of a world: ids 31337, 31338, ... installed as 4242, 4243, ...
+    pub fn nth(n: usize, public_key_pem: Vec<u8>) -> Self {
+        Self {
+            id: 31_337 + n as u64,
+            installation_id: 4_242 + n as u64,
+            public_key_pem,
+        }
+    }
 }
 
 /// How GitHub's webhook deliveries misbehave. Rates are fractions.
@@ -55,9 +84,10 @@ pub struct Settings {
 pub struct WebhookSettings {
     /// Share of deliveries never sent.
     pub loss: f64,
-    /// Share of deliveries sent twice (half with the same `X-GitHub-Delivery`, as a
-    /// redelivery, half with a new one).
+    /// Share of deliveries sent twice: `duplicate_same_id` of those with the same
+    /// `X-GitHub-Delivery` (a redelivery), the rest with a new one.
     pub duplicate: f64,
+    pub duplicate_same_id: f64,
     /// Share of deliveries held back by up to `max_delay` (real time), so that later ones
     /// overtake them.
     pub reorder: f64,
@@ -75,9 +105,7 @@ impl Default for Settings {
             seed: 1,
             time_scale: 60.0,
             org: "sim-org".into(),
-            installation_id: 4242,
-            app_id: 31337,
-            app_public_key_pem: Vec::new(),
+            apps: vec![AppSettings::nth(0, Vec::new())],
             webhook_secret: "sim-webhook-secret".into(),
             labels: ["self-hosted", "linux", "x64"].map(String::from).to_vec(),
             cluster: "sim".into(),
@@ -93,6 +121,8 @@ impl Default for Settings {
             github_faults: FaultSettings::default(),
             ecs_faults: FaultSettings::default(),
             ecs_calls_per_sec: 20,
+            quota: None,
+            ecs_limits: None,
         }
     }
 }
@@ -102,6 +132,7 @@ impl Default for WebhookSettings {
         Self {
             loss: 0.0,
             duplicate: 0.0,
+            duplicate_same_id: 0.5,
             reorder: 0.0,
             max_delay: Duration::from_millis(500),
             redeliver_failed_after: Some(Duration::from_secs(2)),
@@ -141,15 +172,40 @@ impl Settings {
 
     /// A world without faults, for measuring how long jobs wait: every delivery arrives
     /// once and in order, no job is cancelled or taken by a stranger, no task dies, no API
-    /// fails (ECS still throttles beyond `ecs_calls_per_sec`). A task runs 15–45 s after RunTask and its runner is ready 30 s later; time
-    /// runs 10 times faster than the wall clock, so one tick of the world (5 ms) is 0.05
-    /// simulated seconds and dockhand's own latency (milliseconds) stays small.
+    /// fails (ECS still throttles beyond `ecs_calls_per_sec`). A task runs 15–45 s after
+    /// RunTask and its runner is ready 30 s later; time runs 10 times faster than the wall
+    /// clock, so one tick of the world (5 ms) is 0.05 simulated seconds and dockhand's own
+    /// latency (milliseconds) stays small.
     pub fn calm(seed: u64) -> Self {
         Self {
             seed,
             time_scale: 10.0,
             runner_ready: (Duration::from_secs(30), Duration::from_secs(30)),
             ..Self::default()
+        }
+    }
+
+    /// The quota burst's world (issue 18): calm, with GitHub's rate limits and ECS's RunTask
+    /// limits enforced, and `apps` Apps (their keys filled in by the caller). Tasks start
+    /// within 1–3 s and jobs run 5–15 s (simulated), so a burst of jobs is soon done;
+    /// 30% of deliveries come twice, each time with a new delivery id.
+    pub fn quota_burst(seed: u64, apps: usize) -> Self {
+        let calm = Self::calm(seed);
+        Self {
+            apps: (0..apps.max(1))
+                .map(|n| AppSettings::nth(n, Vec::new()))
+                .collect(),
+            task_start: (Duration::from_secs(1), Duration::from_secs(3)),
+            runner_ready: (Duration::ZERO, Duration::ZERO),
+            job_duration: (Duration::from_secs(5), Duration::from_secs(15)),
+            webhooks: WebhookSettings {
+                duplicate: 0.30,
+                duplicate_same_id: 0.0,
+                ..calm.webhooks.clone()
+            },
+            quota: Some(QuotaSettings::default()),
+            ecs_limits: Some(EcsLimits::default()),
+            ..calm
         }
     }
 }

@@ -4,8 +4,8 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -43,6 +43,8 @@ pub struct Sender {
     pub stats: WebhookStats,
     /// Jobs whose `queued` delivery was accepted at least once.
     pub queued_accepted: Mutex<HashSet<u64>>,
+    /// When the first delivery was sent (real time).
+    pub first_sent: OnceLock<Instant>,
 }
 
 /// `X-Hub-Signature-256` for a body.
@@ -67,6 +69,7 @@ impl Sender {
             rng: Mutex::new(fastrand::Rng::with_seed(seed ^ 0x5eed_beef)),
             stats: WebhookStats::default(),
             queued_accepted: Mutex::default(),
+            first_sent: OnceLock::new(),
         }))
     }
 
@@ -75,7 +78,7 @@ impl Sender {
         *self.url.write().unwrap() = Some(url.to_string());
     }
 
-    /// Decides this event's fate, and sends it (and its duplicate) in the background.
+    /// Decides this delivery's fate, and sends it (and its duplicate) in the background.
     pub fn send(self: &Arc<Self>, hook: Webhook) {
         self.stats.events.fetch_add(1, Ordering::Relaxed);
         let (lost, duplicate, same_id, delays) = {
@@ -92,7 +95,7 @@ impl Sender {
             (
                 rng.f64() < s.loss,
                 rng.f64() < s.duplicate,
-                rng.bool(),
+                rng.f64() < s.duplicate_same_id,
                 delays,
             )
         };
@@ -136,6 +139,7 @@ impl Sender {
                 Some(url) => {
                     let _permit = self.permits.acquire().await.expect("never closed");
                     self.stats.attempts.fetch_add(1, Ordering::Relaxed);
+                    self.first_sent.get_or_init(Instant::now);
                     let response = self
                         .http
                         .post(url)

@@ -1,5 +1,6 @@
-//! Who a call is from: the App (a JWT signed with its key, RS256, at most 10 minutes) or
-//! one installation (a token the simulator minted that has not expired).
+//! Who a call is from: one of the Apps (a JWT signed with the key of the App its `iss`
+//! names, RS256, at most 10 minutes) or one installation (a token the simulator minted
+//! that has not expired).
 
 use axum::http::HeaderMap;
 use chrono::Utc;
@@ -11,10 +12,11 @@ use super::GitHubApi;
 /// An App JWT may live at most this long.
 const MAX_JWT_LIFETIME: u64 = 600;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Auth {
     None,
-    App,
+    /// The App with this id.
+    App(u64),
     Installation(u64),
 }
 
@@ -37,35 +39,33 @@ pub(super) fn authenticate(api: &GitHubApi, headers: &HeaderMap) -> Auth {
             .token_installation(bearer)
             .map_or(Auth::None, Auth::Installation);
     }
-    if verify_jwt(api, bearer) {
-        Auth::App
-    } else {
-        Auth::None
-    }
+    verify_jwt(api, bearer).map_or(Auth::None, Auth::App)
 }
 
-/// Signed with the App's key (RS256), issued by the App, unexpired, living ≤ 10 minutes.
-fn verify_jwt(api: &GitHubApi, token: &str) -> bool {
+/// The App whose JWT this is: issued by one of the Apps, signed with that App's key
+/// (RS256), unexpired, living ≤ 10 minutes.
+fn verify_jwt(api: &GitHubApi, token: &str) -> Option<u64> {
+    let claimed = jsonwebtoken::dangerous::insecure_decode::<Value>(token).ok()?;
+    let iss = match claimed.claims.get("iss") {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.parse().ok(),
+        _ => None,
+    }?;
+    let key = api.keys.get(&iss)?;
     let mut validation = Validation::new(Algorithm::RS256);
     validation.leeway = 0;
     validation.set_required_spec_claims(&["exp"]);
-    let Ok(data) = jsonwebtoken::decode::<Value>(token, &api.key, &validation) else {
-        return false;
-    };
-    let claims = data.claims;
+    let claims = jsonwebtoken::decode::<Value>(token, key, &validation)
+        .ok()?
+        .claims;
     let (Some(iat), Some(exp)) = (
         claims.get("iat").and_then(Value::as_u64),
         claims.get("exp").and_then(Value::as_u64),
     ) else {
-        return false;
+        return None;
     };
     let now = Utc::now().timestamp() as u64;
-    let iss = match claims.get("iss") {
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => s.parse().ok(),
-        _ => None,
-    };
-    exp > iat && exp - iat <= MAX_JWT_LIFETIME && iat <= now + 60 && iss == Some(api.app_id)
+    (exp > iat && exp - iat <= MAX_JWT_LIFETIME && iat <= now + 60).then_some(iss)
 }
 
 pub(super) fn accepts_github_json(headers: &HeaderMap) -> bool {

@@ -1,52 +1,68 @@
 //! The simulated GitHub REST API, as strict as the tests' fake GitHub: a `User-Agent`, the
-//! GitHub JSON media type, an App JWT signed with the App's key (RS256, at most 10
-//! minutes) or an unexpired installation token for that account, and bodies with only
-//! the keys GitHub permits. Lists are paged as GitHub pages them (`per_page`, `page`, a
-//! `Link` header), and a workflow job is readable by the installation on its repository.
+//! GitHub JSON media type, a JWT of one of the Apps signed with that App's key (RS256, at
+//! most 10 minutes) or an unexpired installation token for that account, and bodies with
+//! only the keys GitHub permits. Lists are paged as GitHub pages them (`per_page`, `page`,
+//! a `Link` header), and a workflow job is readable by the installations on its repository.
+//! With [`crate::settings::Settings::quota`] set, every authenticated call counts against
+//! GitHub's rate limits (see [`quota`]).
 
 mod auth;
+mod endpoints;
 mod paging;
+mod quota;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use chrono::{SecondsFormat, Utc};
 use jsonwebtoken::DecodingKey;
 use serde_json::{Value, json};
 
 use crate::faults::{Fault, Faults};
-use crate::model::{DeleteError, JitError, Model};
+use crate::limits::{GitHubLimits, LimitKind};
+use crate::model::Model;
 use auth::{Auth, accepts_github_json, authenticate};
-use paging::{pagination, query_pairs};
+use endpoints::{app_installation, mint, org_call, unauthorized, workflow_job};
+use paging::pagination;
+use quota::RateHeaders;
 
 pub struct GitHubApi {
     pub model: Arc<Mutex<Model>>,
     pub faults: Faults,
-    key: DecodingKey,
-    app_id: u64,
-    /// Calls by endpoint, failed ones included (unknown paths are not counted).
+    /// Each App's public key, by App id.
+    keys: HashMap<u64, DecodingKey>,
+    /// GitHub's rate limits; `None` when the world enforces none.
+    limits: Option<Mutex<GitHubLimits>>,
+    /// Calls by endpoint, failed and refused ones included (unknown paths are not counted).
     calls: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl GitHubApi {
     pub fn new(model: Arc<Mutex<Model>>, faults: Faults) -> anyhow::Result<Self> {
-        let (pem, app_id) = {
+        let (apps, quota) = {
             let model = model.lock().unwrap();
-            (
-                model.settings.app_public_key_pem.clone(),
-                model.settings.app_id,
-            )
+            (model.settings.apps.clone(), model.settings.quota.clone())
         };
-        let key = DecodingKey::from_rsa_pem(&pem)?;
+        anyhow::ensure!(
+            !apps.is_empty(),
+            "a simulated GitHub needs at least one App"
+        );
+        let keys = apps
+            .iter()
+            .map(|a| {
+                DecodingKey::from_rsa_pem(&a.public_key_pem)
+                    .map(|key| (a.id, key))
+                    .map_err(|e| anyhow::anyhow!("App {}'s public key: {e}", a.id))
+            })
+            .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             model,
             faults,
-            key,
-            app_id,
+            keys,
+            limits: quota.map(|q| Mutex::new(GitHubLimits::new(q))),
             calls: Mutex::default(),
         })
     }
@@ -57,12 +73,56 @@ impl GitHubApi {
         let calls = self.calls.lock().unwrap();
         calls.iter().map(|(e, n)| (*e, *n)).collect()
     }
+
+    /// Calls the rate limits refused (403, or 429), by App and limit: empty when the world
+    /// enforces none.
+    pub fn refused(&self) -> Vec<(u64, LimitKind, u64)> {
+        self.limits
+            .as_ref()
+            .map(|l| l.lock().unwrap().refused())
+            .unwrap_or_default()
+    }
 }
 
 type Answer = (StatusCode, Value);
 
 fn message(status: StatusCode, text: &str) -> Answer {
     (status, json!({ "message": text }))
+}
+
+/// What `answer` came to: the answer, its fault, its rate-limit headers, and the App whose
+/// call is in flight until it is sent (with limits on).
+struct Reply {
+    answer: Answer,
+    fault: Fault,
+    rate: RateHeaders,
+    in_flight: Option<u64>,
+}
+
+impl Reply {
+    fn plain(answer: Answer) -> Self {
+        Self {
+            answer,
+            fault: Fault::None,
+            rate: RateHeaders::Unlimited,
+            in_flight: None,
+        }
+    }
+}
+
+/// An admitted call of `app`, in flight until dropped: when answered, or when the caller
+/// gives up on a held answer (axum drops the handler).
+struct InFlight<'a> {
+    api: &'a GitHubApi,
+    app: u64,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(limits) = &self.api.limits {
+            limits.lock().unwrap().done(self.app);
+        }
+    }
 }
 
 pub async fn handle(
@@ -72,14 +132,18 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (answer, fault) = answer(&api, &method, &uri, &headers, &body);
-    if fault == Fault::Timeout {
+    let reply = answer(&api, &method, &uri, &headers, &body);
+    let in_flight = reply.in_flight.map(|app| InFlight { api: &api, app });
+    if reply.fault == Fault::Timeout {
         tokio::time::sleep(api.faults.hold()).await;
     }
-    let link = (answer.0 == StatusCode::OK)
-        .then(|| page_link(&uri, &headers, &answer.1))
+    drop(in_flight);
+    let link = (reply.answer.0 == StatusCode::OK)
+        .then(|| page_link(&uri, &headers, &reply.answer.1))
         .flatten();
-    let mut response = respond(answer);
+    let mut response = respond(reply.answer);
+    let clock = api.model.lock().unwrap().clock;
+    reply.rate.apply(response.headers_mut(), &clock);
     if let Some(link) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
         response
             .headers_mut()
@@ -105,44 +169,55 @@ fn page_link(uri: &Uri, headers: &HeaderMap, body: &Value) -> Option<String> {
 }
 
 fn respond((status, body): Answer) -> Response {
-    let reset = (Utc::now().timestamp() + 3600).to_string();
-    let mut response = if status == StatusCode::NO_CONTENT {
+    if status == StatusCode::NO_CONTENT {
         status.into_response()
     } else {
         (status, axum::Json(body)).into_response()
-    };
-    let headers = response.headers_mut();
-    for (name, value) in [
-        ("x-ratelimit-limit", "5000".to_string()),
-        ("x-ratelimit-remaining", "4000".to_string()),
-        ("x-ratelimit-reset", reset),
-        ("x-ratelimit-resource", "core".to_string()),
-    ] {
-        headers.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_str(&value).expect("ASCII"),
-        );
     }
-    response
 }
 
-fn answer(
-    api: &GitHubApi,
+/// Which endpoint a call is for, and the identity its faults are decided by; `None` for a
+/// path the simulator does not serve.
+fn route(
     method: &Method,
     uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> (Answer, Fault) {
+    path: &[&str],
+    json: Option<&Value>,
+) -> Option<(&'static str, String)> {
+    let query = uri.query().unwrap_or_default();
+    Some(match (method, path) {
+        (&Method::POST, ["app", "installations", id, "access_tokens"]) => ("mint", id.to_string()),
+        (&Method::GET, ["app", "installations", id]) => ("installation", id.to_string()),
+        (&Method::GET, ["orgs" | "repos", ..]) if path.last() == Some(&"installation") => {
+            ("installation", uri.path().to_string())
+        }
+        (&Method::GET, ["orgs", _, "actions", "runner-groups"]) => {
+            ("runner_groups", query.to_string())
+        }
+        (&Method::POST, ["orgs", _, "actions", "runners", "generate-jitconfig"]) => (
+            "jitconfig",
+            json.and_then(|b| b.get("name"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        (&Method::GET, ["orgs", _, "actions", "runners"]) => ("list_runners", query.to_string()),
+        (&Method::DELETE, ["orgs", _, "actions", "runners", id]) => {
+            ("delete_runner", id.to_string())
+        }
+        (&Method::GET, ["repos", _, _, "actions", "jobs", id]) => ("workflow_job", id.to_string()),
+        _ => return None,
+    })
+}
+
+fn answer(api: &GitHubApi, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Reply {
     if !headers.contains_key("user-agent") {
         let text = "Request forbidden: please make sure your request has a User-Agent header";
-        return (message(StatusCode::FORBIDDEN, text), Fault::None);
+        return Reply::plain(message(StatusCode::FORBIDDEN, text));
     }
     if !accepts_github_json(headers) {
         let text = "Unsupported 'Accept' header: send application/vnd.github+json";
-        return (
-            message(StatusCode::UNSUPPORTED_MEDIA_TYPE, text),
-            Fault::None,
-        );
+        return Reply::plain(message(StatusCode::UNSUPPORTED_MEDIA_TYPE, text));
     }
     let auth = authenticate(api, headers);
     let path: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
@@ -153,232 +228,65 @@ fn answer(
         match serde_json::from_slice(body) {
             Ok(v) => Some(v),
             Err(_) => {
-                return (
-                    message(StatusCode::BAD_REQUEST, "Problems parsing JSON"),
-                    Fault::None,
-                );
+                return Reply::plain(message(StatusCode::BAD_REQUEST, "Problems parsing JSON"));
             }
         }
     };
-    let (endpoint, key) = match (method, path.as_slice()) {
-        (&Method::POST, ["app", "installations", id, "access_tokens"]) => ("mint", id.to_string()),
-        (&Method::GET, ["orgs" | "repos", ..]) if path.last() == Some(&"installation") => {
-            ("installation", uri.path().to_string())
-        }
-        (&Method::GET, ["orgs", _, "actions", "runner-groups"]) => {
-            ("runner_groups", query.to_string())
-        }
-        (&Method::POST, ["orgs", _, "actions", "runners", "generate-jitconfig"]) => (
-            "jitconfig",
-            json.as_ref()
-                .and_then(|b| b.get("name"))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-        ),
-        (&Method::GET, ["orgs", _, "actions", "runners"]) => ("list_runners", query.to_string()),
-        (&Method::DELETE, ["orgs", _, "actions", "runners", id]) => {
-            ("delete_runner", id.to_string())
-        }
-        (&Method::GET, ["repos", _, _, "actions", "jobs", id]) => ("workflow_job", id.to_string()),
-        _ => return (message(StatusCode::NOT_FOUND, "Not Found"), Fault::None),
+    let Some((endpoint, key)) = route(method, uri, &path, json.as_ref()) else {
+        return Reply::plain(message(StatusCode::NOT_FOUND, "Not Found"));
     };
     *api.calls.lock().unwrap().entry(endpoint).or_default() += 1;
+    let (rate, in_flight) = match quota::admit(api, auth, method) {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    let reply = |answer, fault| Reply {
+        answer,
+        fault,
+        rate,
+        in_flight,
+    };
     let fault = api.faults.decide(endpoint, &key);
     if fault == Fault::Error {
-        return (message(StatusCode::BAD_GATEWAY, "Server Error"), fault);
+        return reply(message(StatusCode::BAD_GATEWAY, "Server Error"), fault);
     }
     let mut model = api.model.lock().unwrap();
     let answer = match (endpoint, path.as_slice()) {
-        ("mint", [_, _, id, _]) => {
-            if auth != Auth::App {
-                unauthorized()
-            } else {
-                mint(&mut model, id, json.as_ref())
-            }
-        }
-        ("installation", [kind, account, ..]) => {
-            if auth != Auth::App {
-                unauthorized()
-            } else {
+        ("mint", [_, _, id, _]) => match auth {
+            Auth::App(app) => mint(&mut model, app, id, json.as_ref()),
+            _ => unauthorized(),
+        },
+        ("installation", ["app", "installations", id]) => match auth {
+            Auth::App(app) => app_installation(&model, app, id),
+            _ => unauthorized(),
+        },
+        ("installation", [kind, account, ..]) => match auth {
+            Auth::App(app) => {
                 let account = if *kind == "orgs" { *account } else { account };
-                match model.installation_of(account) {
+                match model.installation_of(account, app) {
                     Some(id) => (
                         StatusCode::OK,
-                        json!({"id": id, "account": {"login": account}, "app_id": api.app_id}),
+                        json!({"id": id, "account": {"login": account}, "app_id": app}),
                     ),
                     None => message(StatusCode::NOT_FOUND, "Not Found"),
                 }
             }
-        }
-        ("workflow_job", ["repos", owner, repo, _, _, id]) => {
-            workflow_job(&model, &auth, owner, repo, id)
-        }
-        (_, ["orgs", org, ..]) => {
-            let installation = model.installation_of(org);
-            match auth {
-                Auth::Installation(i) if Some(i) == installation => {
-                    org_call(&mut model, endpoint, &path, query, json.as_ref())
-                }
-                Auth::Installation(_) => message(
-                    StatusCode::FORBIDDEN,
-                    "Resource not accessible by integration",
-                ),
-                _ => unauthorized(),
-            }
-        }
-        _ => message(StatusCode::NOT_FOUND, "Not Found"),
-    };
-    (answer, fault)
-}
-
-/// A job, for the installation on its repository's owner; 404 for a job not in that
-/// repository, and for another installation's token (GitHub hides what a token cannot
-/// see).
-fn workflow_job(model: &Model, auth: &Auth, owner: &str, repo: &str, id: &str) -> Answer {
-    let Auth::Installation(installation) = *auth else {
-        return unauthorized();
-    };
-    let not_found = || message(StatusCode::NOT_FOUND, "Not Found");
-    if model.installation_of(owner) != Some(installation) {
-        return not_found();
-    }
-    id.parse()
-        .ok()
-        .and_then(|id| model.workflow_job(&format!("{owner}/{repo}"), id))
-        .map_or_else(not_found, |job| (StatusCode::OK, job))
-}
-
-fn unauthorized() -> Answer {
-    message(StatusCode::UNAUTHORIZED, "Bad credentials")
-}
-
-fn invalid(text: &str) -> Answer {
-    message(StatusCode::UNPROCESSABLE_ENTITY, text)
-}
-
-fn mint(model: &mut Model, id: &str, body: Option<&Value>) -> Answer {
-    if let Some(body) = body
-        && let Some(key) = body.as_object().and_then(|o| {
-            o.keys()
-                .find(|k| !["repositories", "repository_ids", "permissions"].contains(&k.as_str()))
-        })
-    {
-        return invalid(&format!("Invalid request: {key} is not a permitted key"));
-    }
-    let Some((token, _)) = id.parse().ok().and_then(|id| model.mint(id)) else {
-        return message(StatusCode::NOT_FOUND, "Not Found");
-    };
-    let expires =
-        (Utc::now() + chrono::Duration::hours(1)).to_rfc3339_opts(SecondsFormat::Secs, true);
-    (
-        StatusCode::CREATED,
-        json!({
-            "token": token,
-            "expires_at": expires,
-            "permissions": {"organization_self_hosted_runners": "write"},
-            "repository_selection": "all",
-        }),
-    )
-}
-
-fn org_call(
-    model: &mut Model,
-    endpoint: &str,
-    path: &[&str],
-    query: &str,
-    body: Option<&Value>,
-) -> Answer {
-    match endpoint {
-        "runner_groups" => {
-            match pagination(query, &["per_page", "page", "visible_to_repository"]) {
-                Err(answer) => answer,
-                Ok((per_page, page)) => {
-                    let groups: Vec<Value> = model
-                    .runner_groups()
-                    .iter()
-                    .skip((page - 1) * per_page)
-                    .take(per_page)
-                    .map(|g| json!({"id": g.id, "name": g.name, "default": g.id == 1, "visibility": "all"}))
-                    .collect();
-                    (
-                        StatusCode::OK,
-                        json!({"total_count": model.runner_groups().len(), "runner_groups": groups}),
-                    )
-                }
-            }
-        }
-        "jitconfig" => jit(model, body),
-        "list_runners" => match pagination(query, &["per_page", "page", "name"]) {
-            Err(answer) => answer,
-            Ok((per_page, page)) => {
-                let name = query_pairs(query)
-                    .into_iter()
-                    .find(|(k, _)| k == "name")
-                    .map(|(_, v)| v);
-                let (total, runners) = model.list_runners(name.as_deref(), page, per_page);
-                (
-                    StatusCode::OK,
-                    json!({"total_count": total, "runners": runners}),
-                )
-            }
+            _ => unauthorized(),
         },
-        "delete_runner" => {
-            let id = path.last().and_then(|id| id.parse::<u64>().ok());
-            match id.map(|id| model.delete_runner(id)) {
-                Some(Ok(())) => (StatusCode::NO_CONTENT, Value::Null),
-                Some(Err(DeleteError::Busy)) => {
-                    invalid("Bad request - Runner \"busy\" is still running a job")
-                }
-                Some(Err(DeleteError::NotFound)) | None => {
-                    message(StatusCode::NOT_FOUND, "Not Found")
-                }
-            }
+        ("workflow_job", ["repos", owner, repo, _, _, id]) => {
+            workflow_job(&model, auth, owner, repo, id)
         }
+        (_, ["orgs", org, ..]) => match auth {
+            Auth::Installation(i) if model.serves(org, i) => {
+                org_call(&mut model, endpoint, &path, query, json.as_ref())
+            }
+            Auth::Installation(_) => message(
+                StatusCode::FORBIDDEN,
+                "Resource not accessible by integration",
+            ),
+            _ => unauthorized(),
+        },
         _ => message(StatusCode::NOT_FOUND, "Not Found"),
-    }
-}
-
-fn jit(model: &mut Model, body: Option<&Value>) -> Answer {
-    let Some(Value::Object(body)) = body else {
-        return invalid("Invalid request: a JSON object is required");
     };
-    if let Some(key) = body
-        .keys()
-        .find(|k| !["name", "runner_group_id", "labels", "work_folder"].contains(&k.as_str()))
-    {
-        return invalid(&format!("Invalid request: {key} is not a permitted key"));
-    }
-    let Some(name) = body
-        .get("name")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
-    else {
-        return invalid("Invalid request: name must be a non-empty string");
-    };
-    let Some(group) = body.get("runner_group_id").and_then(Value::as_u64) else {
-        return invalid("Invalid request: runner_group_id must be an integer");
-    };
-    let labels: Option<Vec<String>> = body
-        .get("labels")
-        .and_then(Value::as_array)
-        .filter(|l| !l.is_empty() && l.len() <= 100)
-        .and_then(|l| l.iter().map(|v| v.as_str().map(str::to_string)).collect());
-    let Some(labels) = labels else {
-        return invalid("Invalid request: labels must be a non-empty array of strings");
-    };
-    if body.get("work_folder").is_some_and(|w| !w.is_string()) {
-        return invalid("Invalid request: work_folder must be a string");
-    }
-    match model.register_jit(name, labels, group) {
-        Ok((runner, encoded)) => (
-            StatusCode::CREATED,
-            json!({"runner": runner, "encoded_jit_config": encoded}),
-        ),
-        Err(JitError::Conflict) => message(
-            StatusCode::CONFLICT,
-            "Already exists - A runner with the name already exists.",
-        ),
-        Err(JitError::NoGroup) => message(StatusCode::NOT_FOUND, "Not Found"),
-    }
+    reply(answer, fault)
 }

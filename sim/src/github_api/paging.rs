@@ -1,7 +1,8 @@
 //! Query strings and pages: `per_page` and `page` as GitHub takes them, and the `Link`
 //! header it answers a page with.
 
-use super::{Answer, invalid};
+use super::Answer;
+use super::endpoints::invalid;
 
 pub(super) fn query_pairs(query: &str) -> Vec<(String, String)> {
     form_urlencoded::parse(query.as_bytes())

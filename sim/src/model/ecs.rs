@@ -57,6 +57,11 @@ impl Model {
         format!("{ACCOUNT}:cluster/{}", self.settings.cluster)
     }
 
+    /// Whether a RunTask with this client token would answer a task started before.
+    pub fn knows_client_token(&self, token: &str) -> bool {
+        self.client_tokens.contains_key(token)
+    }
+
     /// Starts one task, or, for a client token seen before, answers the task it started.
     pub fn run_task(&mut self, request: RunTaskRequest) -> String {
         if let Some(token) = &request.client_token

@@ -41,16 +41,34 @@ impl Model {
         }]
     }
 
-    /// The installation on an account, if the App is installed there.
-    pub fn installation_of(&self, account: &str) -> Option<u64> {
-        account
-            .eq_ignore_ascii_case(&self.settings.org)
-            .then_some(self.settings.installation_id)
+    /// App `app`'s installation on an account, if that App is installed there.
+    pub fn installation_of(&self, account: &str, app: u64) -> Option<u64> {
+        self.settings
+            .apps
+            .iter()
+            .find(|a| a.id == app)
+            .filter(|_| account.eq_ignore_ascii_case(&self.settings.org))
+            .map(|a| a.installation_id)
     }
 
-    /// A new installation token, or `None` for an installation that does not exist.
-    pub fn mint(&mut self, installation: u64) -> Option<(String, Instant)> {
-        if installation != self.settings.installation_id {
+    /// Whether `installation` (any App's) is installed on an account.
+    pub fn serves(&self, account: &str, installation: u64) -> bool {
+        account.eq_ignore_ascii_case(&self.settings.org) && self.app_of(installation).is_some()
+    }
+
+    /// The App an installation belongs to.
+    pub fn app_of(&self, installation: u64) -> Option<u64> {
+        self.settings
+            .apps
+            .iter()
+            .find(|a| a.installation_id == installation)
+            .map(|a| a.id)
+    }
+
+    /// A new installation token for App `app`, or `None` for an installation that does not
+    /// exist or is another App's.
+    pub fn mint(&mut self, app: u64, installation: u64) -> Option<(String, Instant)> {
+        if self.app_of(installation) != Some(app) {
             return None;
         }
         let token = format!("ghs_{}", uuid::Uuid::from_u128(self.rng.u128(..)).simple());

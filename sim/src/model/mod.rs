@@ -13,6 +13,8 @@
 //! - For the books: the time dockhand's runners spend online and idle
 //!   ([`Model::idle_runner_time`]) and what dockhand leaves behind ([`Model::leftovers`]).
 
+#[cfg(test)]
+mod apps_tests;
 mod ecs;
 mod github;
 mod payload;
@@ -158,11 +160,13 @@ pub enum Interruption {
     DuringJob(u64),
 }
 
-/// A webhook GitHub owes dockhand.
+/// A webhook GitHub owes dockhand: one per App for each event, carrying that App's
+/// installation.
 #[derive(Debug, Clone)]
 pub struct Webhook {
     pub job: u64,
     pub action: &'static str,
+    pub installation: u64,
     pub body: String,
 }
 
@@ -348,9 +352,24 @@ impl Model {
         std::mem::take(&mut self.outbox)
     }
 
+    /// Owes dockhand a delivery of the event per App (philips-labs/terraform-aws-github-runner
+    /// #5216: GitHub sends each App installed on the org its own).
     fn emit(&mut self, job: u64, action: &'static str) {
-        let body = payload::workflow_job(self, job, action);
-        self.outbox.push(Webhook { job, action, body });
+        let installations: Vec<u64> = self
+            .settings
+            .apps
+            .iter()
+            .map(|a| a.installation_id)
+            .collect();
+        for installation in installations {
+            let body = payload::workflow_job(self, job, action, installation);
+            self.outbox.push(Webhook {
+                job,
+                action,
+                installation,
+                body,
+            });
+        }
     }
 
     /// What dockhand has left behind now. Every task is dockhand's (only it calls RunTask).

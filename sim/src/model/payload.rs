@@ -54,7 +54,9 @@ pub(super) fn job_json(model: &Model, job_id: u64) -> Value {
     })
 }
 
-pub(super) fn workflow_job(model: &Model, job_id: u64, action: &str) -> String {
+/// A `workflow_job` delivery to the App installed as `installation` (a poison job's names
+/// [`NO_INSTALLATION`] instead).
+pub(super) fn workflow_job(model: &Model, job_id: u64, action: &str, installation: u64) -> String {
     let job = &model.jobs[&job_id];
     let (owner, name) = job.repo.split_once('/').unwrap_or(("sim-org", &job.repo));
     let api = format!("https://api.github.com/repos/{}", job.repo);
@@ -75,7 +77,7 @@ pub(super) fn workflow_job(model: &Model, job_id: u64, action: &str) -> String {
         "organization": {"login": owner, "id": 9_000_001},
         "sender": {"login": "octocat", "id": 1, "type": "User"},
         "installation": {
-            "id": if job.poison { NO_INSTALLATION } else { model.settings.installation_id },
+            "id": if job.poison { NO_INSTALLATION } else { installation },
             "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ==",
         },
     });

@@ -3,6 +3,8 @@
 //!
 //! - [`single_node`]: `dockhand serve` on the embedded queue and SQLite, killed and
 //!   restarted every `kill_every`.
+//! - [`quota_burst`]: `dockhand serve` in a calm world that enforces GitHub's and ECS's rate
+//!   limits, a burst of jobs at once, measured against the bound the limits set.
 //! - [`scale_out`]: the ingress and N workers on SQS (moto, behind a fault proxy) and a
 //!   throwaway Postgres cluster that is restarted mid-run; a random worker is killed and
 //!   restarted every `kill_every`.
@@ -14,6 +16,7 @@ mod config;
 mod postgres;
 mod process;
 mod proxy;
+mod quota;
 mod report;
 mod scale_out;
 mod sqs;
@@ -30,8 +33,9 @@ use crate::books::Books;
 use crate::model::{Leftovers, Model};
 use crate::settings::Settings;
 use crate::world::World;
-use config::{Backing, Endpoints};
+use config::{Backing, Endpoints, GitHubConfig, Lifecycle, Pacing};
 use process::{Process, free_port};
+pub use quota::{Bound, QuotaBurst, QuotaReport, quota_burst};
 pub use report::{LEAK_MARKERS, Leak, SoakReport, scan_logs};
 pub use scale_out::{ScaleOut, run as scale_out};
 pub use warm::WarmPool;
@@ -269,10 +273,15 @@ async fn drained(http: &reqwest::Client, admin_url: &str, poison: usize) -> bool
     main.iter().all(|n| *n == Some(0.0)) && dead.is_some_and(|d| d >= poison as f64)
 }
 
+/// Starts the world, its first App's public key read from `options.public_key` unless the
+/// settings carry it (the other Apps' keys must be in the settings).
 async fn start_world(options: &SoakOptions) -> anyhow::Result<World> {
     let mut settings = options.sim.clone();
-    settings.app_public_key_pem = std::fs::read(&options.public_key)
-        .with_context(|| format!("reading {}", options.public_key.display()))?;
+    let first = settings.apps.first_mut().context("the world has no App")?;
+    if first.public_key_pem.is_empty() {
+        first.public_key_pem = std::fs::read(&options.public_key)
+            .with_context(|| format!("reading {}", options.public_key.display()))?;
+    }
     World::start(settings).await
 }
 
@@ -280,14 +289,19 @@ fn endpoints<'a>(options: &'a SoakOptions, world: &'a World) -> Endpoints<'a> {
     Endpoints {
         github_url: &world.github_url,
         aws_url: &world.ecs_url,
-        app_id: options.sim.app_id,
-        private_key: &options.private_key,
+        // The soaks' traffic is beyond GitHub's quota by design; the quota burst
+        // (soak::quota) is where pacing is measured.
+        github: GitHubConfig {
+            pacing: Some(Pacing::unlimited()),
+            ..GitHubConfig::one_app(options.sim.apps[0].id, &options.private_key)
+        },
         webhook_secret: &options.sim.webhook_secret,
         labels: &options.sim.labels,
         cluster: &options.sim.cluster,
         spot: options.sim.spot_interruption_rate > 0.0,
         org: &options.sim.org,
         warm: &options.warm,
+        lifecycle: Lifecycle::soak(),
     }
 }
 

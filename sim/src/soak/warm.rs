@@ -73,7 +73,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::soak::config::{self, Backing, Endpoints};
+    use crate::soak::config::{self, Backing, Endpoints, GitHubConfig, Lifecycle};
 
     #[test]
     fn no_key_is_written_without_warm_runners() {
@@ -116,14 +116,14 @@ mod tests {
         let endpoints = Endpoints {
             github_url: "http://127.0.0.1:1",
             aws_url: "http://127.0.0.1:2",
-            app_id: 1,
-            private_key: Path::new("key.pem"),
+            github: GitHubConfig::one_app(1, Path::new("key.pem")),
             webhook_secret: "s",
             labels: &labels,
             cluster: "sim",
             spot: false,
             org: "sim-org",
             warm: &warm,
+            lifecycle: Lifecycle::soak(),
         };
         let dir = Path::new("/tmp");
         let toml = config::toml(&endpoints, &Backing::Embedded { dir }, 1, 2, 4);

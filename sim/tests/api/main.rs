@@ -2,6 +2,7 @@
 
 mod installations;
 mod jobs;
+mod limits;
 mod runners;
 
 use std::path::PathBuf;
@@ -21,11 +22,13 @@ async fn world() -> World {
     world_with(Settings::default()).await
 }
 
-async fn world_with(settings: Settings) -> World {
-    let settings = Settings {
-        app_public_key_pem: std::fs::read(fixture("github-app-test-key.pub.pem")).unwrap(),
-        ..settings
-    };
+/// A world with these settings, its first App's public key the test key's (unless the
+/// settings give it one).
+async fn world_with(mut settings: Settings) -> World {
+    if settings.apps[0].public_key_pem.is_empty() {
+        settings.apps[0].public_key_pem =
+            std::fs::read(fixture("github-app-test-key.pub.pem")).unwrap();
+    }
     World::start(settings).await.unwrap()
 }
 

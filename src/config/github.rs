@@ -50,9 +50,9 @@ pub struct GitHubLimits {
     /// The secondary limit, per App: points a minute, where a GET costs 1 point and a
     /// POST, PATCH, PUT or DELETE 5 (a JIT config is a POST). GitHub: 900.
     pub points_per_minute: u32,
-    /// Points that may go at once after a quiet spell (6 JIT configs at 30). The rest of
-    /// the minute's points are spread evenly, so the burst plus a minute's refill never
-    /// exceeds `points_per_minute`.
+    /// Points that may go at once after a quiet spell (3 JIT configs at 15). The rest of
+    /// the minute's points, less a second's worth kept back for network jitter, are spread
+    /// evenly, so the burst plus a minute's refill stays under `points_per_minute`.
     pub points_burst: u32,
     /// Requests in flight at once, per App. GitHub: at most 100.
     pub concurrent: u32,
@@ -71,7 +71,7 @@ impl Default for GitHubLimits {
     fn default() -> Self {
         Self {
             points_per_minute: 900,
-            points_burst: 30,
+            points_burst: 15,
             concurrent: 100,
             primary_reserve: 100,
             max_wait: Duration::from_secs(30),
@@ -123,10 +123,13 @@ impl GitHubSettings {
         if limits.points_per_minute < 5 {
             p.add("github.limits.points_per_minute", "must be at least 5");
         }
-        if limits.points_burst < 5 || limits.points_burst >= limits.points_per_minute {
+        if limits.points_burst < 5
+            || limits.points_burst + limits.points_per_minute / 60 >= limits.points_per_minute
+        {
             p.add(
                 "github.limits.points_burst",
-                "must be at least 5 (one JIT config) and less than points_per_minute",
+                "must be at least 5 (one JIT config), and with a second's points less than \
+                 points_per_minute",
             );
         }
         if limits.concurrent == 0 {

@@ -4,7 +4,7 @@
 //!   paced by a GCRA limiter (governor);
 //! - at most `concurrent` requests in flight;
 //! - the primary hourly limit of each installation (and of the App's JWT), as the answers'
-//!   `x-ratelimit-remaining` and `x-ratelimit-reset` report it;
+//!   `x-ratelimit-remaining` and `x-ratelimit-reset` report it ([`PrimaryLimits`]);
 //! - a limit GitHub answered all the same (403 or 429 with `retry-after`): no call until
 //!   it has passed.
 //!
@@ -13,10 +13,9 @@
 //! minute; r is set to (limit − B − limit/60) / 60 s so that this stays a second's points
 //! under the limit, room for calls that network jitter bunches on arrival.
 
-use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
@@ -25,7 +24,7 @@ use governor::{Quota, RateLimiter};
 use http::{HeaderMap, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::error::header_u64;
+use super::primary::PrimaryLimits;
 use crate::config::GitHubLimits;
 use crate::domain::InstallationId;
 use crate::metrics as m;
@@ -48,7 +47,6 @@ pub(super) struct Budget {
     burst: u32,
     per_point: Duration,
     concurrent: Arc<Semaphore>,
-    reserve: u64,
     max_wait: Duration,
     state: Mutex<State>,
 }
@@ -57,21 +55,12 @@ pub(super) struct Budget {
 struct State {
     /// No call before this: GitHub answered a limit.
     blocked_until: Option<Instant>,
-    /// The primary limit per credential (`None` is the App's JWT) and resource (`core`,
-    /// ...: `x-ratelimit-resource`).
-    primary: HashMap<(Option<InstallationId>, String), Primary>,
-    /// The resource JIT configs draw on, once a JIT answer has said; `core` until then.
-    jit_resource: Option<String>,
+    /// The primary limits GitHub's answers report.
+    primary: PrimaryLimits,
     /// Points left after the last call, and when.
     points: Option<(u32, Instant)>,
     /// Whether the JIT call's rate-limit resource has been logged.
     resource_logged: bool,
-}
-
-#[derive(Clone, Copy)]
-struct Primary {
-    remaining: u64,
-    reset: SystemTime,
 }
 
 /// Room for one call: the points are spent, and the call holds one of the App's
@@ -133,9 +122,11 @@ impl Budget {
             burst,
             per_point,
             concurrent: Arc::new(Semaphore::new(limits.concurrent.max(1) as usize)),
-            reserve: u64::from(limits.primary_reserve),
             max_wait: limits.max_wait,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                primary: PrimaryLimits::new(u64::from(limits.primary_reserve)),
+                ..State::default()
+            }),
         }
     }
 
@@ -224,31 +215,14 @@ impl Budget {
         }
     }
 
-    /// The primary limit left to `installation` for JIT configs (`None`: unknown, never
-    /// answered).
+    /// See [`PrimaryLimits::remaining`].
     pub fn primary_remaining(&self, installation: Option<InstallationId>) -> Option<u64> {
-        let state = self.lock();
-        let primary = state.jit_primary(installation)?;
-        Some(if primary.reset <= SystemTime::now() {
-            u64::MAX
-        } else {
-            primary.remaining
-        })
+        self.lock().primary.remaining(installation)
     }
 
-    /// Whether a registration as `installation` leaves the reserve for clean-up: if not,
-    /// how long until the installation's hour resets.
+    /// See [`PrimaryLimits::room`].
     pub fn primary_room(&self, installation: Option<InstallationId>) -> Result<(), Wait> {
-        let state = self.lock();
-        let Some(primary) = state.jit_primary(installation) else {
-            return Ok(());
-        };
-        let now = SystemTime::now();
-        if primary.remaining > self.reserve || primary.reset <= now {
-            return Ok(());
-        }
-        let wait = primary.reset.duration_since(now).unwrap_or_default();
-        Err(Wait(wait.max(Duration::from_secs(1))))
+        self.lock().primary.room(installation)
     }
 
     /// Learns from an answer: the primary limit it reports, the resource a JIT config
@@ -262,29 +236,11 @@ impl Budget {
         refused: Option<(LimitKind, Duration)>,
     ) {
         let mut state = self.lock();
-        let resource = headers
-            .get("x-ratelimit-resource")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("core")
-            .to_string();
-        if jit && status.is_success() {
-            state.jit_resource = Some(resource.clone());
-        }
-        if let (Some(remaining), Some(reset)) = (
-            header_u64(headers, "x-ratelimit-remaining"),
-            header_u64(headers, "x-ratelimit-reset"),
-        ) {
-            let reset = UNIX_EPOCH + Duration::from_secs(reset);
-            state.primary.insert(
-                (installation, resource.clone()),
-                Primary { remaining, reset },
-            );
-            let lowest = state
+        let (resource, lowest) =
+            state
                 .primary
-                .values()
-                .map(|p| p.remaining)
-                .min()
-                .unwrap_or(remaining);
+                .learn(installation, headers, jit && status.is_success());
+        if let Some(lowest) = lowest {
             metrics::gauge!(m::GITHUB_BUDGET_REMAINING, "app" => self.app.clone(), "limit" => "primary")
                 .set(lowest as f64);
         }
@@ -319,14 +275,6 @@ impl Budget {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("budget lock")
-    }
-}
-
-impl State {
-    /// What `installation` has left of the primary limit JIT configs draw on.
-    fn jit_primary(&self, installation: Option<InstallationId>) -> Option<&Primary> {
-        let resource = self.jit_resource.as_deref().unwrap_or("core");
-        self.primary.get(&(installation, resource.to_string()))
     }
 }
 
@@ -422,49 +370,6 @@ mod tests {
         assert!(budget.try_acquire(1).is_err());
         drop(a);
         assert!(budget.try_acquire(1).is_ok());
-    }
-
-    fn headers(remaining: u64, reset_in: u64) -> HeaderMap {
-        let reset = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + reset_in;
-        let mut h = HeaderMap::new();
-        h.insert("x-ratelimit-remaining", remaining.into());
-        h.insert("x-ratelimit-reset", reset.into());
-        h
-    }
-
-    #[test]
-    fn the_primary_reserve_is_kept_for_clean_up() {
-        let budget = Budget::new(1, &GitHubLimits::default());
-        let inst = Some(InstallationId(7));
-        assert_eq!(budget.primary_room(inst), Ok(()), "unknown: go");
-        budget.observe(inst, StatusCode::OK, &headers(101, 600), false, None);
-        assert_eq!(budget.primary_room(inst), Ok(()));
-        assert_eq!(budget.primary_remaining(inst), Some(101));
-        budget.observe(inst, StatusCode::OK, &headers(100, 600), false, None);
-        let Wait(wait) = budget.primary_room(inst).unwrap_err();
-        assert!(wait > Duration::from_secs(590), "{wait:?}");
-        // Another installation of the App is not held back.
-        assert_eq!(budget.primary_room(Some(InstallationId(8))), Ok(()));
-    }
-
-    #[test]
-    fn registrations_follow_the_resource_jit_answers_name() {
-        let budget = Budget::new(1, &GitHubLimits::default());
-        let inst = Some(InstallationId(7));
-        let mut jit = headers(4000, 600);
-        jit.insert(
-            "x-ratelimit-resource",
-            "actions_runner_registration".parse().unwrap(),
-        );
-        budget.observe(inst, StatusCode::CREATED, &jit, true, None);
-        // `core` running low does not hold registrations back: they draw on their own.
-        budget.observe(inst, StatusCode::OK, &headers(10, 600), false, None);
-        assert_eq!(budget.primary_room(inst), Ok(()));
-        assert_eq!(budget.primary_remaining(inst), Some(4000));
     }
 
     #[test]

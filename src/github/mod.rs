@@ -10,6 +10,7 @@ mod budget;
 mod error;
 mod installations;
 mod listing;
+mod primary;
 mod request;
 mod runner_groups;
 mod runs;

@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use super::outcome::{Deferral, JobError, Outcome};
+use super::outcome::{Deferral, JobError, Outcome, github_error, launch_error};
 use super::settle::{Handling, attribute_ms};
 use super::{Heartbeat, Launchers, Worker};
 use crate::domain::{JobEvent, JobId};
@@ -39,36 +39,6 @@ pub fn runner_name(pool: &str, job: JobId, attempt: u32) -> String {
 /// ECS `startedBy` for a job's tasks: how a take-over finds a task already started.
 pub fn started_by(job: JobId) -> String {
     format!("dockhand-job-{job}")
-}
-
-impl From<StoreError> for JobError {
-    fn from(err: StoreError) -> Self {
-        match err {
-            // The lease went to another worker, which now owns the job's fate.
-            StoreError::LeaseLost(_) => JobError::Deferred(Deferral::Error(err.to_string())),
-            StoreError::Unavailable(_) => JobError::Deferred(Deferral::Error(chain(&err))),
-        }
-    }
-}
-
-pub(super) fn github_error(err: GitHubError) -> JobError {
-    match err {
-        GitHubError::RateLimited { retry_after } => {
-            JobError::Deferred(Deferral::RateLimit(retry_after))
-        }
-        e if e.is_transient() => {
-            JobError::Deferred(Deferral::Error(format!("GitHub: {}", chain(&e))))
-        }
-        e => JobError::Permanent(format!("GitHub: {}", chain(&e))),
-    }
-}
-
-pub(super) fn launch_error(err: LaunchError) -> JobError {
-    match err {
-        LaunchError::NoCapacity { .. } => JobError::Deferred(Deferral::Capacity),
-        e if e.is_transient() => JobError::Deferred(Deferral::Error(format!("ECS: {}", chain(&e)))),
-        e => JobError::Permanent(format!("ECS: {}", chain(&e))),
-    }
 }
 
 fn target(pool: &Pool, event: &JobEvent) -> RunnerTarget {

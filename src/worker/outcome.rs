@@ -2,6 +2,11 @@
 
 use std::time::Duration;
 
+use crate::ecs::LaunchError;
+use crate::github::GitHubError;
+use crate::store::StoreError;
+use crate::telemetry::chain;
+
 /// A message the worker is done with: it is deleted once this is recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -88,6 +93,41 @@ pub enum JobError {
     /// Will never succeed as it is: the message goes to the dead-letter queue with this
     /// reason, at once.
     Permanent(String),
+}
+
+/// How a store failure stops an attempt: always a wait, never a failure.
+impl From<StoreError> for JobError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            // The lease went to another worker, which now owns the job's fate.
+            StoreError::LeaseLost(_) => JobError::Deferred(Deferral::Error(err.to_string())),
+            StoreError::Unavailable(_) => JobError::Deferred(Deferral::Error(chain(&err))),
+        }
+    }
+}
+
+/// A GitHub failure as the attempt's result: a rate limit waits for its reset, other
+/// transient failures come back through the queue, the rest are permanent.
+pub(super) fn github_error(err: GitHubError) -> JobError {
+    match err {
+        GitHubError::RateLimited { retry_after } => {
+            JobError::Deferred(Deferral::RateLimit(retry_after))
+        }
+        e if e.is_transient() => {
+            JobError::Deferred(Deferral::Error(format!("GitHub: {}", chain(&e))))
+        }
+        e => JobError::Permanent(format!("GitHub: {}", chain(&e))),
+    }
+}
+
+/// An ECS failure as the attempt's result: no capacity waits, other transient failures
+/// come back through the queue, the rest are permanent.
+pub(super) fn launch_error(err: LaunchError) -> JobError {
+    match err {
+        LaunchError::NoCapacity { .. } => JobError::Deferred(Deferral::Capacity),
+        e if e.is_transient() => JobError::Deferred(Deferral::Error(format!("ECS: {}", chain(&e)))),
+        e => JobError::Permanent(format!("ECS: {}", chain(&e))),
+    }
 }
 
 /// What the worker did with one message in the end. A closed set: it becomes the `outcome`

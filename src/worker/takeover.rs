@@ -1,8 +1,8 @@
 //! Taking over what an earlier attempt left: adopting its task, or removing its runner
 //! registration once no task is found.
 
-use super::launch::{github_error, launch_error, started_by};
-use super::outcome::{Deferral, JobError, Outcome};
+use super::launch::started_by;
+use super::outcome::{Deferral, JobError, Outcome, github_error, launch_error};
 use super::{Launchers, Worker};
 use crate::domain::{InstallationId, JobId};
 use crate::github::RunnerTarget;

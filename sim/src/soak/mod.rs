@@ -71,19 +71,17 @@ pub struct SoakOptions {
     pub warm: WarmPool,
 }
 
-/// How long a soak waits, before the first job, for dockhand to fill its warm pool.
-const WARM_POOL_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Runs the single-node soak. With warm runners, the jobs start arriving once the pool is
-/// full (or [`WARM_POOL_TIMEOUT`] has passed).
-pub async fn single_node(options: &SoakOptions) -> anyhow::Result<SoakReport> {
-    let started = Instant::now();
-    let world = start_world(options).await?;
-    let http = reqwest::Client::builder().no_proxy().build()?;
+/// Starts `dockhand serve` (embedded queue and SQLite in `options.dir`) with `endpoints`,
+/// waits until it is ready, and points the world's webhooks at it.
+pub(crate) async fn serve_single_node(
+    options: &SoakOptions,
+    endpoints: &Endpoints<'_>,
+    world: &World,
+    http: &reqwest::Client,
+) -> anyhow::Result<Process> {
     let (webhook_port, admin_port) = (free_port()?, free_port()?);
-    let endpoints = endpoints(options, &world);
     let toml = config::toml(
-        &endpoints,
+        endpoints,
         &Backing::Embedded { dir: &options.dir },
         webhook_port,
         admin_port,
@@ -98,10 +96,23 @@ pub async fn single_node(options: &SoakOptions) -> anyhow::Result<SoakReport> {
         admin_port,
     )?;
     serve.start()?;
-    serve.wait_ready(&http, Duration::from_secs(30)).await?;
+    serve.wait_ready(http, Duration::from_secs(30)).await?;
     world
         .webhooks
         .set_url(&format!("http://127.0.0.1:{webhook_port}/webhook"));
+    Ok(serve)
+}
+
+/// How long a soak waits, before the first job, for dockhand to fill its warm pool.
+const WARM_POOL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs the single-node soak. With warm runners, the jobs start arriving once the pool is
+/// full (or [`WARM_POOL_TIMEOUT`] has passed).
+pub async fn single_node(options: &SoakOptions) -> anyhow::Result<SoakReport> {
+    let started = Instant::now();
+    let world = start_world(options).await?;
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let serve = serve_single_node(options, &endpoints(options, &world), &world, &http).await?;
     options
         .warm
         .wait_until_full(&world, WARM_POOL_TIMEOUT)

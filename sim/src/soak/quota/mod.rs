@@ -16,9 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::config::{self, AppKey, Backing, GitHubConfig, Lifecycle, Pacing};
-use super::process::{Process, free_port};
-use super::{Settling, SoakOptions, endpoints, settle_step};
+use super::config::{AppKey, GitHubConfig, Lifecycle, Pacing};
+use super::{Settling, SoakOptions, endpoints, serve_single_node, settle_step};
 use crate::books::{Books, started_by};
 use crate::clock::SimTime;
 use crate::settings::{AppSettings, Settings};
@@ -66,35 +65,14 @@ pub async fn quota_burst(options: &SoakOptions, burst: &QuotaBurst) -> anyhow::R
         .collect::<anyhow::Result<_>>()?;
     let world = World::start(settings.clone()).await?;
     let http = reqwest::Client::builder().no_proxy().build()?;
-    let (webhook_port, admin_port) = (free_port()?, free_port()?);
     let mut endpoints = endpoints(options, &world);
     endpoints.github = github_config(&settings, burst);
     // dockhand's default timers in simulated time: the reconciler's calls count against
     // the same limits, as often as they would in production.
     endpoints.lifecycle = Lifecycle::defaults_at(settings.time_scale);
-    let toml = config::toml(
-        &endpoints,
-        &Backing::Embedded { dir: &options.dir },
-        webhook_port,
-        admin_port,
-        options.concurrency,
-    );
-    let mut serve = Process::new(
-        &options.bin,
-        &["serve"],
-        &options.dir,
-        "serve",
-        &toml,
-        admin_port,
-    )?;
-    serve.start()?;
-    serve
-        .wait_ready(&http, Duration::from_secs(30))
+    let mut serve = serve_single_node(options, &endpoints, &world, &http)
         .await
         .context("dockhand with the quota burst's config (a dockhand that does not know `[[github.app]]`, `[github.limits]` or `[aws.run_task]` refuses it: see --baseline)")?;
-    world
-        .webhooks
-        .set_url(&format!("http://127.0.0.1:{webhook_port}/webhook"));
 
     let started = Instant::now();
     {
@@ -285,6 +263,7 @@ mod tests {
     use super::*;
     use crate::soak::WarmPool;
     use crate::soak::config::Endpoints;
+    use crate::soak::config::{self, Backing};
 
     /// The config dockhand gets for a burst, parsed back.
     fn config(apps: usize, baseline: bool) -> toml::Table {

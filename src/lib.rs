@@ -11,6 +11,8 @@
 //!   the runner with `ecs` RunTask, records the outcome, and only then deletes the
 //!   message. A transient failure brings the message back later; a permanent one sends it
 //!   to the dead-letter queue with its reason.
+//! - The `lifecycle` reconciler follows every runner to its end; in its leader,
+//!   `redelivery` asks GitHub to deliver again the webhooks that failed to arrive.
 //! - `dlq` lists what died and why, and moves it back to the queue once the cause is fixed.
 //! - `inspect` tells a job's story from the store's row and history ("why is my job still
 //!   queued?"), for `dockhand jobs show` and the admin listener's `/jobs`.
@@ -20,8 +22,8 @@
 //! running), `listener` (accepting connections with timeouts and a cap, for the webhook
 //! and admin listeners), `admin` (`/metrics`, `/healthz`, `/readyz`), `metrics`,
 //! `telemetry`, `cli`, `synthetic` (signed test deliveries for `send-event`, tests and
-//! benchmarks), and `write_gate` (SQLite's writers, the queue's and the store's, taking
-//! turns in order).
+//! benchmarks), `pacing` (calls that wait their turn), and `write_gate` (SQLite's
+//! writers, the queue's and the store's, taking turns in order).
 
 pub mod ingress;
 pub mod domain;
@@ -29,6 +31,8 @@ pub mod pool;
 pub mod queue;
 pub mod worker;
 pub mod lifecycle;
+pub mod redelivery;
+mod pacing;
 pub mod store;
 pub mod github;
 pub mod ecs;

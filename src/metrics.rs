@@ -45,6 +45,9 @@ pub const SPOT_INTERRUPTIONS_TOTAL: &str = "dockhand_spot_interruptions_total";
 pub const RERUNS_TOTAL: &str = "dockhand_reruns_total";
 pub const WARM_TARGET: &str = "dockhand_warm_target";
 pub const WARM_LAUNCHES_TOTAL: &str = "dockhand_warm_launches_total";
+pub const WEBHOOK_REDELIVERIES_TOTAL: &str = "dockhand_webhook_redeliveries_total";
+pub const WEBHOOK_UNRECOVERED_OLDEST_SECONDS: &str = "dockhand_webhook_unrecovered_oldest_seconds";
+pub const WEBHOOK_RECOVERY_PASSES_TOTAL: &str = "dockhand_webhook_recovery_passes_total";
 
 pub const GITHUB_REQUESTS_TOTAL: &str = "dockhand_github_requests_total";
 pub const GITHUB_RATE_LIMIT_REMAINING: &str = "dockhand_github_rate_limit_remaining";
@@ -374,5 +377,25 @@ fn describe() {
         "Warm runners the reconciler launched, by pool and outcome (launched, failed; resumed \
          or abandoned: a fill left part-way, its task found or its registration removed; \
          paused: held back while the pool's warm runners keep failing to start)."
+    );
+    metrics::describe_counter!(
+        WEBHOOK_REDELIVERIES_TOTAL,
+        Unit::Count,
+        "Failed workflow_job webhook deliveries brought back, by outcome (requested: GitHub \
+         was asked to deliver the event again; recovered: a delivery of an event asked for \
+         succeeded; refused: GitHub refused the ask; exhausted: given up after \
+         redelivery.max_attempts, or refused for good)."
+    );
+    metrics::describe_gauge!(
+        WEBHOOK_UNRECOVERED_OLDEST_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest failed workflow_job delivery within redelivery.lookback whose event \
+         no delivery has brought through yet (0 when none), on the reconciler's leader."
+    );
+    metrics::describe_counter!(
+        WEBHOOK_RECOVERY_PASSES_TOTAL,
+        Unit::Count,
+        "Passes of the webhook recovery loop over the Apps' delivery logs, by outcome (ok, \
+         error)."
     );
 }

@@ -91,6 +91,11 @@ impl Application {
         };
         let (lifecycle, lifecycle_rx) = tokio::sync::watch::channel(settings.lifecycle.clone());
         let reconciler = worker.as_ref().and_then(|w| w.reconciler(lifecycle_rx));
+        if let Some(reconciler) = &reconciler
+            && settings.redelivery.enabled
+        {
+            reconciler.redeliver_with(settings.redelivery.clone());
+        }
         let interval = settings.reload.interval;
         let reloader = reloading
             .filter(|r| !interval.is_zero() && r.source.can_reload())

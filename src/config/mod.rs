@@ -8,6 +8,7 @@ pub mod lifecycle;
 pub mod log;
 pub mod pool;
 pub mod queue;
+pub mod redelivery;
 pub mod roles;
 pub mod secret;
 pub mod server;
@@ -31,6 +32,7 @@ pub use lifecycle::LifecycleSettings;
 pub use log::{LogFormat, LogSettings, ReloadSettings};
 pub use pool::{EcsLaunchSettings, LaunchType, PoolSettings, RunnerScopeKind};
 pub use queue::{BatchSettings, EmbeddedQueueSettings, QueueKind, QueueSettings, SqsSettings};
+pub use redelivery::RedeliverySettings;
 pub use roles::Roles;
 pub use secret::{Secret, SecretResolver, SecretSource};
 pub use server::{AdminSettings, ServerSettings};
@@ -62,6 +64,7 @@ const SECTIONS: &[&str] = &[
     "github",
     "worker",
     "lifecycle",
+    "redelivery",
     "store",
     "log",
     "reload",
@@ -80,6 +83,7 @@ pub struct Settings {
     pub github: GitHubSettings,
     pub worker: WorkerSettings,
     pub lifecycle: LifecycleSettings,
+    pub redelivery: RedeliverySettings,
     pub store: StoreSettings,
     pub log: LogSettings,
     pub reload: ReloadSettings,
@@ -149,6 +153,7 @@ impl Settings {
         self.github.check(&mut p);
         self.worker.check(&mut p);
         self.lifecycle.check(&mut p);
+        self.redelivery.check(&mut p);
         self.store.check(&mut p);
         pool::check_pools(&self.pools, &mut p);
         p.into_result()

@@ -12,13 +12,13 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
 use super::error::{FailureVerdict, judge_failures};
-use super::pacing::Pacer;
 use super::{
     LaunchError, LaunchSpec, LaunchedTask, Operation, Outcome, Placement, TAG_JOB_ID, TAG_POOL,
     TAG_RUNNER, TaskArn, failed, record,
 };
 use crate::config::pool::JIT_CONFIG_ENV;
 use crate::config::{EcsLaunchSettings, LaunchType};
+use crate::pacing::Pacer;
 
 /// One way to place the task: a single RunTask.
 #[derive(Debug, Clone, Copy)]

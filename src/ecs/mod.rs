@@ -6,7 +6,6 @@
 
 mod error;
 mod launch;
-mod pacing;
 mod tasks;
 
 use std::fmt;
@@ -14,10 +13,10 @@ use std::fmt;
 use aws_sdk_ecs::Client;
 use secrecy::SecretString;
 
-use self::pacing::Pacer;
 use crate::config::{EcsLaunchSettings, RunTaskPacing};
 use crate::domain::JobId;
 use crate::metrics::ECS_REQUESTS_TOTAL;
+use crate::pacing::Pacer;
 pub use error::LaunchError;
 use error::{OperationError, classify};
 pub use tasks::{Described, TaskState};
@@ -117,7 +116,11 @@ impl Launcher {
     pub fn with_pacing(client: Client, pacing: &RunTaskPacing) -> Self {
         Self {
             client,
-            pacer: Pacer::new(pacing),
+            pacer: Pacer::new(
+                pacing.per_second,
+                pacing.burst,
+                Some(crate::metrics::ECS_RUN_TASK_WAIT_SECONDS),
+            ),
         }
     }
 

@@ -371,6 +371,14 @@ impl GitHubApp {
         &self.inner.apps[app]
     }
 
+    /// The App with id `app_id`, once a background handle has waited for its budget (see
+    /// [`Self::background`]); `None` if no App has that id.
+    pub(super) async fn app_by_id(&self, app_id: u64) -> Option<&AppClient> {
+        let app = self.inner.apps.iter().position(|a| a.id() == app_id)?;
+        self.yield_on(app).await;
+        Some(&self.inner.apps[app])
+    }
+
     /// For a background handle, waits for App `app`'s budget to be free of registrations
     /// (see [`Self::background`]).
     async fn yield_on(&self, app: usize) {

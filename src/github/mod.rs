@@ -7,6 +7,7 @@
 
 mod apps;
 mod budget;
+mod deliveries;
 mod error;
 mod installations;
 mod listing;
@@ -29,6 +30,7 @@ use serde::Deserialize;
 
 pub use self::apps::{GitHubApp, JitReservation};
 use self::budget::{Budget, Permit};
+pub use self::deliveries::{DeliveryPage, HookDelivery};
 pub use self::error::GitHubError;
 use self::installations::CallError;
 use self::request::{Endpoint, Method, segment};

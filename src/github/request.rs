@@ -31,6 +31,8 @@ pub(super) enum Endpoint {
     WorkflowJob,
     WorkflowRun,
     RerunFailedJobs,
+    HookDeliveries,
+    Redeliver,
 }
 
 impl Endpoint {
@@ -45,6 +47,8 @@ impl Endpoint {
             Self::WorkflowJob => "workflow_job",
             Self::WorkflowRun => "workflow_run",
             Self::RerunFailedJobs => "rerun_failed_jobs",
+            Self::HookDeliveries => "hook_deliveries",
+            Self::Redeliver => "redeliver",
         }
     }
 }
@@ -140,6 +144,7 @@ impl<'a> Method<'a> {
 /// A successful (2xx) answer.
 pub(super) struct Answer {
     pub status: StatusCode,
+    pub headers: HeaderMap,
     body: Bytes,
     endpoint: Endpoint,
 }
@@ -243,6 +248,7 @@ pub(super) async fn send(
     }
     Ok(Answer {
         status,
+        headers,
         body,
         endpoint,
     })
@@ -312,6 +318,8 @@ mod tests {
             Endpoint::WorkflowJob,
             Endpoint::WorkflowRun,
             Endpoint::RerunFailedJobs,
+            Endpoint::HookDeliveries,
+            Endpoint::Redeliver,
         ];
         let labels: Vec<_> = all.iter().map(|e| e.as_str()).collect();
         assert_eq!(
@@ -325,7 +333,9 @@ mod tests {
                 "installation",
                 "workflow_job",
                 "workflow_run",
-                "rerun_failed_jobs"
+                "rerun_failed_jobs",
+                "hook_deliveries",
+                "redeliver"
             ]
         );
     }

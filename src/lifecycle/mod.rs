@@ -19,6 +19,9 @@
 //! 10. asks GitHub to re-run the workflow runs of jobs Spot interrupted, once they
 //!     complete (`reruns`).
 //!
+//! The leader also runs the webhook recovery loop, when one is attached
+//! ([`Reconciler::redeliver_with`], see [`crate::redelivery`]).
+//!
 //! ECS task events (`events`) are the fast path: a worker that receives one from the queue
 //! acts on its task at once, as step 1 would.
 //!
@@ -37,20 +40,21 @@ mod warm;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::LifecycleSettings;
+use crate::config::{LifecycleSettings, RedeliverySettings};
 use crate::domain::JobId;
 use crate::ecs::Launcher;
 use crate::github::GitHubApp;
 use crate::metrics as m;
 use crate::pool::{LivePools, Pool, Pools};
 use crate::queue::Queue;
+use crate::redelivery::Recovery;
 use crate::store::{EventKind, Store};
 use crate::telemetry::chain;
 pub use events::{TaskEvent, TaskEventError, TaskEventOutcome};
@@ -101,6 +105,8 @@ struct Inner {
     last_sweep: Mutex<Option<Instant>>,
     /// Milliseconds added to the wall clock where schedules are read (tests move time).
     skew_ms: AtomicI64,
+    /// The webhook recovery loop the leader runs beside its passes, once attached.
+    recovery: OnceLock<Recovery>,
 }
 
 impl Reconciler {
@@ -127,7 +133,18 @@ impl Reconciler {
             owner,
             last_sweep: Mutex::new(None),
             skew_ms: AtomicI64::new(0),
+            recovery: OnceLock::new(),
         }))
+    }
+
+    /// Attaches the webhook recovery loop, on this reconciler's store and Apps: the leader
+    /// runs it from [`Reconciler::spawn`] on. Answers it (the one attached first, if this is
+    /// called twice).
+    pub fn redeliver_with(&self, settings: RedeliverySettings) -> Recovery {
+        self.0
+            .recovery
+            .get_or_init(|| Recovery::new(self.0.store.clone(), &self.0.github, settings))
+            .clone()
     }
 
     /// The same reconciler (and its clones) reading schedules `skew` away from the wall
@@ -157,9 +174,15 @@ impl Reconciler {
         *self.0.last_sweep.lock().expect("sweep lock") = Some(Instant::now());
         tokio::spawn(async move {
             let (leading_tx, leading) = watch::channel(false);
+            let recovering = async {
+                if let Some(recovery) = this.0.recovery.get() {
+                    recovery.run(leading.clone(), shutdown.clone()).await;
+                }
+            };
             tokio::join!(
                 this.clone().hold_lease(leading_tx, shutdown.clone()),
-                this.run_passes(leading, shutdown),
+                this.run_passes(leading.clone(), shutdown.clone()),
+                recovering,
             );
         })
     }

@@ -25,6 +25,7 @@ mod fake_github_checks;
 mod github;
 mod github_apps;
 mod github_resilience;
+mod redelivery;
 
 mod worker;
 mod worker_dry_run;

@@ -29,6 +29,7 @@ mod logs;
 mod leftovers;
 mod lifecycle;
 mod owed;
+mod redelivery;
 mod waits;
 
 const APP_ID: u64 = 4242;

@@ -1,5 +1,6 @@
 //! A proxy in front of moto's SQS that dies after a set number of SendMessage calls: from
-//! then on it answers every request 503, like an endpoint that has gone away mid-run.
+//! then on it answers every request 503, like an endpoint that has gone away mid-run. A
+//! test can also take it down and bring it back ([`DyingSqs::set_down`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +26,7 @@ struct Proxy {
 /// The running proxy; it stops when dropped.
 pub struct DyingSqs {
     pub url: String,
+    dead: Arc<std::sync::atomic::AtomicBool>,
     server: JoinHandle<()>,
 }
 
@@ -43,9 +45,15 @@ impl DyingSqs {
             http: reqwest::Client::new(),
             upstream: moto_url(),
         };
+        let dead = proxy.dead.clone();
         let app = Router::new().fallback(handle).with_state(proxy);
         let (url, server) = crate::common::serve_on_loopback(app).await;
-        Self { url, server }
+        Self { url, dead, server }
+    }
+
+    /// Answers every request 503 while `down`, and forwards them again once not.
+    pub fn set_down(&self, down: bool) {
+        self.dead.store(down, Ordering::SeqCst);
     }
 }
 

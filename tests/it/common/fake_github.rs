@@ -9,12 +9,14 @@
 //!   ignoring `?name=` like older GitHub Enterprise Server) and deletion. Runners belong to
 //!   the account, so every App installed there sees them.
 //! - `runs`: workflow jobs and runs, and re-running a run's failed jobs.
+//! - `hooks`: each App's webhook and delivery log, and redeliveries.
 //! - `routes`: parsing a request, recording it, and dispatching it.
 //!
 //! `client` sends requests straight to the fake, for checking the fake itself.
 
 mod apps;
 pub mod client;
+mod hooks;
 mod limits;
 mod routes;
 mod runners;
@@ -57,6 +59,10 @@ pub enum Endpoint {
     WorkflowRun,
     /// `POST /repos/{owner}/{repo}/actions/runs/{run_id}/rerun-failed-jobs`
     RerunFailedJobs,
+    /// `GET /app/hook/deliveries`
+    HookDeliveries,
+    /// `POST /app/hook/deliveries/{delivery_id}/attempts`
+    Redeliver,
 }
 
 /// One request as the fake received it.
@@ -94,6 +100,10 @@ pub struct FakeGitHub {
 }
 
 struct FakeState {
+    /// The API root, as `url` of [`FakeGitHub`].
+    url: String,
+    /// The Apps' webhooks and delivery logs.
+    hooks: hooks::Hooks,
     /// The trusted Apps, in the order given to [`FakeGitHub::start_apps`].
     apps: Vec<App>,
     /// Which App each known installation belongs to.
@@ -152,7 +162,11 @@ impl FakeGitHub {
             .enumerate()
             .map(|(index, id)| App::new(index, *id))
             .collect();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(Mutex::new(FakeState {
+            url: url.clone(),
+            hooks: hooks::Hooks::default(),
             apps,
             installations: HashMap::new(),
             uninstalled: HashSet::new(),
@@ -171,8 +185,6 @@ impl FakeGitHub {
             jobs: HashMap::new(),
             runs: HashMap::new(),
         }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let app = Router::new()
             .fallback(routes::handle)
             .with_state(state.clone());

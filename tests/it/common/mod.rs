@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub mod stores;
+pub mod webhook_sink;
 
 pub const SECRET: &str = "test-webhook-secret";
 

@@ -26,6 +26,8 @@ pub(super) enum Route {
     WorkflowJob { target: RunnerTarget, id: String },
     WorkflowRun { target: RunnerTarget, id: String },
     RerunFailedJobs { target: RunnerTarget, id: String },
+    HookDeliveries,
+    Redeliver { id: String },
 }
 
 impl Route {
@@ -47,6 +49,12 @@ impl Route {
                         installation: id.to_string(),
                     },
                 ));
+            }
+            ["app", "hook", "deliveries"] if method == Method::GET => {
+                return Some((Endpoint::HookDeliveries, Route::HookDeliveries));
+            }
+            ["app", "hook", "deliveries", id, "attempts"] if method == Method::POST => {
+                return Some((Endpoint::Redeliver, Route::Redeliver { id: id.to_string() }));
             }
             ["orgs", org, rest @ ..] => (RunnerTarget::Org(org.to_string()), rest),
             ["repos", owner, repo, rest @ ..] => (
@@ -116,6 +124,7 @@ pub(super) async fn handle(
             .and_then(|(endpoint, _)| state.delays.get(&endpoint).copied());
         (respond(&mut state, method, uri, headers, body), delay)
     };
+    super::hooks::send_outbox(&state);
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
@@ -189,7 +198,13 @@ fn respond(
         );
     }
     let (status, answer) = state.serve(route, &auth, app, uri.query(), json_body);
-    state.answer(scope, status, answer)
+    let mut response = state.answer(scope, status, answer);
+    if let Some(link) = state.hooks.link.take() {
+        response
+            .headers_mut()
+            .insert("link", link.parse().expect("a valid Link header"));
+    }
+    response
 }
 
 /// Whether an `Accept` header asks for GitHub's JSON media type.
@@ -213,7 +228,7 @@ impl FakeState {
         body: Option<Value>,
     ) -> Answer {
         match (auth, app) {
-            (Auth::AppJwt { .. }, Some(app)) => self.serve_app(route, app, body),
+            (Auth::AppJwt { .. }, Some(app)) => self.serve_app(route, app, query, body),
             (Auth::InstallationToken { installation }, Some(app)) => {
                 self.serve_installation(route, app, *installation, query, body)
             }
@@ -222,8 +237,16 @@ impl FakeState {
     }
 
     /// The answer to App `app`'s JWT, which reaches only the App endpoints.
-    fn serve_app(&mut self, route: Route, app: u64, body: Option<Value>) -> Answer {
+    fn serve_app(
+        &mut self,
+        route: Route,
+        app: u64,
+        query: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
         match route {
+            Route::HookDeliveries => self.list_deliveries(app, query),
+            Route::Redeliver { id } => self.redeliver(app, &id),
             Route::Mint { installation } => self.mint(app, &installation, body),
             Route::Installation { target } => self.installation(app, &account(&target)),
             Route::AppInstallation { installation } => self.app_installation(app, &installation),
@@ -242,7 +265,11 @@ impl FakeState {
         body: Option<Value>,
     ) -> Answer {
         let target = match &route {
-            Route::Mint { .. } | Route::Installation { .. } | Route::AppInstallation { .. } => {
+            Route::Mint { .. }
+            | Route::Installation { .. }
+            | Route::AppInstallation { .. }
+            | Route::HookDeliveries
+            | Route::Redeliver { .. } => {
                 return unauthorized();
             }
             Route::RunnerGroups { org } => RunnerTarget::Org(org.clone()),
@@ -257,9 +284,11 @@ impl FakeState {
             return not_found();
         }
         match route {
-            Route::Mint { .. } | Route::Installation { .. } | Route::AppInstallation { .. } => {
-                unreachable!()
-            }
+            Route::Mint { .. }
+            | Route::Installation { .. }
+            | Route::AppInstallation { .. }
+            | Route::HookDeliveries
+            | Route::Redeliver { .. } => unreachable!(),
             Route::RunnerGroups { org } => self.runner_groups(&org, query),
             Route::Jit { target } => self.jit(app, target, body),
             Route::ListRunners { target } => self.list_runners(&target, query),

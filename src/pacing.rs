@@ -1,8 +1,8 @@
-//! RunTask pacing: ECS allows an account 20 RunTask calls a second and launches Fargate
-//! tasks from a bucket of 100 refilling at 20 a second. Calls beyond that are throttled,
-//! and every throttled call is retried; a burst of jobs then turns into a storm of
-//! retries. Each process therefore paces its own RunTask calls (`[aws.run_task]`, a GCRA
-//! limiter from governor): a call waits its turn instead.
+//! Pacing: a GCRA limiter (governor) that makes a caller wait its turn instead of being
+//! refused. ECS RunTask calls use it (`[aws.run_task]`: ECS allows an account 20 RunTask
+//! calls a second and launches Fargate tasks from a bucket of 100 refilling at 20 a
+//! second; calls beyond are throttled, and a burst of jobs turns into a storm of retries),
+//! and so do the webhook recovery loop's redeliveries (`[redelivery] per_second`).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -12,14 +12,13 @@ use governor::clock::{Clock, DefaultClock};
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
-use crate::config::RunTaskPacing;
-use crate::metrics as m;
-
-/// Paces RunTask calls; clones share one limiter.
+/// Paces calls; clones share one limiter.
 #[derive(Clone)]
-pub(super) struct Pacer {
+pub(crate) struct Pacer {
     limiter: Arc<RateLimiter<NotKeyed, InMemoryState, DefaultClock>>,
     clock: DefaultClock,
+    /// The histogram the waits are recorded in, if any.
+    waits: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Pacer {
@@ -29,31 +28,36 @@ impl std::fmt::Debug for Pacer {
 }
 
 impl Pacer {
-    pub fn new(pacing: &RunTaskPacing) -> Self {
-        let per_second = if pacing.per_second.is_finite() && pacing.per_second > 0.0 {
-            pacing.per_second
+    /// `per_second` calls a second after a first `burst` (validated settings: a rate that is
+    /// not positive counts as 1 a second), each wait recorded in the histogram `waits`.
+    pub fn new(per_second: f64, burst: u32, waits: Option<&'static str>) -> Self {
+        let per_second = if per_second.is_finite() && per_second > 0.0 {
+            per_second
         } else {
-            RunTaskPacing::default().per_second
+            1.0
         };
         let period = Duration::from_secs_f64(1.0 / per_second).max(Duration::from_nanos(1));
         let quota = Quota::with_period(period)
             .expect("a positive period")
-            .allow_burst(NonZeroU32::new(pacing.burst.max(1)).expect("at least 1"));
+            .allow_burst(NonZeroU32::new(burst.max(1)).expect("at least 1"));
         let clock = DefaultClock::default();
         Self {
             limiter: Arc::new(RateLimiter::direct_with_clock(quota, clock.clone())),
             clock,
+            waits,
         }
     }
 
-    /// Waits until this process may call RunTask again.
+    /// Waits for this call's turn.
     pub async fn ready(&self) {
         let started = Instant::now();
         while let Err(not_until) = self.limiter.check() {
             let wait = not_until.wait_time_from(self.clock.now());
             tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
         }
-        metrics::histogram!(m::ECS_RUN_TASK_WAIT_SECONDS).record(started.elapsed().as_secs_f64());
+        if let Some(waits) = self.waits {
+            metrics::histogram!(waits).record(started.elapsed().as_secs_f64());
+        }
     }
 }
 
@@ -63,10 +67,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_burst_goes_at_once_and_the_rest_at_the_rate() {
-        let pacer = Pacer::new(&RunTaskPacing {
-            per_second: 100.0,
-            burst: 5,
-        });
+        let pacer = Pacer::new(100.0, 5, None);
         let started = Instant::now();
         for _ in 0..5 {
             pacer.ready().await;

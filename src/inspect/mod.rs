@@ -135,7 +135,9 @@ pub fn unknown(job: JobId, store_name: &str) -> String {
         "job {job} is not in the store {store_name}: no worker has handled a queued delivery of \
          it. The ingress answers a job no pool serves with `no_matching_pool` and stores \
          nothing; look for its delivery in the ingress's logs (or GitHub's delivery list), and \
-         check that this is the store the workers use."
+         check that this is the store the workers use. A delivery that failed is redelivered \
+         within `[redelivery] interval` of the ingress answering again \
+         (dockhand_webhook_redeliveries_total)."
     )
 }
 

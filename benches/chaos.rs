@@ -42,6 +42,21 @@
 //! cargo bench --bench chaos -- --scenario quota-burst --baseline --dockhand-bin /tmp/old/dockhand
 //! ```
 //!
+//! `--scenario ingress-outage` (issue 19): 300 jobs at 10 a second in a calm world where
+//! nobody presses "Redeliver" (`Settings::ingress_outage`); every delivery fails for
+//! `--outage-secs` (15) from `--outage-after` (20) s after the first, the last third of
+//! the jobs (`--outage-kind unreachable|503|down`, see `soak::OutageKind`). dockhand's
+//! recovery loop runs every `--redelivery-interval` (5 s), or not with `--no-recovery`;
+//! `--dockhand-env K=V` sets more. It fails on a job given two runners (but for a
+//! replacement) or (with the loop on) a job lost. An outage mid-feed loses no job even
+//! without the loop: runners launched for later jobs run the missed ones, oldest first.
+//!
+//! ```sh
+//! cargo bench --bench chaos -- --scenario ingress-outage
+//! cargo bench --bench chaos -- --scenario ingress-outage --no-recovery
+//! cargo bench --bench chaos -- --scenario ingress-outage --outage-kind down
+//! ```
+//!
 //! The scale-out layout needs moto_server (`$DOCKHAND_TEST_MOTO_URL`, or `--moto URL`) and
 //! Debian's Postgres binaries (it runs its own throwaway cluster).
 //!
@@ -55,15 +70,19 @@ use std::time::Duration;
 use anyhow::Context;
 use dockhand_sim::Settings;
 use dockhand_sim::soak::{
-    self, QuotaBurst, QuotaReport, ScaleOut, SoakOptions, SoakReport, WarmPool,
+    self, IngressOutageSoak, OutageReport, QuotaBurst, QuotaReport, ScaleOut, SoakOptions,
+    SoakReport, WarmPool,
 };
 
 const USAGE: &str = "cargo bench --bench chaos -- [--layout single|scale-out] [--jobs N] \
 [--rate JOBS_PER_SEC] [--kill-every SECS (0: never)] [--seed N] [--poison N] [--concurrency N] \
 [--settle SECS] [--dir PATH] [--task-deaths SHARE (0.05)] [--deaths PERCENT (the same, in %)] \
 [--spot-interruptions SHARE (0: the pool runs on launch type FARGATE)] \
-[--leftovers-allowed] [--workers N] [--moto URL] [--scenario chaos|job-wait|quota-burst] \
-[--apps 1|2|4] [--baseline | --old-config] [--max-wait DUR (real)] [--dockhand-bin PATH] \
+[--leftovers-allowed] [--workers N] [--moto URL] \
+[--scenario chaos|job-wait|quota-burst|ingress-outage] [--apps 1|2|4] [--baseline | --old-config] \
+[--max-wait DUR (real)] [--dockhand-bin PATH] [--outage-secs SECS] [--outage-after SECS] \
+[--outage-kind unreachable|503|down] [--no-recovery] [--redelivery-interval SECS] \
+[--dockhand-env DOCKHAND_KEY=VALUE] \
 [--time-scale SIM_SECS_PER_SEC] [--task-start DUR[..DUR]] [--runner-ready-delay DUR[..DUR]] \
 [--job-duration DUR[..DUR]] [--min-idle N] [--warm-target ORG] [--max-idle-age DUR] \
 (DUR: simulated time, e.g. 30s, 2m)";
@@ -77,6 +96,8 @@ enum Scenario {
     JobWait,
     /// How close a burst of jobs comes to the launch rate GitHub's and ECS's limits allow.
     QuotaBurst(QuotaBurst),
+    /// Whether jobs announced during an ingress outage still get their runner.
+    IngressOutage(IngressOutageSoak),
 }
 
 impl Scenario {
@@ -85,6 +106,7 @@ impl Scenario {
             Self::Chaos => "chaos",
             Self::JobWait => "job-wait",
             Self::QuotaBurst(_) => "quota-burst",
+            Self::IngressOutage(_) => "ingress-outage",
         }
     }
 }
@@ -143,7 +165,10 @@ fn options(args: &[String]) -> anyhow::Result<Plan> {
                 baseline: false,
                 max_wait: Duration::from_secs(30),
             }),
-            other => anyhow::bail!("--scenario: chaos, job-wait or quota-burst, not {other:?}"),
+            Some("ingress-outage") => Scenario::IngressOutage(IngressOutageSoak::default()),
+            other => anyhow::bail!(
+                "--scenario: chaos, job-wait, quota-burst or ingress-outage, not {other:?}"
+            ),
         },
     };
     let mut apps = 1;
@@ -153,6 +178,10 @@ fn options(args: &[String]) -> anyhow::Result<Plan> {
             (o.sim, o.kill_every, o.poison) = (Settings::quota_burst(1, apps), None, 0);
             (o.leftovers_fail, o.settle_timeout) = (false, Duration::from_secs(600));
         }
+        Scenario::IngressOutage(_) => {
+            (o.sim, o.kill_every, o.poison) = (Settings::ingress_outage(1), None, 0);
+            (o.leftovers_fail, o.settle_timeout) = (false, Duration::from_secs(300));
+        }
         Scenario::Chaos => {}
     }
     let mut args = args.iter().filter(|a| *a != "--bench");
@@ -161,11 +190,14 @@ fn options(args: &[String]) -> anyhow::Result<Plan> {
             o.leftovers_fail = false;
             continue;
         }
-        if flag == "--baseline" || flag == "--old-config" {
-            let Scenario::QuotaBurst(burst) = &mut scenario else {
-                anyhow::bail!("{flag} is for --scenario quota-burst");
-            };
-            burst.baseline = true;
+        if ["--baseline", "--old-config", "--no-recovery"].contains(&flag.as_str()) {
+            match &mut scenario {
+                Scenario::QuotaBurst(burst) if flag != "--no-recovery" => burst.baseline = true,
+                Scenario::IngressOutage(outage) if flag != "--old-config" => {
+                    outage.recovery = false
+                }
+                _ => anyhow::bail!("{flag} is for --scenario quota-burst or ingress-outage"),
+            }
             continue;
         }
         let value = args
@@ -217,7 +249,16 @@ fn options(args: &[String]) -> anyhow::Result<Plan> {
                 Scenario::QuotaBurst(burst) => burst.max_wait = duration(flag, value)?,
                 _ => anyhow::bail!("--max-wait is for --scenario quota-burst"),
             },
-            _ => anyhow::bail!("unknown option {flag}; {USAGE}"),
+            _ => {
+                let taken = match &mut scenario {
+                    Scenario::IngressOutage(outage) => outage.option(flag, value)?,
+                    _ => false,
+                };
+                anyhow::ensure!(
+                    taken,
+                    "unknown option {flag} (or not for this scenario); {USAGE}"
+                );
+            }
         }
     }
     if let Some(layout) = &mut scale_out {
@@ -238,6 +279,14 @@ fn options(args: &[String]) -> anyhow::Result<Plan> {
             burst.keys = app_keys(&fixtures, apps);
             // The burst arrives at once: the rate is not used.
             (o.jobs, o.rate) = (1_000, f64::MAX);
+        }
+        Scenario::IngressOutage(outage) => {
+            anyhow::ensure!(
+                scale_out.is_none(),
+                "the ingress outage runs on a single node"
+            );
+            anyhow::ensure!(!outage.lasting.is_zero(), "--outage-secs must be positive");
+            (o.jobs, o.rate) = (300, 10.0);
         }
         Scenario::Chaos => {}
     }
@@ -266,42 +315,6 @@ fn range(flag: &str, value: &str) -> anyhow::Result<(Duration, Duration)> {
     let (low, high) = (duration(flag, low)?, duration(flag, high)?);
     anyhow::ensure!(low <= high, "{flag}: {value} ends before it starts");
     Ok((low, high))
-}
-
-fn mean((low, high): (Duration, Duration)) -> f64 {
-    (low + high).as_secs_f64() / 2.0
-}
-
-/// The job-wait scenario's world in steady state, in simulated time: the arrival rate,
-/// the jobs running (the steady-state concurrency), and the runners starting up.
-fn steady_state(o: &SoakOptions, warm: &WarmPool) -> String {
-    let per_sec = o.rate / o.sim.time_scale;
-    let running = per_sec * mean(o.sim.job_duration);
-    let starting = per_sec * (mean(o.sim.task_start) + mean(o.sim.runner_ready));
-    format!(
-        "steady state (simulated): a job every {:.1} s, each running {:.0} s on average, so {running:.1} jobs running at once (the steady-state concurrency); a runner ready {:.0} s after RunTask on average, so {starting:.1} runners starting; min_idle {}",
-        1.0 / per_sec,
-        mean(o.sim.job_duration),
-        mean(o.sim.task_start) + mean(o.sim.runner_ready),
-        warm.min_idle
-    )
-}
-
-/// The job wait as a row of docs/benchmarks.md's table.
-fn wait_row(report: &SoakReport, warm: &WarmPool) -> String {
-    let (w, b) = (&report.books.wait, &report.books);
-    format!(
-        "| {} | {} | {} | {:.1} s | {:.1} s | {:.1} s | {:.1}% | {} | {:.1} |",
-        warm.min_idle,
-        report.seed,
-        w.jobs,
-        w.p50,
-        w.p90,
-        w.max,
-        w.warm_hit_share() * 100.0,
-        w.on_warm_runners,
-        b.idle_secs_per_job
-    )
 }
 
 /// A share (0 to 1) from the command line, given as a fraction of `whole` (1, or 100 for
@@ -343,7 +356,30 @@ fn main() -> ExitCode {
             options.bin.display(),
             options.dir.display()
         );
-        return quota_burst(&options, burst);
+        let report = runtime().block_on(soak::quota_burst(&options, burst));
+        return finish(report.map(|r| {
+            let table = format!("{}\n{}", QuotaReport::ROW_HEADER, r.row());
+            (format!("{r}\n{table}"), r.passed())
+        }));
+    }
+    if let Scenario::IngressOutage(outage) = &scenario {
+        eprintln!(
+            "ingress-outage: {} jobs at {}/s, outage {} for {:?} from {:?} after the first delivery, recovery loop {} every {:?}, binary {}, in {}",
+            options.jobs,
+            options.rate,
+            outage.kind.as_str(),
+            outage.lasting,
+            outage.after,
+            if outage.recovery { "on" } else { "off" },
+            outage.interval,
+            options.bin.display(),
+            options.dir.display()
+        );
+        let report = runtime().block_on(soak::ingress_outage(&options, outage));
+        return finish(report.map(|r| {
+            let table = format!("{}\n{}", OutageReport::ROW_HEADER, r.row());
+            (format!("{r}\n{table}"), r.passed())
+        }));
     }
     let layout = match &scale_out {
         Some(s) => format!(
@@ -376,36 +412,22 @@ fn main() -> ExitCode {
         options.dir.display()
     );
     if matches!(scenario, Scenario::JobWait) || options.warm.min_idle > 0 {
-        eprintln!("{}", steady_state(&options, &options.warm));
+        eprintln!("{}", options.steady_state());
     }
-    let runtime = runtime();
     let run = async {
         match &scale_out {
             Some(layout) => soak::scale_out(&options, layout).await,
             None => soak::single_node(&options).await,
         }
     };
-    match runtime.block_on(run) {
-        Ok(report) => {
-            println!("{report}");
-            if matches!(scenario, Scenario::JobWait) {
-                println!(
-                    "| min_idle | seed | jobs | wait p50 | p90 | max | started within 2 s | on warm runners | idle runner-s per owed job |"
-                );
-                println!("|---|---|---|---|---|---|---|---|---|");
-                println!("{}", wait_row(&report, &options.warm));
-            }
-            if report.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+    finish(runtime().block_on(run).map(|r| {
+        let mut text = r.to_string();
+        if matches!(scenario, Scenario::JobWait) {
+            let row = r.wait_row(&options.warm);
+            text.push_str(&format!("\n{}\n{row}", SoakReport::WAIT_ROW_HEADER));
         }
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+        (text, r.passed())
+    }))
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -415,15 +437,13 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a runtime")
 }
 
-/// Runs the quota burst and prints its report and its row of docs/benchmarks.md's table.
-/// Fails only on a lost or duplicated job (or a run that could not be made).
-fn quota_burst(options: &SoakOptions, burst: &QuotaBurst) -> ExitCode {
-    match runtime().block_on(soak::quota_burst(options, burst)) {
-        Ok(report) => {
+/// Prints a measured scenario's report (with its row of docs/benchmarks.md's table) and
+/// exits as it passed, or with the error of a run that could not be made.
+fn finish(report: anyhow::Result<(String, bool)>) -> ExitCode {
+    match report {
+        Ok((report, passed)) => {
             println!("{report}");
-            println!("{}", QuotaReport::ROW_HEADER);
-            println!("{}", report.row());
-            if report.passed() {
+            if passed {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -6,6 +6,7 @@ mod wait;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use crate::clock::SimTime;
 use crate::model::{Conclusion, Interruption, JobState, Model, Origin, TaskStatus};
 pub use spot::SpotBooks;
 pub use wait::{WARM_HIT, WARM_STARTED_BY, WaitBooks};
@@ -13,6 +14,54 @@ pub use wait::{WARM_HIT, WARM_STARTED_BY, WaitBooks};
 /// The `startedBy` dockhand gives a job's task.
 pub fn started_by(job: u64) -> String {
     format!("dockhand-job-{job}")
+}
+
+/// Every job's first RunTask accepted (its task created), in simulated time; jobs without
+/// one are absent.
+pub fn first_launches(model: &Model) -> HashMap<u64, SimTime> {
+    let mut by_started_by: HashMap<&str, SimTime> = HashMap::new();
+    for task in model.tasks.values() {
+        if let Some(s) = &task.started_by {
+            let first = by_started_by.entry(s.as_str()).or_insert(task.created);
+            *first = (*first).min(task.created);
+        }
+    }
+    model
+        .jobs
+        .keys()
+        .filter_map(|&job| {
+            by_started_by
+                .get(started_by(job).as_str())
+                .map(|&t| (job, t))
+        })
+        .collect()
+}
+
+/// Which of these jobs (each given two runners or more) had their first runner run
+/// another job: GitHub gives a queued job to any idle runner, so a job whose runner was
+/// taken is owed another, which dockhand's reconciler launches once GitHub still shows the
+/// job queued after `verify_after`. The rest are duplicates in the plain sense.
+pub fn first_runner_ran_another(model: &Model, jobs: &[u64]) -> Vec<u64> {
+    let ran: HashMap<u64, u64> = model
+        .jobs
+        .values()
+        .filter_map(|j| j.ran_on.map(|(runner, _)| (runner, j.id)))
+        .collect();
+    jobs.iter()
+        .filter(|&&job| {
+            let key = started_by(job);
+            let first = model
+                .tasks
+                .values()
+                .filter(|t| t.started_by.as_deref() == Some(key.as_str()))
+                .min_by_key(|t| t.created);
+            first
+                .and_then(|t| t.runner)
+                .and_then(|r| ran.get(&r))
+                .is_some_and(|&other| other != job)
+        })
+        .copied()
+        .collect()
 }
 
 #[derive(Debug, Clone, Default)]

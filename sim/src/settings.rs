@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::faults::FaultSettings;
 pub use crate::limits::{EcsLimits, QuotaSettings};
+pub use crate::webhooks::{IngressOutage, OutageAnswer};
 
 /// Simulated durations are in simulated time; see [`crate::clock::Clock`].
 #[derive(Debug, Clone)]
@@ -97,6 +98,9 @@ pub struct WebhookSettings {
     pub redeliver_failed_after: Option<Duration>,
     /// Deliveries in flight at once.
     pub senders: usize,
+    /// A window in which every delivery fails without reaching the ingress; none by
+    /// default.
+    pub outage: Option<IngressOutage>,
 }
 
 impl Default for Settings {
@@ -137,6 +141,7 @@ impl Default for WebhookSettings {
             max_delay: Duration::from_millis(500),
             redeliver_failed_after: Some(Duration::from_secs(2)),
             senders: 16,
+            outage: None,
         }
     }
 }
@@ -205,6 +210,24 @@ impl Settings {
             },
             quota: Some(QuotaSettings::default()),
             ecs_limits: Some(EcsLimits::default()),
+            ..calm
+        }
+    }
+
+    /// The ingress outage's world (issue 19): calm, tasks starting within 1–3 s and jobs
+    /// running 5–15 s (simulated), every event delivered once, and no operator pressing
+    /// "Redeliver": a delivery that fails stays failed unless dockhand asks GitHub for it
+    /// again. The outage itself (`webhooks.outage`) is the caller's to set.
+    pub fn ingress_outage(seed: u64) -> Self {
+        let calm = Self::calm(seed);
+        Self {
+            task_start: (Duration::from_secs(1), Duration::from_secs(3)),
+            runner_ready: (Duration::ZERO, Duration::ZERO),
+            job_duration: (Duration::from_secs(5), Duration::from_secs(15)),
+            webhooks: WebhookSettings {
+                redeliver_failed_after: None,
+                ..calm.webhooks.clone()
+            },
             ..calm
         }
     }

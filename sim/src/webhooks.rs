@@ -1,18 +1,27 @@
 //! GitHub's webhook deliveries to dockhand's ingress: signed, and lost, duplicated or
 //! reordered at the settings' rates. A delivery that gets no 2xx is failed, as GitHub
 //! records it; it is sent again later if the settings say so (an operator's "Redeliver").
+//! Every attempt is logged per App ([`log`]), and a logged delivery can be asked for again
+//! ([`Sender::redeliver`], GitHub's redelivery API). During an [`IngressOutage`] every
+//! attempt fails without reaching the ingress.
 
-use std::collections::HashSet;
+pub mod log;
+mod outage;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::sync::Semaphore;
 
 use crate::model::Webhook;
-use crate::settings::WebhookSettings;
+use crate::settings::{AppSettings, WebhookSettings};
+use log::{Attempt, DeliveryLog};
+pub use outage::{IngressOutage, OutageAnswer};
 
 /// What the deliveries came to. Every field counts deliveries (attempts for `failed`).
 #[derive(Debug, Default)]
@@ -25,6 +34,8 @@ pub struct WebhookStats {
     pub duplicated: AtomicU64,
     pub held: AtomicU64,
     pub in_flight: AtomicU64,
+    /// Redeliveries asked for through the API and accepted (202).
+    pub redeliveries: AtomicU64,
 }
 
 impl WebhookStats {
@@ -45,6 +56,10 @@ pub struct Sender {
     pub queued_accepted: Mutex<HashSet<u64>>,
     /// When the first delivery was sent (real time).
     pub first_sent: OnceLock<Instant>,
+    /// Every attempt, per App.
+    pub log: Mutex<DeliveryLog>,
+    /// Each installation's App: whose log an attempt goes in.
+    app_of: HashMap<u64, u64>,
 }
 
 /// `X-Hub-Signature-256` for a body.
@@ -55,7 +70,14 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
 }
 
 impl Sender {
-    pub fn new(secret: &str, settings: WebhookSettings, seed: u64) -> anyhow::Result<Arc<Self>> {
+    /// A sender for `apps`' webhooks (each event comes once per App, with its
+    /// installation).
+    pub fn new(
+        secret: &str,
+        settings: WebhookSettings,
+        apps: &[AppSettings],
+        seed: u64,
+    ) -> anyhow::Result<Arc<Self>> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .no_proxy()
@@ -70,6 +92,8 @@ impl Sender {
             stats: WebhookStats::default(),
             queued_accepted: Mutex::default(),
             first_sent: OnceLock::new(),
+            log: Mutex::default(),
+            app_of: apps.iter().map(|a| (a.installation_id, a.id)).collect(),
         }))
     }
 
@@ -130,44 +154,92 @@ impl Sender {
         });
     }
 
-    async fn deliver(&self, hook: &Webhook, id: &str) {
-        let signature = sign(&self.secret, hook.body.as_bytes());
-        loop {
-            let url = self.url.read().unwrap().clone();
-            let accepted = match url {
-                None => false,
-                Some(url) => {
-                    let _permit = self.permits.acquire().await.expect("never closed");
-                    self.stats.attempts.fetch_add(1, Ordering::Relaxed);
-                    self.first_sent.get_or_init(Instant::now);
-                    let response = self
-                        .http
-                        .post(url)
-                        .header("content-type", "application/json")
-                        .header("user-agent", "GitHub-Hookshot/dockhand-sim")
-                        .header("x-github-event", "workflow_job")
-                        .header("x-github-delivery", id)
-                        .header("x-github-hook-installation-target-type", "integration")
-                        .header("x-hub-signature-256", &signature)
-                        .body(hook.body.clone())
-                        .send()
-                        .await;
-                    response.is_ok_and(|r| r.status().is_success())
-                }
-            };
-            if accepted {
-                self.stats.accepted.fetch_add(1, Ordering::Relaxed);
-                if hook.action == "queued" {
-                    self.queued_accepted.lock().unwrap().insert(hook.job);
-                }
-                return;
-            }
-            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+    /// Attempts a delivery until it is accepted, or (without operator redeliveries) once.
+    async fn deliver(&self, hook: &Arc<Webhook>, guid: &str) {
+        while !self.attempt(hook, guid).await {
             match self.settings.redeliver_failed_after {
                 Some(after) => tokio::time::sleep(after).await,
                 None => return,
             }
         }
+    }
+
+    /// One attempt to deliver `hook` under `guid`, logged in its App's log. Returns whether
+    /// the ingress accepted it (a 2xx).
+    async fn attempt(&self, hook: &Arc<Webhook>, guid: &str) -> bool {
+        let url = self.url.read().unwrap().clone();
+        let Some(url) = url else {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        let _permit = self.permits.acquire().await.expect("never closed");
+        self.stats.attempts.fetch_add(1, Ordering::Relaxed);
+        let first = *self.first_sent.get_or_init(Instant::now);
+        let (started, delivered_at) = (Instant::now(), Utc::now());
+        let outage = self
+            .settings
+            .outage
+            .and_then(|o| o.attempt_at(first, started));
+        let attempt = match outage {
+            Some(attempt) => attempt,
+            None => self.post(&url, hook, guid).await,
+        };
+        let app = self.app_of.get(&hook.installation).copied().unwrap_or(0);
+        self.log
+            .lock()
+            .unwrap()
+            .record(app, hook, guid, delivered_at, started.elapsed(), attempt);
+        if !attempt.succeeded() {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        if hook.action == "queued" {
+            self.queued_accepted.lock().unwrap().insert(hook.job);
+        }
+        true
+    }
+
+    /// POSTs the delivery to the ingress, as GitHub does, and says how it went (no answer
+    /// within 10 s is a timeout).
+    async fn post(&self, url: &str, hook: &Webhook, guid: &str) -> Attempt {
+        let response = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("user-agent", "GitHub-Hookshot/dockhand-sim")
+            .header("x-github-event", "workflow_job")
+            .header("x-github-delivery", guid)
+            .header("x-github-hook-installation-target-type", "integration")
+            .header(
+                "x-hub-signature-256",
+                sign(&self.secret, hook.body.as_bytes()),
+            )
+            .body(hook.body.clone())
+            .send()
+            .await;
+        match response {
+            Ok(r) => Attempt::Answered(r.status().as_u16()),
+            Err(e) if e.is_timeout() => Attempt::TimedOut,
+            Err(_) => Attempt::FailedToConnect,
+        }
+    }
+
+    /// GitHub's redelivery API: sends the event delivery `id` of App `app`'s log carried
+    /// again, now, once, under the same guid (logged as a redelivery). `false` for an id
+    /// the App's log does not hold.
+    pub fn redeliver(self: &Arc<Self>, app: u64, id: u64) -> bool {
+        let Some((hook, guid)) = self.log.lock().unwrap().event_of(app, id) else {
+            return false;
+        };
+        self.stats.redeliveries.fetch_add(1, Ordering::Relaxed);
+        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.attempt(&hook, &guid).await;
+            this.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+        true
     }
 
     pub fn in_flight(&self) -> u64 {

@@ -51,13 +51,22 @@ impl World {
     pub async fn start(settings: Settings) -> anyhow::Result<Self> {
         let clock = Clock::start(settings.time_scale);
         let seed = settings.seed;
-        let webhooks = Sender::new(&settings.webhook_secret, settings.webhooks.clone(), seed)?;
+        let webhooks = Sender::new(
+            &settings.webhook_secret,
+            settings.webhooks.clone(),
+            &settings.apps,
+            seed,
+        )?;
         let (github_faults, ecs_faults) = (
             Faults::new(seed, settings.github_faults.clone()),
             Faults::new(seed.rotate_left(17), settings.ecs_faults.clone()),
         );
         let model = Arc::new(Mutex::new(Model::new(settings, clock)));
-        let github = Arc::new(GitHubApi::new(model.clone(), github_faults)?);
+        let github = Arc::new(GitHubApi::new(
+            model.clone(),
+            github_faults,
+            webhooks.clone(),
+        )?);
         let ecs = Arc::new(EcsApi::new(model.clone(), ecs_faults));
         let (github_url, github_task) = serve(
             Router::new()

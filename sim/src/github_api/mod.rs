@@ -4,9 +4,11 @@
 //! only the keys GitHub permits. Lists are paged as GitHub pages them (`per_page`, `page`,
 //! a `Link` header), and a workflow job is readable by the installations on its repository.
 //! With [`crate::settings::Settings::quota`] set, every authenticated call counts against
-//! GitHub's rate limits (see [`quota`]).
+//! GitHub's rate limits (see [`quota`]). Each App reads its own webhook delivery log and
+//! asks for redeliveries from it ([`deliveries`]).
 
 mod auth;
+mod deliveries;
 mod endpoints;
 mod paging;
 mod quota;
@@ -24,6 +26,7 @@ use serde_json::{Value, json};
 use crate::faults::{Fault, Faults};
 use crate::limits::{GitHubLimits, LimitKind};
 use crate::model::Model;
+use crate::webhooks::Sender;
 use auth::{Auth, accepts_github_json, authenticate};
 use endpoints::{app_installation, mint, org_call, unauthorized, workflow_job};
 use paging::pagination;
@@ -38,10 +41,16 @@ pub struct GitHubApi {
     limits: Option<Mutex<GitHubLimits>>,
     /// Calls by endpoint, failed and refused ones included (unknown paths are not counted).
     calls: Mutex<BTreeMap<&'static str, u64>>,
+    /// The webhook deliveries: their log, and redeliveries.
+    webhooks: Arc<Sender>,
 }
 
 impl GitHubApi {
-    pub fn new(model: Arc<Mutex<Model>>, faults: Faults) -> anyhow::Result<Self> {
+    pub fn new(
+        model: Arc<Mutex<Model>>,
+        faults: Faults,
+        webhooks: Arc<Sender>,
+    ) -> anyhow::Result<Self> {
         let (apps, quota) = {
             let model = model.lock().unwrap();
             (model.settings.apps.clone(), model.settings.quota.clone())
@@ -64,11 +73,13 @@ impl GitHubApi {
             keys,
             limits: quota.map(|q| Mutex::new(GitHubLimits::new(q))),
             calls: Mutex::default(),
+            webhooks,
         })
     }
 
     /// Calls so far, by endpoint: `mint`, `installation`, `runner_groups`, `jitconfig`,
-    /// `list_runners`, `delete_runner`, `workflow_job`.
+    /// `list_runners`, `delete_runner`, `workflow_job`, `deliveries` (the delivery log) and
+    /// `redeliver` (a redelivery asked for).
     pub fn calls(&self) -> Vec<(&'static str, u64)> {
         let calls = self.calls.lock().unwrap();
         calls.iter().map(|(e, n)| (*e, *n)).collect()
@@ -90,13 +101,15 @@ fn message(status: StatusCode, text: &str) -> Answer {
     (status, json!({ "message": text }))
 }
 
-/// What `answer` came to: the answer, its fault, its rate-limit headers, and the App whose
-/// call is in flight until it is sent (with limits on).
+/// What `answer` came to: the answer, its fault, its rate-limit headers, the App whose
+/// call is in flight until it is sent (with limits on), and the `Link` header of a page
+/// that is not paged by number.
 struct Reply {
     answer: Answer,
     fault: Fault,
     rate: RateHeaders,
     in_flight: Option<u64>,
+    link: Option<String>,
 }
 
 impl Reply {
@@ -106,6 +119,7 @@ impl Reply {
             fault: Fault::None,
             rate: RateHeaders::Unlimited,
             in_flight: None,
+            link: None,
         }
     }
 }
@@ -138,9 +152,11 @@ pub async fn handle(
         tokio::time::sleep(api.faults.hold()).await;
     }
     drop(in_flight);
-    let link = (reply.answer.0 == StatusCode::OK)
-        .then(|| page_link(&uri, &headers, &reply.answer.1))
-        .flatten();
+    let link = reply.link.clone().or_else(|| {
+        (reply.answer.0 == StatusCode::OK)
+            .then(|| page_link(&uri, &headers, &reply.answer.1))
+            .flatten()
+    });
     let mut response = respond(reply.answer);
     let clock = api.model.lock().unwrap().clock;
     reply.rate.apply(response.headers_mut(), &clock);
@@ -161,11 +177,15 @@ fn page_link(uri: &Uri, headers: &HeaderMap, body: &Value) -> Option<String> {
         &["per_page", "page", "name", "visible_to_repository"],
     )
     .ok()?;
-    let host = headers
+    paging::link(host(headers), uri.path(), query, total as usize, pages)
+}
+
+/// The host a call was made to, for the links of its answer.
+fn host(headers: &HeaderMap) -> &str {
+    headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .unwrap_or("api.github.com");
-    paging::link(host, uri.path(), query, total as usize, pages)
+        .unwrap_or("api.github.com")
 }
 
 fn respond((status, body): Answer) -> Response {
@@ -206,6 +226,10 @@ fn route(
             ("delete_runner", id.to_string())
         }
         (&Method::GET, ["repos", _, _, "actions", "jobs", id]) => ("workflow_job", id.to_string()),
+        (&Method::GET, ["app", "hook", "deliveries"]) => ("deliveries", query.to_string()),
+        (&Method::POST, ["app", "hook", "deliveries", id, "attempts"]) => {
+            ("redeliver", id.to_string())
+        }
         _ => return None,
     })
 }
@@ -238,17 +262,29 @@ fn answer(api: &GitHubApi, method: &Method, uri: &Uri, headers: &HeaderMap, body
     *api.calls.lock().unwrap().entry(endpoint).or_default() += 1;
     let (rate, in_flight) = match quota::admit(api, auth, method) {
         Ok(admitted) => admitted,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let reply = |answer, fault| Reply {
         answer,
         fault,
         rate,
         in_flight,
+        link: None,
     };
     let fault = api.faults.decide(endpoint, &key);
     if fault == Fault::Error {
         return reply(message(StatusCode::BAD_GATEWAY, "Server Error"), fault);
+    }
+    match (endpoint, path.as_slice()) {
+        ("deliveries", _) => {
+            let (answer, link) = deliveries::list(api, auth, uri, host(headers));
+            return Reply {
+                link,
+                ..reply(answer, fault)
+            };
+        }
+        ("redeliver", [.., id, _]) => return reply(deliveries::redeliver(api, auth, id), fault),
+        _ => {}
     }
     let mut model = api.model.lock().unwrap();
     let answer = match (endpoint, path.as_slice()) {

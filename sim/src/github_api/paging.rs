@@ -1,5 +1,6 @@
 //! Query strings and pages: `per_page` and `page` as GitHub takes them, and the `Link`
-//! header it answers a page with.
+//! header it answers a page with; or, for lists paged by cursor (the delivery log), the
+//! `Link` header naming the next page's cursor.
 
 use super::Answer;
 use super::endpoints::invalid;
@@ -68,6 +69,36 @@ pub(super) fn link(
     Some(links.join(", "))
 }
 
+/// The `Link` header of a page of a list paged by cursor: `next` (when there is a next
+/// page) and, after the first page, `first`, each the request's own URL (on `host`) with
+/// its `cursor` changed. `None` for the one page of a short list.
+pub(super) fn cursor_link(
+    host: &str,
+    path: &str,
+    query: &str,
+    next: Option<&str>,
+) -> Option<String> {
+    let pairs = query_pairs(query);
+    let url = |cursor: Option<&str>| {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs.iter().filter(|(k, _)| k != "cursor"))
+            .extend_pairs(cursor.map(|c| ("cursor", c)))
+            .finish();
+        match query.is_empty() {
+            true => format!("<http://{host}{path}>"),
+            false => format!("<http://{host}{path}?{query}>"),
+        }
+    };
+    let mut links = Vec::new();
+    if let Some(next) = next {
+        links.push(format!("{}; rel=\"next\"", url(Some(next))));
+    }
+    if pairs.iter().any(|(k, _)| k == "cursor") {
+        links.push(format!("{}; rel=\"first\"", url(None)));
+    }
+    (!links.is_empty()).then(|| links.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +122,26 @@ mod tests {
             )
         );
         assert_eq!(super::link("h", "/p", "", 30, (30, 1)), None);
+    }
+
+    #[test]
+    fn a_cursor_page_links_the_next_cursor_and_the_first_page() {
+        let path = "/app/hook/deliveries";
+        assert_eq!(
+            cursor_link("h", path, "per_page=100", Some("v1_9")).as_deref(),
+            Some("<http://h/app/hook/deliveries?per_page=100&cursor=v1_9>; rel=\"next\"")
+        );
+        assert_eq!(
+            cursor_link("h", path, "cursor=v1_9&per_page=100", Some("v1_5")).as_deref(),
+            Some(
+                "<http://h/app/hook/deliveries?per_page=100&cursor=v1_5>; rel=\"next\", \
+                 <http://h/app/hook/deliveries?per_page=100>; rel=\"first\""
+            )
+        );
+        assert_eq!(
+            cursor_link("h", path, "cursor=v1_5", None).as_deref(),
+            Some("<http://h/app/hook/deliveries>; rel=\"first\"")
+        );
+        assert_eq!(cursor_link("h", path, "", None), None);
     }
 }

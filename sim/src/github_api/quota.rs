@@ -67,7 +67,7 @@ pub(super) fn admit(
     api: &GitHubApi,
     auth: Auth,
     method: &Method,
-) -> Result<(RateHeaders, Option<u64>), Reply> {
+) -> Result<(RateHeaders, Option<u64>), Box<Reply>> {
     let Some(limits) = &api.limits else {
         return Ok((RateHeaders::Unlimited, None));
     };
@@ -86,7 +86,7 @@ pub(super) fn admit(
     let points = QuotaSettings::points(method.as_str());
     match limits.lock().unwrap().admit(app, scope, points, now) {
         Ok(primary) => Ok((RateHeaders::Primary(primary), Some(app))),
-        Err(refusal) => Err(Reply {
+        Err(refusal) => Err(Box::new(Reply {
             answer: (
                 StatusCode::FORBIDDEN,
                 json!({ "message": refusal_message(&refusal, scope) }),
@@ -94,7 +94,8 @@ pub(super) fn admit(
             fault: crate::faults::Fault::None,
             rate: RateHeaders::Refused(refusal),
             in_flight: None,
-        }),
+            link: None,
+        })),
     }
 }
 

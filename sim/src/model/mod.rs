@@ -167,6 +167,8 @@ pub struct Webhook {
     pub job: u64,
     pub action: &'static str,
     pub installation: u64,
+    /// The job's repository, as the body names it (GitHub's delivery log shows it).
+    pub repository_id: u64,
     pub body: String,
 }
 
@@ -367,6 +369,7 @@ impl Model {
                 job,
                 action,
                 installation,
+                repository_id: payload::repository_id(self, job),
                 body,
             });
         }

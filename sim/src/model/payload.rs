@@ -54,6 +54,11 @@ pub(super) fn job_json(model: &Model, job_id: u64) -> Value {
     })
 }
 
+/// The id GitHub gives a job's repository (in its webhooks and its delivery log).
+pub(super) fn repository_id(model: &Model, job_id: u64) -> u64 {
+    600_000 + model.jobs[&job_id].id % 17
+}
+
 /// A `workflow_job` delivery to the App installed as `installation` (a poison job's names
 /// [`NO_INSTALLATION`] instead).
 pub(super) fn workflow_job(model: &Model, job_id: u64, action: &str, installation: u64) -> String {
@@ -65,7 +70,7 @@ pub(super) fn workflow_job(model: &Model, job_id: u64, action: &str, installatio
         "action": action,
         "workflow_job": job_json(model, job_id),
         "repository": {
-            "id": 600_000 + job.id % 17,
+            "id": repository_id(model, job_id),
             "name": name,
             "full_name": job.repo,
             "private": true,

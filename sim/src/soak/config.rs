@@ -38,6 +38,9 @@ pub struct Endpoints<'a> {
     pub warm: &'a WarmPool,
     /// `[lifecycle]`'s timers.
     pub lifecycle: Lifecycle,
+    /// `DOCKHAND_` environment variables each process runs with, beyond the config file
+    /// (the ingress outage's `[redelivery]` settings).
+    pub env: Vec<(String, String)>,
 }
 
 /// dockhand's `[lifecycle]` timers (real time, as dockhand runs).

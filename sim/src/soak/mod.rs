@@ -5,6 +5,8 @@
 //!   restarted every `kill_every`.
 //! - [`quota_burst`]: `dockhand serve` in a calm world that enforces GitHub's and ECS's rate
 //!   limits, a burst of jobs at once, measured against the bound the limits set.
+//! - [`ingress_outage`]: `dockhand serve` in a calm world whose deliveries all fail for a
+//!   while; dockhand's recovery loop must bring the jobs they announced back.
 //! - [`scale_out`]: the ingress and N workers on SQS (moto, behind a fault proxy) and a
 //!   throwaway Postgres cluster that is restarted mid-run; a random worker is killed and
 //!   restarted every `kill_every`.
@@ -13,6 +15,7 @@
 //! settle (see [`Settling`]) before it reads the books.
 
 mod config;
+mod outage;
 mod postgres;
 mod process;
 mod proxy;
@@ -34,6 +37,7 @@ use crate::model::{Leftovers, Model};
 use crate::settings::Settings;
 use crate::world::World;
 use config::{Backing, Endpoints, GitHubConfig, Lifecycle, Pacing};
+pub use outage::{IngressOutageSoak, OutageKind, OutageReport, ingress_outage};
 use process::{Process, free_port};
 pub use quota::{Bound, QuotaBurst, QuotaReport, quota_burst};
 pub use report::{LEAK_MARKERS, Leak, SoakReport, scan_logs};
@@ -94,7 +98,8 @@ pub(crate) async fn serve_single_node(
         "serve",
         &toml,
         admin_port,
-    )?;
+    )?
+    .with_env(&endpoints.env);
     serve.start()?;
     serve.wait_ready(http, Duration::from_secs(30)).await?;
     world
@@ -313,6 +318,7 @@ fn endpoints<'a>(options: &'a SoakOptions, world: &'a World) -> Endpoints<'a> {
         org: &options.sim.org,
         warm: &options.warm,
         lifecycle: Lifecycle::soak(),
+        env: Vec::new(),
     }
 }
 

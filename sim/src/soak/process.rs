@@ -30,6 +30,8 @@ pub struct Process {
     /// Every incarnation's log file.
     pub logs: Vec<PathBuf>,
     pub kills: usize,
+    /// `DOCKHAND_` environment variables it runs with (none of the soak's own reach it).
+    env: Vec<(String, String)>,
 }
 
 impl Process {
@@ -54,7 +56,14 @@ impl Process {
             child: None,
             logs: Vec::new(),
             kills: 0,
+            env: Vec::new(),
         })
+    }
+
+    /// Runs every incarnation with these environment variables as well (later ones win).
+    pub fn with_env(mut self, env: &[(String, String)]) -> Self {
+        self.env.extend_from_slice(env);
+        self
     }
 
     /// Starts a new incarnation, logging to its own file.
@@ -79,6 +88,7 @@ impl Process {
                 command.env_remove(name);
             }
         }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         self.child = Some(
             command
                 .spawn()

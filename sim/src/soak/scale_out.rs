@@ -62,7 +62,10 @@ pub async fn run(options: &SoakOptions, layout: &ScaleOut) -> anyhow::Result<Soa
             admin_port,
             options.concurrency,
         );
-        Process::new(&options.bin, args, &options.dir, name, &toml, admin_port)
+        Ok(
+            Process::new(&options.bin, args, &options.dir, name, &toml, admin_port)?
+                .with_env(&endpoints.env),
+        )
     };
     let webhook_port = free_port()?;
     let mut ingress = process(&["ingress"], "ingress", webhook_port)?;

@@ -1,9 +1,11 @@
 //! dockhand's warm runners in a soak: the pool keys the soak writes into dockhand's
-//! config, and the wait, before the first job arrives, for the pool to fill.
+//! config, the wait, before the first job arrives, for the pool to fill, and the job-wait
+//! scenario's figures (the world's steady state, the row of docs/benchmarks.md's table).
 
 use std::time::{Duration, Instant};
 
 use super::process::quoted;
+use super::{SoakOptions, SoakReport};
 use crate::model::Model;
 use crate::world::World;
 
@@ -68,6 +70,48 @@ impl WarmPool {
     }
 }
 
+fn mean((low, high): (Duration, Duration)) -> f64 {
+    (low + high).as_secs_f64() / 2.0
+}
+
+impl SoakOptions {
+    /// The job-wait scenario's world in steady state, in simulated time: the arrival rate,
+    /// the jobs running (the steady-state concurrency), and the runners starting up.
+    pub fn steady_state(&self) -> String {
+        let per_sec = self.rate / self.sim.time_scale;
+        let running = per_sec * mean(self.sim.job_duration);
+        let starting = per_sec * (mean(self.sim.task_start) + mean(self.sim.runner_ready));
+        format!(
+            "steady state (simulated): a job every {:.1} s, each running {:.0} s on average, so {running:.1} jobs running at once (the steady-state concurrency); a runner ready {:.0} s after RunTask on average, so {starting:.1} runners starting; min_idle {}",
+            1.0 / per_sec,
+            mean(self.sim.job_duration),
+            mean(self.sim.task_start) + mean(self.sim.runner_ready),
+            self.warm.min_idle
+        )
+    }
+}
+
+impl SoakReport {
+    pub const WAIT_ROW_HEADER: &'static str = "| min_idle | seed | jobs | wait p50 | p90 | max | started within 2 s | on warm runners | idle runner-s per owed job |\n|---|---|---|---|---|---|---|---|---|";
+
+    /// The job wait as a row of docs/benchmarks.md's table.
+    pub fn wait_row(&self, warm: &WarmPool) -> String {
+        let (w, b) = (&self.books.wait, &self.books);
+        format!(
+            "| {} | {} | {} | {:.1} s | {:.1} s | {:.1} s | {:.1}% | {} | {:.1} |",
+            warm.min_idle,
+            self.seed,
+            w.jobs,
+            w.p50,
+            w.p90,
+            w.max,
+            w.warm_hit_share() * 100.0,
+            w.on_warm_runners,
+            b.idle_secs_per_job
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -124,6 +168,7 @@ mod tests {
             org: "sim-org",
             warm: &warm,
             lifecycle: Lifecycle::soak(),
+            env: Vec::new(),
         };
         let dir = Path::new("/tmp");
         let toml = config::toml(&endpoints, &Backing::Embedded { dir }, 1, 2, 4);

@@ -1,5 +1,6 @@
 //! The simulated APIs are as strict as the real ones where dockhand could get them wrong.
 
+mod deliveries;
 mod installations;
 mod jobs;
 mod limits;

@@ -10,7 +10,6 @@
 
 mod report;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -18,8 +17,7 @@ use anyhow::Context;
 
 use super::config::{AppKey, GitHubConfig, Lifecycle, Pacing};
 use super::{Settling, SoakOptions, endpoints, serve_single_node, settle_step};
-use crate::books::{Books, started_by};
-use crate::clock::SimTime;
+use crate::books::{Books, first_launches, first_runner_ran_another};
 use crate::settings::{AppSettings, Settings};
 use crate::world::World;
 pub use report::{Bound, QuotaReport};
@@ -103,7 +101,7 @@ pub async fn quota_burst(options: &SoakOptions, burst: &QuotaBurst) -> anyhow::R
     let first_sent = world.webhooks.first_sent.get().copied();
     let (books, first_launch, first_runner_ran_another) = world.with(|m| {
         let books = Books::read(m, &delivered);
-        let taken = first_runner_ran_another(m, &books.launched_twice);
+        let taken = first_runner_ran_another(m, &books.launched_twice).len();
         (books, first_launches(m), taken)
     });
     let first_delivery = first_sent.map(|at| world.with(|m| m.clock.at(at)));
@@ -180,53 +178,6 @@ fn pacing(settings: &Settings, max_wait: Duration) -> Pacing {
     }
 }
 
-/// Every job's first RunTask accepted (its task created), in simulated time; jobs without
-/// one are absent.
-fn first_launches(model: &crate::model::Model) -> HashMap<u64, SimTime> {
-    let mut by_started_by: HashMap<&str, SimTime> = HashMap::new();
-    for task in model.tasks.values() {
-        if let Some(s) = &task.started_by {
-            let first = by_started_by.entry(s.as_str()).or_insert(task.created);
-            *first = (*first).min(task.created);
-        }
-    }
-    model
-        .jobs
-        .keys()
-        .filter_map(|&job| {
-            by_started_by
-                .get(started_by(job).as_str())
-                .map(|&t| (job, t))
-        })
-        .collect()
-}
-
-/// How many of these jobs (each given two runners or more) had their first runner run
-/// another job: GitHub gives a queued job to any idle runner, so a job whose runner was
-/// taken is owed another, which dockhand's reconciler launches once GitHub still shows the
-/// job queued after `verify_after`. The rest are duplicates in the plain sense.
-fn first_runner_ran_another(model: &crate::model::Model, jobs: &[u64]) -> usize {
-    let ran: HashMap<u64, u64> = model
-        .jobs
-        .values()
-        .filter_map(|j| j.ran_on.map(|(runner, _)| (runner, j.id)))
-        .collect();
-    jobs.iter()
-        .filter(|&&job| {
-            let key = started_by(job);
-            let first = model
-                .tasks
-                .values()
-                .filter(|t| t.started_by.as_deref() == Some(key.as_str()))
-                .min_by_key(|t| t.created);
-            first
-                .and_then(|t| t.runner)
-                .and_then(|r| ran.get(&r))
-                .is_some_and(|&other| other != job)
-        })
-        .count()
-}
-
 /// Waits (up to the options' settle timeout) until every job has a RunTask accepted,
 /// reporting progress every 10 s. Returns whether they all did.
 async fn wait_for_launches(world: &World, options: &SoakOptions) -> bool {
@@ -288,6 +239,7 @@ mod tests {
             org: "sim-org",
             warm: &warm,
             lifecycle: Lifecycle::defaults_at(10.0),
+            env: Vec::new(),
         };
         let backing = Backing::Embedded {
             dir: Path::new("/tmp"),

@@ -39,7 +39,7 @@ impl Default for RedeliverySettings {
             interval: Duration::from_secs(120),
             lookback: Duration::from_secs(6 * 3600),
             max_attempts: 3,
-            per_second: 2.0,
+            per_second: 5.0,
         }
     }
 }

@@ -30,6 +30,18 @@ pub(super) struct Read {
     pub succeeded: HashSet<String>,
     /// The newest delivery read: where the next pass stops.
     pub newest: Option<DeliveryCheckpoint>,
+    /// The webhook's answer to the newest delivery read (of any event).
+    pub newest_status: Option<u16>,
+}
+
+impl Read {
+    /// Whether the App's webhook looks down: its newest delivery got no answer, or a 502,
+    /// 503 or 504 (a load balancer with no ingress behind it, or an ingress whose queue is
+    /// unavailable). A redelivery now would most likely fail too. A 4xx is the event's own
+    /// trouble, not the webhook's.
+    pub fn webhook_down(&self) -> bool {
+        matches!(self.newest_status, Some(0 | 502 | 503 | 504))
+    }
 }
 
 /// Where reading App `app_id`'s log stops: the last pass's newest delivery less the
@@ -53,7 +65,7 @@ pub(super) async fn read(
         let mut reached_floor = page.deliveries.is_empty();
         for delivery in page.deliveries {
             read.deliveries += 1;
-            note_newest(&mut read.newest, &delivery);
+            note_newest(&mut read, &delivery);
             if delivery.delivered_at < floor {
                 reached_floor = true;
                 continue;
@@ -74,12 +86,13 @@ pub(super) async fn read(
     Ok(read)
 }
 
-fn note_newest(newest: &mut Option<DeliveryCheckpoint>, delivery: &HookDelivery) {
-    if newest.is_none_or(|n| delivery.id > n.delivery_id) {
-        *newest = Some(DeliveryCheckpoint {
+fn note_newest(read: &mut Read, delivery: &HookDelivery) {
+    if read.newest.is_none_or(|n| delivery.id > n.delivery_id) {
+        read.newest = Some(DeliveryCheckpoint {
             delivered_at: delivery.delivered_at,
             delivery_id: delivery.id,
         });
+        read.newest_status = Some(delivery.status_code);
     }
 }
 
@@ -138,13 +151,24 @@ mod tests {
             delivery(9, "ping", 0),
             delivery(5, "workflow_job", 202),
         ] {
-            note_newest(&mut read.newest, &d);
+            note_newest(&mut read, &d);
             sort(&mut read, 7, d);
         }
         assert_eq!(read.newest.map(|n| n.delivery_id), Some(9));
+        assert!(read.webhook_down(), "the newest (a ping) got no answer");
         assert_eq!(read.failed.len(), 1);
         assert_eq!(read.failed[0].guid, "g3");
         assert_eq!(read.failed[0].app_id, 7);
         assert_eq!(read.succeeded, HashSet::from(["g5".to_string()]));
+        for (status, down) in [
+            (202, false),
+            (0, true),
+            (502, true),
+            (504, true),
+            (401, false),
+        ] {
+            read.newest_status = Some(status);
+            assert_eq!(read.webhook_down(), down, "{status}");
+        }
     }
 }

@@ -9,35 +9,47 @@
 //! 2. records in the store each event (delivery guid) whose `workflow_job` delivery
 //!    failed, and settles as recovered each event one of whose deliveries, in any App's
 //!    log, succeeded; then moves each App's checkpoint on;
-//! 3. asks GitHub to deliver again (`POST /app/hook/deliveries/{id}/attempts`), oldest
-//!    first failure first and at most `per_second`, each event whose newest delivery failed
-//!    and was not redelivered yet; an event is given up after `max_attempts`.
+//! 3. asks GitHub to deliver again (`POST /app/hook/deliveries/{id}/attempts`), `queued`
+//!    events first, then oldest first failure first, at most `per_second`, each event whose
+//!    newest delivery failed and was not redelivered yet; an event is given up after
+//!    `max_attempts` (`ask`).
+//!
+//! While an App's webhook still looks down (its newest delivery got no answer, or a 502,
+//! 503 or 504), its redeliveries would fail too and spend the events' attempts: the pass
+//! asks for one only, as a probe that does not count, and looks again sooner. Once a
+//! delivery gets through, the rest follow.
 //!
 //! A redelivery carries the original guid and payload; the store's dedupe by job makes
 //! it harmless when the event got through after all. The state lives in the store, so a
 //! restart or a new leader goes on where the last pass stopped.
 
+mod ask;
 mod log;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RedeliverySettings;
-use crate::github::{GitHubApp, GitHubError};
+use crate::github::GitHubApp;
 use crate::metrics as m;
 use crate::pacing::Pacer;
-use crate::store::{DueRedelivery, Store};
-use crate::telemetry::chain;
+use crate::store::Store;
 
 /// The outcomes of `dockhand_webhook_redeliveries_total`.
 pub const OUTCOMES: [&str; 4] = ["requested", "recovered", "refused", "exhausted"];
 /// Events asked for in one pass, at most; the rest wait for the next.
 const MAX_ASKS_PER_PASS: u32 = 1_000;
+/// After a probe of a webhook that looked down, the next pass comes this soon (or at
+/// `interval`, if sooner), so the rest follow shortly after the webhook answers again.
+const PROBE_RECHECK: Duration = Duration::from_secs(15);
+/// An ask whose redelivery has not shown up in the log after this long (or three
+/// intervals, if longer) is made again: it was lost.
+const STALE_ASK: Duration = Duration::from_secs(600);
 
 /// What one pass did, for logs and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,6 +66,10 @@ pub struct RecoveryPass {
     pub refused: usize,
     /// Events given up.
     pub exhausted: usize,
+    /// Events not asked for because their App's webhook still looks down.
+    pub held: usize,
+    /// Asks made while the webhook looked down, to see whether it answers again.
+    pub probes: usize,
 }
 
 /// The recovery loop. Cheap to clone.
@@ -81,7 +97,8 @@ impl Recovery {
     }
 
     /// Runs a pass every `interval` while `leading` is true, the first as soon as it is,
-    /// until `shutdown`.
+    /// until `shutdown`; a pass stops asking at `shutdown` (an ask sent to a stopping
+    /// process's ingress would fail, and spend the event's attempt).
     pub async fn run(&self, mut leading: watch::Receiver<bool>, shutdown: CancellationToken) {
         Self::zero_counters();
         loop {
@@ -90,10 +107,19 @@ impl Recovery {
                 () = shutdown.cancelled() => return,
             }
             let started = Instant::now();
-            let outcome = match self.pass().await {
+            let mut next = self.0.settings.interval;
+            let outcome = match self.pass_until(&shutdown).await {
                 Ok(pass) => {
-                    if pass.failed + pass.requested + pass.recovered + pass.exhausted > 0 {
+                    if pass
+                        != (RecoveryPass {
+                            read: pass.read,
+                            ..RecoveryPass::default()
+                        })
+                    {
                         tracing::info!(?pass, "webhook recovery pass");
+                    }
+                    if pass.probes > 0 {
+                        next = next.min(PROBE_RECHECK);
                     }
                     "ok"
                 }
@@ -106,9 +132,8 @@ impl Recovery {
                 }
             };
             metrics::counter!(m::WEBHOOK_RECOVERY_PASSES_TOTAL, "outcome" => outcome).increment(1);
-            let rest = self.0.settings.interval.saturating_sub(started.elapsed());
             tokio::select! {
-                () = tokio::time::sleep(rest) => {}
+                () = tokio::time::sleep(next.saturating_sub(started.elapsed())) => {}
                 () = shutdown.cancelled() => return,
             }
         }
@@ -129,6 +154,11 @@ impl Recovery {
     /// leading). An App whose log cannot be read is left for the next pass, and the others
     /// go on; the first error is returned.
     pub async fn pass(&self) -> anyhow::Result<RecoveryPass> {
+        self.pass_until(&CancellationToken::new()).await
+    }
+
+    /// [`Recovery::pass`], asking for nothing more once `shutdown` is cancelled.
+    pub async fn pass_until(&self, shutdown: &CancellationToken) -> anyhow::Result<RecoveryPass> {
         let inner = &*self.0;
         let now = Utc::now();
         let since = now - chrono::TimeDelta::from_std(inner.settings.lookback)?;
@@ -137,11 +167,14 @@ impl Recovery {
         let mut failed = Vec::new();
         let mut succeeded = HashSet::new();
         let mut checkpoints = Vec::new();
+        // Whether each App whose log was read has its webhook down.
+        let mut down = HashMap::new();
         for app_id in inner.github.app_ids() {
             let checkpoint = inner.store.redelivery_checkpoint(app_id).await?;
             match log::read(&inner.github, app_id, log::floor(checkpoint, since)).await {
                 Ok(read) => {
                     pass.read += read.deliveries;
+                    down.insert(app_id, read.webhook_down());
                     failed.extend(read.failed);
                     succeeded.extend(read.succeeded);
                     checkpoints.extend(read.newest.map(|newest| (app_id, newest)));
@@ -172,15 +205,7 @@ impl Recovery {
                 .advance_redelivery_checkpoint(app_id, newest)
                 .await?;
         }
-        for due in inner
-            .store
-            .due_redeliveries(since, MAX_ASKS_PER_PASS)
-            .await?
-        {
-            if !self.redeliver(&due, &mut pass).await? {
-                break;
-            }
-        }
+        self.ask_due(since, &down, shutdown, &mut pass).await?;
         let oldest = inner.store.oldest_unrecovered_delivery(since).await?;
         let age = oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
         metrics::gauge!(m::WEBHOOK_UNRECOVERED_OLDEST_SECONDS).set(age);
@@ -191,84 +216,9 @@ impl Recovery {
         }
     }
 
-    /// Asks for one event's redelivery, or gives it up after `max_attempts`. False when the
-    /// pass should ask for no more (GitHub's rate limit).
-    async fn redeliver(
-        &self,
-        due: &DueRedelivery,
-        pass: &mut RecoveryPass,
-    ) -> anyhow::Result<bool> {
-        let inner = &*self.0;
-        let counter = |outcome: &'static str| {
-            metrics::counter!(m::WEBHOOK_REDELIVERIES_TOTAL, "outcome" => outcome).increment(1);
-        };
-        if due.attempts >= inner.settings.max_attempts {
-            if inner.store.redelivery_given_up(&due.guid).await? {
-                pass.exhausted += 1;
-                counter("exhausted");
-                tracing::warn!(
-                    github.app = due.app_id,
-                    github.delivery_guid = %due.guid,
-                    webhook.action = due.action.as_deref(),
-                    attempts = due.attempts,
-                    first_failed_at = %due.first_failed_at,
-                    "gave up redelivering a webhook: every redelivery failed"
-                );
-            }
-            return Ok(true);
-        }
-        if !inner
-            .store
-            .claim_redelivery(&due.guid, due.delivery_id)
-            .await?
-        {
-            return Ok(true);
-        }
-        inner.pacer.ready().await;
-        match inner.github.redeliver(due.app_id, due.delivery_id).await {
-            Ok(()) => {
-                pass.requested += 1;
-                counter("requested");
-                tracing::info!(
-                    github.app = due.app_id,
-                    github.delivery = due.delivery_id,
-                    github.delivery_guid = %due.guid,
-                    webhook.action = due.action.as_deref(),
-                    attempt = due.attempts + 1,
-                    "asked GitHub to deliver a failed webhook again"
-                );
-                Ok(true)
-            }
-            Err(err) => {
-                pass.refused += 1;
-                counter("refused");
-                let for_good = matches!(
-                    err,
-                    GitHubError::NotFound
-                        | GitHubError::Validation { .. }
-                        | GitHubError::Conflict
-                        | GitHubError::Unexpected { .. }
-                );
-                if for_good {
-                    inner.store.redelivery_given_up(&due.guid).await?;
-                    pass.exhausted += 1;
-                    counter("exhausted");
-                } else {
-                    inner
-                        .store
-                        .release_redelivery(&due.guid, due.delivery_id)
-                        .await?;
-                }
-                tracing::warn!(
-                    github.app = due.app_id,
-                    github.delivery = due.delivery_id,
-                    github.delivery_guid = %due.guid,
-                    error = %chain(&err),
-                    given_up = for_good,
-                    "GitHub refused to deliver a failed webhook again"
-                );
-                Ok(!matches!(err, GitHubError::RateLimited { .. }))
-            }
-        }
+    /// Asks older than this are lost (see [`STALE_ASK`]).
+    fn stale_before(&self) -> chrono::DateTime<Utc> {
+        let stale = STALE_ASK.max(self.0.settings.interval * 3);
+        Utc::now() - chrono::TimeDelta::from_std(stale).expect("a few intervals")
     }
 }

@@ -171,22 +171,30 @@ impl Store {
         Ok(attempts.map(|a| a as u32))
     }
 
-    /// Events to redeliver, oldest first failure first (an event's `queued` before its
-    /// `completed`): still failing, first failed no earlier than `since`, whose newest
-    /// failed delivery is not one already redelivered.
+    /// Events to redeliver: still failing, first failed no earlier than `since`, whose newest
+    /// failed delivery was not redelivered yet, or was asked for before `stale_before` and
+    /// never showed up again (the ask was lost: a crash right after it was taken, or GitHub
+    /// did not make it). `queued` events first, so waiting jobs get their runners before the
+    /// rest is put right; then oldest first failure first, so an event's `queued` comes
+    /// before its `completed`.
     pub async fn due_redeliveries(
         &self,
         since: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<DueRedelivery>, StoreError> {
         let rows = sqlx::query(self.sql(
             "SELECT guid, app_id, delivery_id, action, attempts, first_failed_at
              FROM failed_deliveries
              WHERE state = 'failing' AND first_failed_at >= $1
-               AND (asked_delivery_id IS NULL OR delivery_id > asked_delivery_id)
-             ORDER BY first_failed_at, delivery_id LIMIT $2",
+               AND (asked_delivery_id IS NULL OR delivery_id > asked_delivery_id
+                    OR asked_at < $2)
+             ORDER BY CASE WHEN action = 'queued' THEN 0 ELSE 1 END, first_failed_at,
+                      delivery_id
+             LIMIT $3",
         ))
         .bind(millis(since))
+        .bind(millis(stale_before))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
@@ -206,18 +214,29 @@ impl Store {
     }
 
     /// Takes the redelivery of `delivery` (the event's newest failed delivery) before it is
-    /// asked for: one more attempt, and that failure handled until a newer one shows. False
-    /// if it was taken already (by another leader, in the moment two overlap).
-    pub async fn claim_redelivery(&self, guid: &str, delivery: u64) -> Result<bool, StoreError> {
+    /// asked for, so that failure is handled until a newer one shows (or the ask goes stale,
+    /// see [`Store::due_redeliveries`]). It counts against `max_attempts` unless it is a
+    /// probe of a webhook that still looks down. False if it was taken already (by another
+    /// leader, in the moment two overlap).
+    pub async fn claim_redelivery(
+        &self,
+        guid: &str,
+        delivery: u64,
+        stale_before: DateTime<Utc>,
+        counts: bool,
+    ) -> Result<bool, StoreError> {
         let mut w = self.write("failed_deliveries").await?;
         let taken = sqlx::query(self.sql(
             "UPDATE failed_deliveries
-             SET attempts = attempts + 1, asked_delivery_id = $2, updated_at = $3
+             SET attempts = attempts + $4, asked_delivery_id = $2, asked_at = $5,
+                 updated_at = $5
              WHERE guid = $1 AND state = 'failing'
-               AND (asked_delivery_id IS NULL OR asked_delivery_id < $2)",
+               AND (asked_delivery_id IS NULL OR asked_delivery_id < $2 OR asked_at < $3)",
         ))
         .bind(guid.to_string())
         .bind(delivery as i64)
+        .bind(millis(stale_before))
+        .bind(i64::from(counts))
         .bind(self.now())
         .execute(&mut *w.conn)
         .await?
@@ -226,16 +245,23 @@ impl Store {
     }
 
     /// Hands back a redelivery GitHub did not take (a transient failure): the next pass
-    /// asks again, and the attempt does not count.
-    pub async fn release_redelivery(&self, guid: &str, delivery: u64) -> Result<(), StoreError> {
+    /// asks again, and the attempt (if it `counted`) is not spent.
+    pub async fn release_redelivery(
+        &self,
+        guid: &str,
+        delivery: u64,
+        counted: bool,
+    ) -> Result<(), StoreError> {
         let mut w = self.write("failed_deliveries").await?;
         sqlx::query(self.sql(
             "UPDATE failed_deliveries
-             SET attempts = attempts - 1, asked_delivery_id = NULL, updated_at = $3
+             SET attempts = attempts - $3, asked_delivery_id = NULL, asked_at = NULL,
+                 updated_at = $4
              WHERE guid = $1 AND asked_delivery_id = $2",
         ))
         .bind(guid.to_string())
         .bind(delivery as i64)
+        .bind(i64::from(counted))
         .bind(self.now())
         .execute(&mut *w.conn)
         .await?;

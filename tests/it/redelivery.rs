@@ -115,12 +115,12 @@ async fn failed_deliveries_are_redelivered_once_and_successful_ones_never(
 ) {
     let stage = stage(backend, &[APP]).await;
     stage.sink.answer(503);
-    let (queued, status) = stage.fake.deliver(APP, queued_job(1)).await;
-    assert_eq!(status, 503);
-    let (completed, _) = stage
+    let (completed, status) = stage
         .fake
         .deliver(APP, job_body("completed", 2, &["self-hosted"]))
         .await;
+    assert_eq!(status, 503);
+    let (queued, _) = stage.fake.deliver(APP, queued_job(1)).await;
     stage.sink.answer(202);
     let (fine, status) = stage.fake.deliver(APP, queued_job(3)).await;
     assert_eq!(status, 202);
@@ -134,7 +134,7 @@ async fn failed_deliveries_are_redelivered_once_and_successful_ones_never(
             stage.delivery_of(APP, &queued, 0),
             stage.delivery_of(APP, &completed, 0)
         ],
-        "the failed ones, oldest first"
+        "the failed ones, queued events first"
     );
     assert_eq!((first.read, first.failed, first.requested), (3, 2, 2));
     // GitHub delivered them again, with their guids, marked as redeliveries.
@@ -240,23 +240,13 @@ async fn the_log_is_read_page_by_page_with_its_cursor_and_then_only_to_the_check
     }
 
     // The next pass reads back to the first one's newest delivery: one page. The three
-    // redeliveries failed (nothing to send: these deliveries were logged by hand), and
-    // are newer: each is asked for once more.
+    // redeliveries failed with no answer (nothing to send: these deliveries were logged
+    // by hand), so the webhook looks down: one is asked for again, as a probe.
     let second = stage.pass(&recovery).await;
     assert_eq!(stage.fake.count(Endpoint::HookDeliveries), 4);
-    assert_eq!(second.requested, 3);
-    let mut redelivered: Vec<u64> = stage
-        .fake
-        .delivery_log(APP)
-        .iter()
-        .filter(|d| d.redelivery)
-        .map(|d| d.id)
-        .take(3)
-        .collect();
-    let mut asked = stage.asked()[3..].to_vec();
-    asked.sort();
-    redelivered.sort();
-    assert_eq!(asked, redelivered);
+    assert_eq!((second.requested, second.probes, second.held), (1, 1, 2));
+    let first_redelivery = stage.delivery_of(APP, "g10", 1);
+    assert_eq!(stage.asked()[3..], [first_redelivery]);
 }
 
 #[rstest]
@@ -271,9 +261,11 @@ async fn the_checkpoint_and_the_attempts_survive_a_restart(#[case] backend: Back
             .fake
             .log_delivery(APP, &format!("old{i}"), "queued", 202, long_ago);
     }
-    stage.sink.answer(503);
+    // The ingress refuses this event (not the webhook as a whole): each ask counts.
+    stage.sink.answer(400);
     let (guid, _) = stage.fake.deliver(APP, queued_job(7)).await;
-    stage.pass(&stage.recovery(settings())).await;
+    let first = stage.pass(&stage.recovery(settings())).await;
+    assert_eq!((first.requested, first.probes), (1, 0));
     assert_eq!(stage.fake.count(Endpoint::HookDeliveries), 2);
     assert_eq!(stage.asked(), [stage.delivery_of(APP, &guid, 0)]);
 
@@ -297,12 +289,20 @@ async fn the_checkpoint_and_the_attempts_survive_a_restart(#[case] backend: Back
             stage.delivery_of(APP, &guid, 1)
         ]
     );
+    // The attempts did too: the third ask is the last one (max_attempts 3), and the next
+    // failure gives the event up.
+    stage.fake.deliveries_settled().await;
+    let third = restarted.pass().await.unwrap();
+    stage.fake.deliveries_settled().await;
+    let last = restarted.pass().await.unwrap();
+    assert_eq!((third.requested, last.requested, last.exhausted), (1, 0, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_is_given_up_after_max_attempts_and_counted_until_it_gets_through() {
     let stage = stage(Backend::Sqlite, &[APP]).await;
-    stage.sink.answer(503);
+    // The ingress refuses this event (a 4xx is the event's trouble, not the webhook's).
+    stage.sink.answer(422);
     let (guid, _) = stage.fake.deliver(APP, queued_job(8)).await;
     let recovery = stage.recovery(RedeliverySettings {
         max_attempts: 2,
@@ -363,6 +363,110 @@ async fn a_redelivery_still_under_way_is_not_asked_for_again() {
     assert_eq!(stage.asked()[1], stage.delivery_of(APP, &guid, 1));
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_webhook_still_fails_one_probe_is_asked_for_and_no_attempt_is_spent(
+    #[case] backend: Backend,
+) {
+    let stage = stage(backend, &[APP]).await;
+    stage.sink.answer(503);
+    let mut guids = Vec::new();
+    for job in [21, 22, 23] {
+        guids.push(stage.fake.deliver(APP, queued_job(job)).await.0);
+    }
+    // One attempt each: a probe that counted would give its event up.
+    let recovery = stage.recovery(RedeliverySettings {
+        max_attempts: 1,
+        ..settings()
+    });
+
+    // The ingress still answers 503: each pass probes with one event only.
+    let outage = [stage.pass(&recovery).await, stage.pass(&recovery).await];
+    for pass in &outage {
+        assert_eq!(
+            (pass.requested, pass.probes, pass.held, pass.exhausted),
+            (1, 1, 2, 0)
+        );
+    }
+    let probed = stage.sink.received()[3..].to_vec();
+    assert_eq!(probed.len(), 2);
+    assert!(probed.iter().all(|g| guids.contains(g)), "{probed:?}");
+
+    // It answers again: the probe gets through, and then the rest follow.
+    stage.sink.answer(202);
+    let probe = stage.pass(&recovery).await;
+    assert_eq!((probe.requested, probe.probes), (1, 1));
+    let rest = stage.pass(&recovery).await;
+    assert_eq!(
+        (rest.requested, rest.probes, rest.recovered, rest.exhausted),
+        (2, 0, 1, 0)
+    );
+    let last = stage.pass(&recovery).await;
+    assert_eq!((last.recovered, last.requested), (2, 0));
+    assert_eq!(stage.asked().len(), 5);
+    assert_eq!(
+        metric("dockhand_webhook_unrecovered_oldest_seconds"),
+        Some(0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_stopped_by_shutdown_asks_for_nothing_and_leaves_the_events_due() {
+    let stage = stage(Backend::Sqlite, &[APP]).await;
+    stage.sink.answer(400);
+    stage.fake.deliver(APP, queued_job(31)).await;
+    let recovery = stage.recovery(settings());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    shutdown.cancel();
+
+    let stopped = recovery.pass_until(&shutdown).await.unwrap();
+    let after = stage.pass(&recovery).await;
+
+    assert_eq!((stopped.failed, stopped.requested), (1, 0));
+    assert_eq!(after.requested, 1, "still due");
+    assert_eq!(stage.asked().len(), 1);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn an_ask_that_never_showed_up_is_due_again_once_stale(#[case] backend: Backend) {
+    let test_store = TestStore::new(backend).await;
+    let store = test_store.connect().await;
+    let now = Utc::now();
+    let failed = dockhand::store::FailedDelivery {
+        guid: "g".into(),
+        app_id: APP,
+        delivery_id: 5,
+        action: Some("queued".into()),
+        delivered_at: now,
+        status_code: 503,
+    };
+    store.record_failed_deliveries(&[failed]).await.unwrap();
+    let since = now - chrono::TimeDelta::hours(1);
+    let stale = now - chrono::TimeDelta::minutes(10);
+    assert!(store.claim_redelivery("g", 5, stale, true).await.unwrap());
+    // Taken: neither due nor to be taken again while the ask is fresh.
+    assert!(
+        store
+            .due_redeliveries(since, stale, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(!store.claim_redelivery("g", 5, stale, true).await.unwrap());
+    // Ten minutes on, with no newer failure: the ask was lost, and it is due again.
+    let later = Utc::now() + chrono::TimeDelta::seconds(1);
+    let due = store.due_redeliveries(since, later, 10).await.unwrap();
+    assert_eq!((due.len(), due[0].attempts), (1, 1));
+    assert!(store.claim_redelivery("g", 5, later, true).await.unwrap());
+    let due = store.due_redeliveries(since, Utc::now() + chrono::TimeDelta::seconds(1), 10);
+    assert_eq!(due.await.unwrap()[0].attempts, 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_before_the_lookback_are_left_alone() {
     let stage = stage(Backend::Sqlite, &[APP]).await;
@@ -395,6 +499,7 @@ async fn a_refused_redelivery_is_asked_again_unless_github_refused_it_for_good()
     let (flaky, _) = stage.fake.deliver(APP, queued_job(9)).await;
     let (gone, _) = stage.fake.deliver(APP, queued_job(10)).await;
     stage.sink.answer(202);
+    stage.fake.deliver(APP, queued_job(12)).await;
     let recovery = stage.recovery(settings());
     stage
         .fake

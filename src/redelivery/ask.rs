@@ -91,8 +91,9 @@ impl Recovery {
             return Ok(true);
         }
         tokio::select! {
-            () = inner.pacer.ready() => {}
+            biased;
             () = shutdown.cancelled() => return Ok(false),
+            () = inner.pacer.ready() => {}
         }
         let counts = !probe;
         if !inner

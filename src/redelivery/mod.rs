@@ -192,7 +192,7 @@ impl Recovery {
         pass.failed = failed.len();
         inner.store.record_failed_deliveries(&failed).await?;
         for guid in inner.store.unrecovered_deliveries(since).await? {
-            if succeeded.contains(&guid) && inner.store.delivery_recovered(&guid).await?.is_some() {
+            if succeeded.contains(&guid) && inner.store.delivery_recovered(&guid).await? {
                 pass.recovered += 1;
                 metrics::counter!(m::WEBHOOK_REDELIVERIES_TOTAL, "outcome" => "recovered")
                     .increment(1);

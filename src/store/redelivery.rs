@@ -155,20 +155,20 @@ impl Store {
         .await?)
     }
 
-    /// Marks an event recovered: one of its deliveries succeeded. Answers how many
-    /// redeliveries had been asked for it, or `None` if it was recovered already.
-    pub async fn delivery_recovered(&self, guid: &str) -> Result<Option<u32>, StoreError> {
+    /// Marks an event recovered: one of its deliveries succeeded. False if it was
+    /// recovered already.
+    pub async fn delivery_recovered(&self, guid: &str) -> Result<bool, StoreError> {
         let mut w = self.write("failed_deliveries").await?;
-        let attempts: Option<i64> = sqlx::query_scalar(self.sql(
+        let moved = sqlx::query(self.sql(
             "UPDATE failed_deliveries SET state = 'recovered', updated_at = $2
-             WHERE guid = $1 AND state <> 'recovered'
-             RETURNING attempts",
+             WHERE guid = $1 AND state <> 'recovered'",
         ))
         .bind(guid.to_string())
         .bind(self.now())
-        .fetch_optional(&mut *w.conn)
-        .await?;
-        Ok(attempts.map(|a| a as u32))
+        .execute(&mut *w.conn)
+        .await?
+        .rows_affected();
+        Ok(moved > 0)
     }
 
     /// Events to redeliver: still failing, first failed no earlier than `since`, whose newest

@@ -442,3 +442,57 @@ async fn each_installation_spends_its_own_rate_limit() {
     );
     assert_eq!(remaining(&first).await, (200, "4999".to_string()));
 }
+
+#[tokio::test]
+async fn the_delivery_log_takes_only_the_apps_jwt_and_githubs_paging() {
+    let fake = FakeGitHub::start_apps(&[APP_ID, SECOND_APP]).await;
+    let mine = fake.log_delivery(APP_ID, "g1", "queued", 503, chrono::Utc::now());
+    let jwt = app_jwt(TEST_KEY, APP_ID);
+    let token = mint(&fake, 5).await;
+    for (what, path, bearer, status) in [
+        ("no credentials", "/app/hook/deliveries", None, 401),
+        ("a token", "/app/hook/deliveries", Some(token.as_str()), 401),
+        (
+            "per_page 0",
+            "/app/hook/deliveries?per_page=0",
+            Some(&jwt),
+            422,
+        ),
+        (
+            "per_page 101",
+            "/app/hook/deliveries?per_page=101",
+            Some(&jwt),
+            422,
+        ),
+        (
+            "a page number",
+            "/app/hook/deliveries?page=2",
+            Some(&jwt),
+            422,
+        ),
+        (
+            "a bad cursor",
+            "/app/hook/deliveries?cursor=42",
+            Some(&jwt),
+            422,
+        ),
+        (
+            "the log",
+            "/app/hook/deliveries?per_page=100",
+            Some(&jwt),
+            200,
+        ),
+    ] {
+        let (got, _) = get(&fake, path, bearer).await;
+        assert_eq!(got, status, "{what}");
+    }
+    // Another App sees its own log only, and cannot redeliver this App's delivery.
+    let other = app_jwt(SECOND_KEY, SECOND_APP);
+    let (_, log) = get(&fake, "/app/hook/deliveries", Some(&other)).await;
+    assert_eq!(log, json!([]));
+    let attempts = format!("/app/hook/deliveries/{mine}/attempts");
+    let (refused, _) = post(&fake, &attempts, Some(&other), json!({})).await;
+    assert_eq!(refused, 404);
+    let (accepted, _) = post(&fake, &attempts, Some(&jwt), json!({})).await;
+    assert_eq!(accepted, 202);
+}

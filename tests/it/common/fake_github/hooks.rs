@@ -191,8 +191,9 @@ impl FakeState {
                     Some(id) => cursor = Some(id),
                     None => return invalid("Invalid cursor"),
                 },
-                // GitHub's other filters (`redelivery`, `status`); dockhand sends none.
-                _ => {}
+                // GitHub's other filter; dockhand sends none.
+                "status" if matches!(value.as_ref(), "success" | "failure") => {}
+                _ => return invalid(&format!("Unexpected query parameter `{key}`")),
             }
         }
         let mut mine: Vec<&LoggedDelivery> = self
